@@ -1,0 +1,1 @@
+"""The REST API v1 (Starlette): messages, conversations, attachments, quota, operations."""

@@ -1,0 +1,151 @@
+"""The Starlette application: /v1 routes, carrier webhooks, operations endpoints, workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.api import problems, v1
+from gateway.auth import KeyCache
+from gateway.errors import GatewayError
+from gateway.metrics import Metrics
+from gateway.runtime import Runtime
+
+
+class MetricsMiddleware:
+    """Counts requests by handler and status (pure ASGI: no per-request task overhead)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the request and count it."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        start = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            endpoint = scope.get("endpoint")
+            name = getattr(endpoint, "__name__", "unmatched")
+            self.metrics.inc(
+                "gateway_http_requests_total",
+                handler=name,
+                method=scope["method"],
+                status=str(status),
+            )
+            self.metrics.inc(
+                "gateway_http_request_seconds_total", time.perf_counter() - start, handler=name
+            )
+
+
+async def healthz(request: Request) -> Response:
+    """GET /healthz: the process is alive."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """GET /readyz: the store answers and every connector can send."""
+    rt: Runtime = request.app.state.rt
+    checks: dict[str, Any] = {}
+    ok = True
+    try:
+        await rt.store.ping()
+        checks["store"] = {"ok": True}
+    except Exception as exc:
+        ok = False
+        checks["store"] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+    connectors = {}
+    for cid, health in rt.health().items():
+        connectors[cid] = {"ok": health.ok, "detail": health.detail}
+        ok = ok and health.ok
+    checks["connectors"] = connectors
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+    )
+
+
+async def metrics(request: Request) -> Response:
+    """GET /metrics: Prometheus text format."""
+    rt: Runtime = request.app.state.rt
+    with contextlib.suppress(Exception):  # a store outage must not hide the other metrics
+        for state, n in (await rt.store.job_counts()).items():
+            rt.metrics.set("gateway_jobs", n, state=state)
+    for cid, health in rt.health().items():
+        rt.metrics.set("gateway_connector_up", 1 if health.ok else 0, connector=cid)
+    return PlainTextResponse(rt.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+async def openapi(request: Request) -> Response:
+    """GET /v1/openapi.json: the OpenAPI 3.1 document of this API."""
+    # Imported on first use: the document is large and most processes never serve it.
+    from gateway.api.openapi import openapi_document
+
+    rt: Runtime = request.app.state.rt
+    return JSONResponse(openapi_document(rt.settings.public_url))
+
+
+OPS_ROUTES = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/v1/openapi.json", openapi, methods=["GET"]),
+]
+
+
+def create_app(rt: Runtime, *, workers: bool = True) -> Starlette:
+    """The ASGI app of one gateway process; with ``workers`` it also runs the job workers."""
+    routes: list[BaseRoute] = [*OPS_ROUTES, *v1.ROUTES]
+    for cid, state in rt.connectors.items():
+        hooks = list(state.connector.routes())
+        if hooks:
+            routes.append(Mount(f"/hooks/{cid}", routes=hooks))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = None
+        if workers:
+            from gateway.jobs import Worker
+
+            task = asyncio.create_task(Worker(rt).run(stop), name="workers")
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            GatewayError: problems.gateway_error,
+            HTTPException: problems.http_error,
+            Exception: problems.internal_error,
+        },
+    )
+    app.state.rt = rt
+    app.state.keys = KeyCache(rt.store)
+    app.add_middleware(MetricsMiddleware, metrics=rt.metrics)
+    return app

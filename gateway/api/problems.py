@@ -1,0 +1,73 @@
+"""RFC 9457 problem documents: every error the API answers, with a stable machine ``code``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.errors import GatewayError
+
+PROBLEM_TYPE = "application/problem+json"
+log = logging.getLogger("gateway.api")
+
+_HTTP_CODES = {
+    400: ("bad_request", "Bad request"),
+    401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    413: ("payload_too_large", "Payload too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    422: ("validation_error", "Invalid request"),
+}
+
+
+def problem(
+    status: int, code: str, title: str, detail: str, instance: str | None = None, **extra: Any
+) -> Response:
+    """A problem+json response."""
+    body: dict[str, Any] = {
+        "type": f"https://docs.gateway.example/problems/{code}",
+        "title": title,
+        "status": status,
+        "code": code,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(
+        json.dumps(body, ensure_ascii=False), status, headers=headers, media_type=PROBLEM_TYPE
+    )
+
+
+def from_error(exc: GatewayError, path: str | None = None) -> Response:
+    """The problem response of a gateway error."""
+    return problem(exc.status, exc.code, exc.title, exc.detail, path, **exc.extra)
+
+
+async def gateway_error(request: Request, exc: Exception) -> Response:
+    """Exception handler for the gateway's error tree."""
+    assert isinstance(exc, GatewayError)
+    return from_error(exc, request.url.path)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Exception handler for Starlette's own HTTP errors (404 route, 405 method, …)."""
+    assert isinstance(exc, HTTPException)
+    code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+    return problem(exc.status_code, code, title, str(exc.detail), request.url.path)
+
+
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """Last resort: log the bug, answer a problem document without internals."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(
+        500, "internal_error", "Internal error", "an unexpected error occurred", request.url.path
+    )

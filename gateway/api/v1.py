@@ -1,0 +1,283 @@
+"""The ``/v1`` routes: messages, conversations, attachments and quota."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway import outbound
+from gateway.api.idempotency import idempotent
+from gateway.api.problems import from_error
+from gateway.auth import Principal
+from gateway.errors import BadRequest, GatewayError, NotFound, PayloadTooLarge, ValidationError
+from gateway.ids import new_id
+from gateway.models import Attachment, Channel, Conversation, Direction, Status, iso
+from gateway.quota import check_period, period_of, quota_report
+from gateway.runtime import Runtime
+from gateway.store.base import MessageFilter
+
+MAX_LIMIT = 200
+DEFAULT_LIMIT = 50
+
+
+def _rt(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.rt
+    return rt
+
+
+async def _principal(request: Request) -> Principal:
+    principal: Principal = await request.app.state.keys.resolve(
+        request.headers.get("authorization")
+    )
+    return principal
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return JSONResponse(data, status)
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit", str(DEFAULT_LIMIT))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ValidationError(f"'limit' must be an integer from 1 to {MAX_LIMIT}", field="limit")
+    return int(raw)
+
+
+def _choice(request: Request, name: str, allowed: set[str]) -> str | None:
+    value = request.query_params.get(name)
+    if value is not None and value not in allowed:
+        raise ValidationError(f"'{name}' must be one of {', '.join(sorted(allowed))}", field=name)
+    return value
+
+
+async def _body(request: Request) -> tuple[bytes, Any]:
+    raw = await request.body()
+    try:
+        return raw, json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+async def _posted(
+    request: Request, action: Callable[[Runtime, Principal, Any], Awaitable[Response]]
+) -> Response:
+    """A JSON POST: authenticated, parsed, idempotent; gateway errors become problems that
+    are stored with the key like any other answer."""
+    rt = _rt(request)
+    principal = await _principal(request)
+    raw = await request.body()
+
+    async def run() -> Response:
+        try:
+            _, body = await _body(request)
+            return await action(rt, principal, body)
+        except GatewayError as exc:
+            return from_error(exc, request.url.path)
+
+    return await idempotent(rt, request, principal, raw, run)
+
+
+# -- messages ----------------------------------------------------------------------------
+async def create_message(request: Request) -> Response:
+    """POST /v1/messages: accept an outbound message (202)."""
+
+    async def action(rt: Runtime, principal: Principal, body: Any) -> Response:
+        message = await outbound.submit(rt, principal, body)
+        return _json(message.public(), 202)
+
+    return await _posted(request, action)
+
+
+async def preview_message(request: Request) -> Response:
+    """POST /v1/messages/preview: encoding, segments and units without sending."""
+
+    async def action(rt: Runtime, principal: Principal, body: Any) -> Response:
+        return _json((await outbound.draft(rt, principal, body)).preview())
+
+    return await _posted(request, action)
+
+
+async def get_message(request: Request) -> Response:
+    """GET /v1/messages/{id}."""
+    rt, principal = _rt(request), await _principal(request)
+    msg = await rt.store.get_message(request.path_params["id"])
+    if msg is None or msg.team_id != principal.team_id or not principal.sees_member(msg.member_id):
+        raise NotFound("message not found")
+    data = msg.public()
+    data["history"] = [
+        {"status": h.status, "at": iso(h.at)} for h in await rt.store.status_history(msg.id)
+    ]
+    return _json(data)
+
+
+async def list_messages(request: Request) -> Response:
+    """GET /v1/messages: newest first, filtered, cursor-paged."""
+    rt, principal = _rt(request), await _principal(request)
+    q = request.query_params
+    flt = MessageFilter(
+        team_id=principal.team_id,
+        member_id=principal.member_id,
+        conversation_id=q.get("conversation_id") or None,
+        channel=_choice(request, "channel", {c.value for c in Channel}),
+        direction=_choice(request, "direction", {d.value for d in Direction}),
+        status=_choice(request, "status", {s.value for s in Status}),
+    )
+    page = await rt.store.list_messages(flt, q.get("cursor") or None, _limit(request))
+    return _json({"data": [m.public() for m in page.items], "next_cursor": page.next_cursor})
+
+
+# -- conversations -----------------------------------------------------------------------
+def conversation_view(conv: Conversation) -> dict[str, Any]:
+    """A conversation as the API shows it."""
+    return {
+        "id": conv.id,
+        "member_id": conv.member_id,
+        "member_number": conv.member_number,
+        "remote_number": conv.remote_number,
+        "created_at": iso(conv.created_at),
+        "last_message_at": iso(conv.last_message_at),
+    }
+
+
+async def list_conversations(request: Request) -> Response:
+    """GET /v1/conversations: latest activity first."""
+    rt, principal = _rt(request), await _principal(request)
+    page = await rt.store.list_conversations(
+        principal.team_id,
+        principal.member_id,
+        request.query_params.get("cursor") or None,
+        _limit(request),
+    )
+    return _json(
+        {"data": [conversation_view(c) for c in page.items], "next_cursor": page.next_cursor}
+    )
+
+
+async def get_conversation(request: Request) -> Response:
+    """GET /v1/conversations/{id}."""
+    rt, principal = _rt(request), await _principal(request)
+    conv = await rt.store.get_conversation(request.path_params["id"])
+    if (
+        conv is None
+        or conv.team_id != principal.team_id
+        or not principal.sees_member(conv.member_id)
+    ):
+        raise NotFound("conversation not found")
+    return _json(conversation_view(conv))
+
+
+# -- attachments -------------------------------------------------------------------------
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the upload is larger than the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the upload is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def upload_attachment(request: Request) -> Response:
+    """POST /v1/attachments: multipart upload of one ``file`` → its id and digest."""
+    rt, principal = _rt(request), await _principal(request)
+    max_size = rt.settings.max_attachment_bytes
+    # The multipart envelope adds a little; the file itself is checked exactly below.
+    raw = await _bounded_body(request, max_size + 64 * 1024)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise ValidationError("upload the file as multipart/form-data in a field named 'file'")
+
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    async def run() -> Response:
+        try:
+            async with Request(request.scope, replay).form(max_files=1, max_fields=10) as form:
+                upload = form.get("file")
+                if not isinstance(upload, UploadFile):
+                    raise ValidationError("the multipart body has no file field named 'file'")
+                data = await upload.read()
+                content_type = upload.content_type or "application/octet-stream"
+                filename = upload.filename
+        except GatewayError as exc:
+            return from_error(exc, request.url.path)
+        except Exception as exc:  # the multipart parser's own errors
+            return from_error(ValidationError(f"malformed multipart body: {exc}"))
+        if len(data) > max_size:
+            return from_error(
+                PayloadTooLarge(f"the file is larger than the limit of {max_size} bytes")
+            )
+        if not data:
+            return from_error(ValidationError("the file is empty", field="file"))
+        sha = rt.blobs.put(data)
+        att = Attachment(
+            new_id("att"),
+            principal.team_id,
+            sha,
+            len(data),
+            content_type,
+            filename,
+            rt.clock.now(),
+        )
+        await rt.store.put_attachment(att)
+        return _json(att.public(), 201)
+
+    return await idempotent(rt, request, principal, raw, run)
+
+
+async def _attachment(request: Request) -> Attachment:
+    rt, principal = _rt(request), await _principal(request)
+    att = await rt.store.get_attachment(request.path_params["id"])
+    if att is None or att.team_id != principal.team_id:
+        raise NotFound("attachment not found")
+    return att
+
+
+async def get_attachment(request: Request) -> Response:
+    """GET /v1/attachments/{id}: the attachment's metadata."""
+    return _json((await _attachment(request)).public())
+
+
+async def get_attachment_content(request: Request) -> Response:
+    """GET /v1/attachments/{id}/content: the bytes."""
+    att = await _attachment(request)
+    data = _rt(request).blobs.get(att.sha256)
+    headers = {"ETag": f'"{att.sha256}"'}
+    if att.filename:
+        headers["Content-Disposition"] = f'attachment; filename="{att.filename}"'
+    return Response(data, 200, headers=headers, media_type=att.content_type)
+
+
+# -- quota -------------------------------------------------------------------------------
+async def get_quota(request: Request) -> Response:
+    """GET /v1/quota?period=YYYY-MM: per member and channel usage (default: this month)."""
+    rt, principal = _rt(request), await _principal(request)
+    period = request.query_params.get("period") or period_of(rt.clock.now(), rt.settings.tz)
+    check_period(period)
+    team = await rt.store.get_team(principal.team_id)
+    if team is None:
+        raise NotFound("team not found")
+    members = [m for m in await rt.store.list_members(team.id) if principal.sees_member(m.id)]
+    return _json(await quota_report(rt.store, rt.settings.tariff, team, members, period))
+
+
+ROUTES = [
+    Route("/v1/messages", create_message, methods=["POST"]),
+    Route("/v1/messages", list_messages, methods=["GET"]),
+    Route("/v1/messages/preview", preview_message, methods=["POST"]),
+    Route("/v1/messages/{id}", get_message, methods=["GET"]),
+    Route("/v1/conversations", list_conversations, methods=["GET"]),
+    Route("/v1/conversations/{id}", get_conversation, methods=["GET"]),
+    Route("/v1/attachments", upload_attachment, methods=["POST"]),
+    Route("/v1/attachments/{id}", get_attachment, methods=["GET"]),
+    Route("/v1/attachments/{id}/content", get_attachment_content, methods=["GET"]),
+    Route("/v1/quota", get_quota, methods=["GET"]),
+]

@@ -1,0 +1,178 @@
+"""``gateway demo``: a throwaway gateway with a demo team, three members and an API key.
+
+Everything lives in a temporary directory (an SQLite store and a blob directory) that is
+deleted when the demo stops. ``create_demo`` does the setup on any store, so tests can
+check it without serving.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.auth import create_key
+from gateway.cli import create_member, create_team
+from gateway.clock import Clock
+from gateway.config import ConnectorConfig, Settings
+from gateway.models import Addon, ApiKey, Member, Plan, Team
+from gateway.numbers import normalize_landline, normalize_mobile
+from gateway.quota import euros
+from gateway.runtime import Runtime
+from gateway.store.base import Store
+
+DEMO_TEAM = "Demo GmbH"
+DEMO_PLAN = Plan.BUSINESS
+DEMO_CREDIT_LIMIT_MICROS = 50 * 1_000_000  # 50 EUR
+
+
+@dataclass(frozen=True, slots=True)
+class DemoMember:
+    """One member the demo creates."""
+
+    name: str
+    email: str
+    mobile: str
+    fax: str | None
+    addons: frozenset[str]
+
+
+DEMO_MEMBERS = (
+    DemoMember(
+        "Anna Schmidt",
+        "anna.schmidt@example.com",
+        "+4915112345671",
+        "+4930123456701",
+        frozenset({Addon.SMS, Addon.WHATSAPP, Addon.FAX}),
+    ),
+    DemoMember(
+        "Ben Wagner", "ben.wagner@example.com", "+4915112345672", None, frozenset({Addon.SMS})
+    ),
+    DemoMember(
+        "Clara Hoffmann",
+        "clara.hoffmann@example.com",
+        "+4915112345673",
+        None,
+        frozenset({Addon.WHATSAPP}),
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoInfo:
+    """What ``create_demo`` made; ``key`` is the team API key's secret."""
+
+    team: Team
+    members: tuple[Member, ...]
+    api_key: ApiKey
+    key: str
+
+
+def demo_connectors() -> tuple[ConnectorConfig, ...]:
+    """The connectors the demo runs with."""
+    # None yet: the built-in carrier simulators (SMSC, WhatsApp Cloud API, fax) are added
+    # here by later issues, so that the demo can send and receive without a real carrier.
+    return ()
+
+
+def demo_settings(root: str | Path, host: str, port: int) -> Settings:
+    """Settings of a demo whose store and blobs live under ``root``."""
+    root = Path(root)
+    return Settings(
+        store=f"sqlite:///{root}/gateway.db",
+        blobs=str(root / "blobs"),
+        public_url=public_url(host, port),
+        connectors=demo_connectors(),
+    )
+
+
+def public_url(host: str, port: int) -> str:
+    """The URL a browser or curl on this machine reaches ``host:port`` at."""
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+async def create_demo(store: Store, clock: Clock, settings: Settings) -> DemoInfo:
+    """Create the demo team (business plan, 50 EUR credit limit), its members and a key."""
+    team = await create_team(
+        store, clock, DEMO_TEAM, DEMO_PLAN.value, DEMO_CREDIT_LIMIT_MICROS, settings.region
+    )
+    members = []
+    for spec in DEMO_MEMBERS:
+        # The numbers are E.164 already; normalizing them checks they stay valid.
+        mobile = normalize_mobile(spec.mobile, team.region)
+        fax = normalize_landline(spec.fax, team.region) if spec.fax else None
+        members.append(
+            await create_member(
+                store, clock, team.id, spec.name, spec.email, mobile, fax, spec.addons
+            )
+        )
+    api_key, secret = await create_key(store, clock, team.id)
+    return DemoInfo(team, tuple(members), api_key, secret)
+
+
+def describe(info: DemoInfo, settings: Settings, workdir: str | None = None) -> str:
+    """The banner the demo prints: URL, key, members and ready-to-paste curl commands."""
+    url = settings.public_url
+    auth = shlex.quote(f"Authorization: Bearer {info.key}")
+    sender = next((m for m in info.members if Addon.SMS in m.addons and m.mobile), None)
+    lines = [
+        "Messaging gateway demo",
+        "",
+        f"  API          {url}/v1   (OpenAPI document: {url}/v1/openapi.json)",
+        f"  Team         {info.team.name} ({info.team.id}), {info.team.plan} plan, "
+        f"credit limit {euros(info.team.credit_limit_micros)} EUR",
+        f"  API key      {info.key}",
+        "               (a team key: send it as 'Authorization: Bearer <key>')",
+    ]
+    if workdir:
+        lines.append(f"  Data         {workdir} (deleted when the demo stops)")
+    lines += ["", "  Members"]
+    for m in info.members:
+        numbers = f"mobile {m.mobile}" + (f", fax {m.fax}" if m.fax else "")
+        lines.append(f"    {m.name:<15} {m.id}  {numbers}; add-ons {', '.join(sorted(m.addons))}")
+    lines += [
+        "",
+        "  Try it",
+        f"    curl -s {url}/v1/quota -H {auth}",
+    ]
+    if sender is not None:
+        others = [m for m in info.members if m is not sender and m.mobile]
+        to = others[0].mobile if others else "+4915112345679"
+        body = json.dumps(
+            {"channel": "sms", "from": sender.mobile, "to": to, "text": "Hallo from the demo!"}
+        )
+        lines.append(
+            f"    curl -s {url}/v1/messages -H {auth} -H 'Content-Type: application/json' "
+            f"-H 'Idempotency-Key: demo-1' -d {shlex.quote(body)}"
+        )
+    if not settings.connectors:
+        lines += [
+            "",
+            "  No carrier is connected in this demo yet: sending answers 422",
+            "  channel_unavailable and nothing is queued.",
+        ]
+    lines += ["", "  Stop with Ctrl-C.", ""]
+    return "\n".join(lines)
+
+
+async def run_demo(
+    host: str, port: int, serve: Callable[[Runtime, str, int], Awaitable[None]]
+) -> None:
+    """Set up a throwaway demo, print how to use it, and ``serve`` it until stopped."""
+    with tempfile.TemporaryDirectory(prefix="gateway-demo-") as workdir:
+        settings = demo_settings(workdir, host, port)
+        rt = await Runtime.create(settings)
+        try:
+            info = await create_demo(rt.store, rt.clock, settings)
+            await rt.wait_started()
+            print(describe(info, settings, workdir), flush=True)
+            await serve(rt, host, port)
+        finally:
+            await rt.aclose()

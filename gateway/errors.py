@@ -1,0 +1,112 @@
+"""The gateway's error tree; the API translates it into RFC 9457 problem documents.
+
+    GatewayError                 (code, status, detail)
+    ├── BadRequest               400 validation_error (malformed JSON, bad header)
+    ├── ValidationError          422 validation_error / invalid_number / …
+    ├── NotFound                 404 not_found
+    ├── Unauthorized             401 unauthorized
+    ├── Forbidden                403 sender_not_owned / addon_missing / plan_limit …
+    ├── Conflict                 409 conflict / number_taken / idempotency_in_progress
+    ├── CreditLimitExceeded      402 quota_credit_limit
+    ├── ChannelUnavailable       422 channel_unavailable
+    ├── PayloadTooLarge          413 payload_too_large
+    └── ConfigError              (start-up only; names the key)
+
+Connector errors (permanent / retryable / auth) live in ``connectors/base.py`` because
+they describe a carrier, not a request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway reports to a client."""
+
+    status = 500
+    code = "internal_error"
+    title = "Internal error"
+
+    def __init__(self, detail: str, *, code: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+        self.extra = extra
+
+
+class BadRequest(GatewayError):
+    """The request cannot be parsed at all (malformed JSON)."""
+
+    status = 400
+    code = "validation_error"
+    title = "Bad request"
+
+
+class ValidationError(GatewayError):
+    """The request is well-formed JSON but its content is not acceptable."""
+
+    status = 422
+    code = "validation_error"
+    title = "Invalid request"
+
+
+class NotFound(GatewayError):
+    """The object does not exist or belongs to another team."""
+
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class Unauthorized(GatewayError):
+    """Missing or unknown API key."""
+
+    status = 401
+    code = "unauthorized"
+    title = "Unauthorized"
+
+
+class Forbidden(GatewayError):
+    """The caller is known but may not do this."""
+
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class Conflict(GatewayError):
+    """The request conflicts with the current state."""
+
+    status = 409
+    code = "conflict"
+    title = "Conflict"
+
+
+class CreditLimitExceeded(GatewayError):
+    """The send would take the team's overage past its credit limit."""
+
+    status = 402
+    code = "quota_credit_limit"
+    title = "Credit limit reached"
+
+
+class ChannelUnavailable(GatewayError):
+    """No configured connector serves this channel (and sender)."""
+
+    status = 422
+    code = "channel_unavailable"
+    title = "Channel unavailable"
+
+
+class PayloadTooLarge(GatewayError):
+    """The upload is larger than the configured limit."""
+
+    status = 413
+    code = "payload_too_large"
+    title = "Payload too large"
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message names the offending key."""

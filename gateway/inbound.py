@@ -1,0 +1,104 @@
+"""The one inbound path for every connector: dedupe, route by number, store, emit.
+
+Connectors verify the carrier's signature and normalize; this module does the rest so
+that every channel behaves the same: a duplicate from the carrier never creates a second
+message, and a delivery report never moves a status backwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from connectors.base import InboundMessage, StatusReport
+from gateway import events
+from gateway.ids import new_id
+from gateway.models import Attachment, Channel, Direction, Message, Status
+from gateway.store.base import StatusUpdate
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
+log = logging.getLogger("gateway.inbound")
+
+
+class Inbound:
+    """The ``InboundSink`` every connector is given."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def inbound(self, message: InboundMessage) -> Message | None:
+        """Store an inbound message once; None when no member owns the number it went to."""
+        rt = self.rt
+        member = await rt.store.member_by_number(message.to)
+        channel = Channel(message.channel)
+        if member is None or member.number_for(channel) != message.to:
+            log.warning(
+                "inbound %s %s to %s: no member owns that number; dropped",
+                message.channel,
+                message.carrier_id,
+                message.to,
+            )
+            return None
+        now = rt.clock.now()
+        conversation = await rt.store.conversation_for(
+            member.team_id, member.id, message.to, message.from_, now
+        )
+        attachment_ids = []
+        for media in message.attachments:
+            if media.data is None:
+                continue  # fetched later by the connector's media job
+            sha = rt.blobs.put(media.data)
+            att = Attachment(
+                new_id("att"),
+                member.team_id,
+                sha,
+                len(media.data),
+                media.content_type,
+                media.filename,
+                now,
+            )
+            await rt.store.put_attachment(att)
+            attachment_ids.append(att.id)
+        stored = Message(
+            id=new_id("msg"),
+            team_id=member.team_id,
+            member_id=member.id,
+            conversation_id=conversation.id,
+            channel=channel.value,
+            direction=Direction.INBOUND.value,
+            from_=message.from_,
+            to=message.to,
+            text=message.text,
+            attachments=attachment_ids,
+            status=Status.RECEIVED.value,
+            units=0,  # inbound is free
+            segments=message.segments,
+            encoding=None,
+            created_at=message.received_at,
+            updated_at=now,
+            connector_id=message.connector_id,
+            carrier_id=message.carrier_id,
+            meta=dict(message.meta),
+        )
+        event = events.message_event(events.MESSAGE_RECEIVED, stored, now)
+        result, created = await rt.store.store_inbound(
+            stored, f"{message.connector_id}:{message.carrier_id}", [event]
+        )
+        if created:
+            rt.metrics.inc("gateway_messages_received_total", channel=channel.value)
+        return result
+
+    async def status(self, report: StatusReport) -> Message | None:
+        """Apply a delivery report to the message the carrier knows by its id."""
+        rt = self.rt
+        msg = await rt.store.message_by_carrier_id(report.connector_id, report.carrier_id)
+        if msg is None:
+            log.info(
+                "status %s for unknown %s:%s", report.status, report.connector_id, report.carrier_id
+            )
+            return None
+        update = StatusUpdate(status=report.status, error=report.error)
+        result = await rt.store.update_message(msg.id, update, rt.clock.now())
+        return result[0] if result else None

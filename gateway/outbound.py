@@ -1,0 +1,187 @@
+"""The one outbound path (API, portal, email-to-fax): validate → authorize → units → submit.
+
+``draft`` does every check that needs no write and computes units and segments (it is
+also the preview); ``submit`` then writes the message, charges the ledger, enqueues the
+send job and appends the event in ONE store transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from connectors.base import Connector
+from gateway import events
+from gateway.auth import Principal
+from gateway.errors import ChannelUnavailable, NotFound, ValidationError
+from gateway.ids import new_id
+from gateway.models import Attachment, Channel, Direction, Job, Member, Message, Status
+from gateway.numbers import normalize
+from gateway.policy import require_addon, sender_member
+from gateway.quota import build_charge, period_of
+from gateway.runtime import Runtime
+from gateway.units import sms_info
+
+MAX_TEXT = {Channel.SMS: 1600, Channel.WHATSAPP: 4096, Channel.FAX: 10_000}
+MAX_ATTACHMENTS = {Channel.SMS: 0, Channel.WHATSAPP: 1, Channel.FAX: 10}
+_FIELDS = {"channel", "from", "to", "text", "attachments", "fallback"}
+
+
+@dataclass(slots=True)
+class Draft:
+    """A checked outbound message, ready to be stored (or shown as a preview)."""
+
+    channel: Channel
+    sender: str
+    to: str
+    text: str | None
+    attachments: list[Attachment]
+    fallback: str | None
+    member: Member
+    connector: Connector
+    units: int
+    segments: int
+    encoding: str | None
+
+    def preview(self) -> dict[str, Any]:
+        """What ``POST /v1/messages/preview`` answers."""
+        return {
+            "channel": self.channel.value,
+            "encoding": self.encoding,
+            "segments": self.segments,
+            "units": self.units,
+        }
+
+
+def _field(body: dict[str, Any], name: str, kind: type, required: bool = False) -> Any:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise ValidationError(f"'{name}' is required", field=name)
+        return None
+    if not isinstance(value, kind):
+        raise ValidationError(f"'{name}' must be a {kind.__name__}", field=name)
+    return value
+
+
+async def draft(rt: Runtime, principal: Principal, body: Any) -> Draft:
+    """Check an outbound request and compute its units; writes nothing."""
+    if not isinstance(body, dict):
+        raise ValidationError("the request body must be a JSON object")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise ValidationError(f"unknown field(s): {', '.join(unknown)}", field=unknown[0])
+    raw_channel = _field(body, "channel", str, required=True)
+    try:
+        channel = Channel(raw_channel)
+    except ValueError:
+        raise ValidationError(
+            f"'channel' must be one of sms, whatsapp, fax (got {raw_channel!r})", field="channel"
+        ) from None
+    team = await rt.store.get_team(principal.team_id)
+    if team is None:  # the key outlived its team
+        raise NotFound("team not found")
+    sender = normalize(_field(body, "from", str, required=True), team.region)
+    to = normalize(_field(body, "to", str, required=True), team.region)
+    text = _field(body, "text", str)
+    attachment_ids = _field(body, "attachments", list) or []
+    fallback = _field(body, "fallback", str)
+    if fallback is not None and (fallback != "sms" or channel != Channel.WHATSAPP):
+        raise ValidationError("'fallback' can only be \"sms\", on WhatsApp", field="fallback")
+    if text is not None and len(text) > MAX_TEXT[channel]:
+        raise ValidationError(
+            f"'text' is longer than {MAX_TEXT[channel]} characters for {channel.value}",
+            field="text",
+        )
+    if len(attachment_ids) > MAX_ATTACHMENTS[channel]:
+        raise ValidationError(
+            f"{channel.value} takes at most {MAX_ATTACHMENTS[channel]} attachment(s)",
+            field="attachments",
+        )
+    if not text and not attachment_ids:
+        raise ValidationError("a message needs 'text' or 'attachments'", field="text")
+    if sender == to:
+        raise ValidationError("'from' and 'to' are the same number", field="to")
+
+    member = await sender_member(rt.store, team.id, principal.member_id, channel, sender)
+    require_addon(member, channel)
+    attachments = []
+    for att_id in attachment_ids:
+        att = await rt.store.get_attachment(att_id) if isinstance(att_id, str) else None
+        if att is None or att.team_id != team.id:
+            raise ValidationError(f"attachment {att_id!r} not found", field="attachments")
+        attachments.append(att)
+    connector = rt.route(channel, sender)
+    if connector is None:
+        raise ChannelUnavailable(
+            f"no connector serves {channel.value} from {sender}; nothing was queued"
+        )
+    segments, encoding = 1, None
+    if channel == Channel.SMS:
+        info = sms_info(text or "")
+        segments, encoding = info.segments, info.encoding
+    units = rt.settings.tariff.units(channel, text)
+    return Draft(
+        channel,
+        sender,
+        to,
+        text,
+        attachments,
+        fallback,
+        member,
+        connector,
+        units,
+        segments,
+        encoding,
+    )
+
+
+async def submit(rt: Runtime, principal: Principal, body: Any) -> Message:
+    """Accept an outbound message: stored, charged, queued and announced atomically."""
+    d = await draft(rt, principal, body)
+    now = rt.clock.now()
+    team = await rt.store.get_team(principal.team_id)
+    assert team is not None  # draft checked it
+    conversation = await rt.store.conversation_for(team.id, d.member.id, d.sender, d.to, now)
+    message = Message(
+        id=new_id("msg"),
+        team_id=team.id,
+        member_id=d.member.id,
+        conversation_id=conversation.id,
+        channel=d.channel.value,
+        direction=Direction.OUTBOUND.value,
+        from_=d.sender,
+        to=d.to,
+        text=d.text,
+        attachments=[a.id for a in d.attachments],
+        status=Status.ACCEPTED.value,
+        units=d.units,
+        segments=d.segments,
+        encoding=d.encoding,
+        created_at=now,
+        updated_at=now,
+        connector_id=d.connector.id,
+        fallback=d.fallback,
+    )
+    charge = build_charge(
+        rt.settings.tariff, team, d.member, d.channel, d.units, period_of(now, rt.settings.tz)
+    )
+    job = Job(
+        new_id("job"),
+        "send",
+        {"message_id": message.id},
+        now,
+        rt.settings.job_max_attempts,
+        created_at=now,
+    )
+    created = events.message_event(events.MESSAGE_CREATED, message, now)
+    await rt.store.submit_outbound(message, charge, job, [created])
+    rt.metrics.inc("gateway_messages_accepted_total", channel=d.channel.value)
+    rt.wake_workers()
+    return message
+
+
+def retry_delay(attempt: int) -> timedelta:
+    """Durable retry backoff after ``attempt`` failed tries: 5 s, 20 s, 80 s … capped at 1 h."""
+    return timedelta(seconds=min(3600.0, 5.0 * 4 ** max(0, attempt - 1)))

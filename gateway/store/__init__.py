@@ -1,0 +1,26 @@
+"""Storage backends behind one protocol; ``open_store`` picks one from a URL."""
+
+from __future__ import annotations
+
+from gateway.errors import ConfigError
+from gateway.store.base import Store
+
+
+def make_store(url: str) -> Store:
+    """The store for ``url`` (``sqlite:///path`` or ``redis://host:port/db``), not yet open."""
+    if url.startswith("sqlite://"):
+        from gateway.store.sqlite import SqliteStore
+
+        return SqliteStore(url)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from gateway.store.redis import RedisStore
+
+        return RedisStore(url)
+    raise ConfigError(f"gateway.store: unsupported store URL {url!r} (use sqlite:// or redis://)")
+
+
+async def open_store(url: str) -> Store:
+    """Make and open the store for ``url``."""
+    store = make_store(url)
+    await store.open()
+    return store

@@ -1,0 +1,331 @@
+"""The Store protocol: the one seam between the gateway and its storage backends.
+
+Two backends implement it, ``sqlite.py`` (embedded default) and ``redis.py`` (shared by
+many processes), and ONE contract suite (``tests/gateway/store/test_contract.py``) runs
+against both. Nothing above the store knows which backend runs.
+
+Rules every backend keeps:
+
+* Objects are stored as the documents their ``to_dict()`` produces and read back with
+  ``from_dict()``.
+* Every method that says "atomically" either does all of its writes or none, also when
+  several processes call it at once.
+* Listing methods return newest first and page with an opaque ``cursor`` string; a page
+  is followed by the next one with ``cursor`` = the value returned in ``Page.next_cursor``.
+* Event ``seq`` numbers are assigned by the store, strictly increasing, never reused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Generic, Protocol, TypeVar
+
+from gateway.models import (
+    ApiKey,
+    Attachment,
+    Charge,
+    Conversation,
+    Event,
+    Job,
+    LedgerLine,
+    Member,
+    Message,
+    StatusChange,
+    Team,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Page(Generic[T]):
+    """One page of a listing; ``next_cursor`` is None on the last page."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(slots=True)
+class IdemRecord:
+    """A stored Idempotency-Key: the request's fingerprint and, once done, its response."""
+
+    fingerprint: str
+    status_code: int | None  # None while the first request is still being processed
+    body: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class MessageFilter:
+    """Filters of ``list_messages``; None means "any"."""
+
+    team_id: str
+    member_id: str | None = None
+    conversation_id: str | None = None
+    channel: str | None = None
+    direction: str | None = None
+    status: str | None = None
+
+
+@dataclass(slots=True)
+class StatusUpdate:
+    """A change to a message, applied by ``update_message``.
+
+    ``status`` moves only forward (``models.can_transition``); other fields are written
+    even when the status does not change. ``release`` gives the message's charged units
+    back to the ledger (only once: the store clears ``charged_period``).
+    """
+
+    status: str | None = None
+    carrier_id: str | None = None
+    connector_id: str | None = None
+    error: dict[str, object] | None = None
+    release: bool = False
+    detail: dict[str, object] | None = None
+    meta: dict[str, object] | None = None
+
+
+class Store(Protocol):
+    """Persistent state of the gateway: directory, messages, ledger, jobs, events."""
+
+    url: str
+
+    async def open(self) -> None:
+        """Connect and create the schema if needed."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise if the backend cannot answer (used by ``/readyz``)."""
+        ...
+
+    # -- directory -------------------------------------------------------------------
+    async def create_team(self, team: Team) -> None:
+        """Store a new team."""
+        ...
+
+    async def get_team(self, team_id: str) -> Team | None:
+        """The team, or None."""
+        ...
+
+    async def list_teams(self) -> list[Team]:
+        """Every team, oldest first."""
+        ...
+
+    async def create_member(self, member: Member, max_active: int) -> None:
+        """Store a new member atomically with its checks.
+
+        Raises ``Forbidden(code="plan_limit")`` when the team already has ``max_active``
+        active members, ``Conflict(code="number_taken")`` when one of its numbers
+        belongs to another member.
+        """
+        ...
+
+    async def get_member(self, member_id: str) -> Member | None:
+        """The member, or None."""
+        ...
+
+    async def list_members(self, team_id: str) -> list[Member]:
+        """The team's members, oldest first."""
+        ...
+
+    async def member_by_number(self, number: str) -> Member | None:
+        """The member who owns the E.164 ``number`` (mobile or fax), or None."""
+        ...
+
+    async def create_api_key(self, key: ApiKey) -> None:
+        """Store a new API key (only its hash)."""
+        ...
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The API key whose secret hashes to ``key_hash``, or None."""
+        ...
+
+    # -- attachments -----------------------------------------------------------------
+    async def put_attachment(self, attachment: Attachment) -> None:
+        """Store attachment metadata (the bytes are in the blob store)."""
+        ...
+
+    async def get_attachment(self, attachment_id: str) -> Attachment | None:
+        """The attachment, or None."""
+        ...
+
+    # -- conversations ---------------------------------------------------------------
+    async def conversation_for(
+        self, team_id: str, member_id: str, member_number: str, remote_number: str, now: datetime
+    ) -> Conversation:
+        """The conversation of (team, member's number, remote number), created if new.
+
+        Concurrent calls for the same triple return the same conversation.
+        """
+        ...
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        """The conversation, or None."""
+        ...
+
+    async def list_conversations(
+        self, team_id: str, member_id: str | None, cursor: str | None, limit: int
+    ) -> Page[Conversation]:
+        """Conversations by latest activity (``last_message_at``), newest first."""
+        ...
+
+    # -- messages --------------------------------------------------------------------
+    async def submit_outbound(
+        self, message: Message, charge: Charge | None, job: Job, events: list[Event]
+    ) -> list[Event]:
+        """Atomically: book ``charge``, insert ``message``, enqueue ``job``, append events.
+
+        The charge is checked first: if the team's overage cost in ``charge.period``
+        (sum over members and channels of units above ``included`` x price) would pass
+        ``charge.credit_limit_micros``, raise ``CreditLimitExceeded`` and write nothing.
+        On success ``message.charged_period`` is set to ``charge.period``, the
+        conversation's ``last_message_at`` becomes ``message.created_at``, and a
+        ``quota.threshold`` event is appended for each of ``charge.thresholds`` (percent
+        of ``included``) that the member's usage crosses with this charge. Returns every
+        event appended (with ``seq``).
+        """
+        ...
+
+    async def store_inbound(
+        self, message: Message, dedupe_key: str, events: list[Event]
+    ) -> tuple[Message, bool]:
+        """Atomically store an inbound message unless ``dedupe_key`` was seen.
+
+        Returns (the stored message, True) or (the earlier message, False) for a
+        duplicate, in which case nothing is written. On insert the conversation's
+        ``last_message_at`` is updated, and for WhatsApp also ``last_inbound_whatsapp_at``
+        (to the later of the stored value and ``message.created_at``).
+        """
+        ...
+
+    async def get_message(self, message_id: str) -> Message | None:
+        """The message, or None."""
+        ...
+
+    async def list_messages(
+        self, flt: MessageFilter, cursor: str | None, limit: int
+    ) -> Page[Message]:
+        """Messages matching ``flt``, newest (highest id) first."""
+        ...
+
+    async def update_message(
+        self, message_id: str, update: StatusUpdate, now: datetime
+    ) -> tuple[Message, bool] | None:
+        """Atomically apply ``update``; None when the message does not exist.
+
+        Returns (message after the update, whether the status changed). A status change
+        that ``can_transition`` refuses is ignored (the other fields still apply). On a
+        status change a ``StatusChange`` is added to the history and a ``message.status``
+        event with ``data`` = ``message.public()`` is appended. ``carrier_id`` also
+        indexes the message for ``message_by_carrier_id``. ``release`` with a set
+        ``charged_period`` gives ``message.units`` back to that period's ledger.
+        """
+        ...
+
+    async def message_by_carrier_id(self, connector_id: str, carrier_id: str) -> Message | None:
+        """The message a connector's carrier knows by ``carrier_id``, or None."""
+        ...
+
+    async def status_history(self, message_id: str) -> list[StatusChange]:
+        """The message's status changes, oldest first."""
+        ...
+
+    # -- quota ledger ----------------------------------------------------------------
+    async def ledger(self, team_id: str, period: str) -> tuple[list[LedgerLine], int]:
+        """Units used per member and channel in ``period``, and the team's overage cost."""
+        ...
+
+    # -- jobs ------------------------------------------------------------------------
+    async def enqueue(self, job: Job) -> None:
+        """Add a job (state ``ready``, due at ``job.run_at``)."""
+        ...
+
+    async def lease_job(self, now: datetime, owner: str, visibility: timedelta) -> Job | None:
+        """Lease the due job with the earliest ``run_at``, or a job whose lease expired.
+
+        Atomically: ``attempts`` += 1, state ``leased``, ``lease_until`` = now +
+        visibility, a new ``token``. A job whose expired lease already used
+        ``max_attempts`` goes ``dead`` instead (``last_error`` says so). Two callers
+        never lease the same job at once.
+        """
+        ...
+
+    async def ack_job(self, job_id: str, token: str) -> bool:
+        """Finish a job (it is removed); False when ``token`` no longer holds the lease."""
+        ...
+
+    async def retry_job(
+        self, job_id: str, token: str, run_at: datetime, error: str, refund: bool = False
+    ) -> str | None:
+        """Put a leased job back for ``run_at``; ``dead`` once attempts reached the max.
+
+        ``refund`` gives the lease's attempt back (the job waited for something outside
+        it, e.g. a connector without credentials, and must not die of that). Returns the
+        new state (``ready`` or ``dead``), or None when ``token`` no longer
+        holds the lease.
+        """
+        ...
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """The job, or None (acked jobs are gone)."""
+        ...
+
+    async def list_dead_jobs(self, limit: int) -> list[Job]:
+        """Dead jobs, newest first; they are kept until an operator acts."""
+        ...
+
+    async def job_counts(self) -> dict[str, int]:
+        """How many jobs are ``ready``, ``leased`` and ``dead``."""
+        ...
+
+    # -- events ----------------------------------------------------------------------
+    async def append_events(self, events: list[Event]) -> list[Event]:
+        """Append events; returns them with their ``seq``."""
+        ...
+
+    async def list_events(self, after_seq: int, limit: int) -> list[Event]:
+        """Events with ``seq`` > ``after_seq``, oldest first."""
+        ...
+
+    # -- idempotency -----------------------------------------------------------------
+    async def idem_claim(
+        self, scope: str, key: str, fingerprint: str, now: datetime, ttl: timedelta
+    ) -> IdemRecord | None:
+        """Claim ``key`` in ``scope``: None if this caller now holds it, else the record.
+
+        A claim that was never completed expires after ``ttl`` and can be claimed again.
+        """
+        ...
+
+    async def idem_complete(
+        self, scope: str, key: str, status_code: int, body: str, now: datetime
+    ) -> None:
+        """Store the response of the request that holds the claim."""
+        ...
+
+    async def idem_release(self, scope: str, key: str) -> None:
+        """Drop a claim whose request failed without a response worth replaying."""
+        ...
+
+
+def ledger_overage_micros(used: int, included: int, price_micros: int) -> int:
+    """The overage cost of ``used`` units when ``included`` are free."""
+    return max(0, used - included) * price_micros
+
+
+def crossed_thresholds(
+    before: int, after: int, included: int, thresholds: tuple[int, ...]
+) -> list[int]:
+    """The thresholds (percent of ``included``) that usage passes going ``before``→``after``."""
+    if included <= 0:
+        return []
+    crossed = []
+    for pct in thresholds:
+        mark = included * pct / 100
+        if before < mark <= after:
+            crossed.append(pct)
+    return crossed

@@ -1,0 +1,767 @@
+"""The shared store: one Redis (``redis://host:port/db?prefix=gw``) for many processes.
+
+Every key starts with ``{prefix}:`` (query parameter ``prefix``, default ``gw``), so several
+gateways (or test cases) can share one database. Documents are the compact JSON of the
+model's ``to_dict()``. With P = the prefix:
+
+    P:team:{id}                       team doc          P:teams            zset 0, ids (lex)
+    P:member:{id}                     member doc        P:team:{t}:members zset 0, ids (lex)
+    P:team:{t}:active                 set of active member ids (the plan limit counts it)
+    P:number:{e164}                   owning member id
+    P:apikey:{hash}   P:attachment:{id}                 docs
+    P:conv:{id}                       conversation doc
+    P:convkey:{t}:{member#}:{remote#} conversation id of the triple
+    P:team:{t}:convs                  zset, score = last_message_at in ms (ties: id)
+    P:msg:{id}                        message doc       P:msg:{id}:history list of StatusChange
+    P:team:{t}:msgs  P:member:{m}:msgs  P:conv:{c}:msgs    zsets 0, message ids (lex = time)
+    P:carrier:{connector}             hash carrier id -> message id
+    P:dedupe:{key}                    message id of a stored inbound message
+    P:ledger:{t}:{period}             hash used|included|price:{member}:{channel}, overage
+    P:job:{id}                        job doc
+    P:jobs:ready / P:jobs:leased      zsets, score = run_at / lease_until in ms
+    P:jobs:dead                       zset 0, job ids (lex)
+    P:events:seq                      counter           P:events  zset, score = seq,
+                                                         member = "{seq} {doc without seq}"
+    P:idem:{scope}:{key}              hash fp, code, body, exp (ms, compared with ``now``)
+
+Atomicity comes from Lua scripts, which Redis runs one at a time. Inserts that check
+shared state (plan limit, conversation triple, dedupe key, ledger, idempotency claim)
+are a single script. Updates whose rules live in Python (``rules.py``) read the doc,
+apply the rule, then commit with a compare-and-set script that writes only if the doc
+is unchanged; the check covers the one doc, so the shared ledger, indexes and event
+counter never cause a retry. Times are always the caller's ``now``, never Redis TIME.
+Scripts name only their KEYS, but one operation spans many keys: use one Redis node.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+
+from gateway.errors import Conflict, CreditLimitExceeded, Forbidden
+from gateway.ids import new_id
+from gateway.models import (
+    ApiKey,
+    Attachment,
+    Charge,
+    Conversation,
+    Event,
+    Job,
+    LedgerLine,
+    Member,
+    Message,
+    StatusChange,
+    Team,
+    iso,
+)
+from gateway.store.base import IdemRecord, MessageFilter, Page, StatusUpdate
+from gateway.store.rules import (
+    apply_update,
+    lease_or_bury,
+    schedule_retry,
+    status_event,
+    threshold_event,
+)
+
+IDEM_KEEP = timedelta(hours=24)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CAS_TRIES = 1000  # each failed compare-and-set means another caller made progress
+_USED = "\x00used\x00"  # placeholder for the usage a threshold event reports (see Lua)
+_JOB_STATES = ("ready", "leased", "dead")
+_Doc = TypeVar("_Doc", Team, Member, ApiKey, Attachment, Conversation, Message, Job)
+
+_LUA_LIB = """
+local function int(n) return string.format('%d', n) end
+-- Append event docs to the log; returns their seqs.
+local function append_events(seq_key, log_key, docs)
+  local seqs = {}
+  for _, doc in ipairs(docs) do
+    local seq = redis.call('INCR', seq_key)
+    redis.call('ZADD', log_key, int(seq), int(seq) .. ' ' .. doc)
+    seqs[#seqs + 1] = seq
+  end
+  return seqs
+end
+-- SqliteStore._ledger_add: (before, after), or (nil, overage, cost) past the limit.
+local function ledger_add(key, line, delta, included, price, limit)
+  local fu, fi, fp = 'used:' .. line, 'included:' .. line, 'price:' .. line
+  local cur = redis.call('HMGET', key, fu, fi, fp, 'overage')
+  local before = tonumber(cur[1]) or 0
+  included = included or tonumber(cur[2]) or 0
+  price = price or tonumber(cur[3]) or 0
+  local after = math.max(0, before + delta)
+  local cost = math.max(0, after - included) * price - math.max(0, before - included) * price
+  local overage = tonumber(cur[4]) or 0
+  if limit and cost > 0 and overage + cost > limit then return nil, overage, cost end
+  redis.call('HSET', key, fu, int(after), fi, int(included), fp, int(price),
+    'overage', int(math.max(0, overage + cost)))
+  return before, after
+end
+-- Message scripts share KEYS 1-7 (message, team/member/conversation indexes, history,
+-- conversation, team's conversations) and ARGV 1-7 (id, doc, first history entry,
+-- created_at ISO, created_at ms, conversation id, '1' for inbound WhatsApp).
+-- Decode before any write: a script is not rolled back if it fails half-way.
+local function load_conv()
+  local raw = redis.call('GET', KEYS[6])
+  return raw and cjson.decode(raw)
+end
+local function put_message(conv)
+  redis.call('SET', KEYS[1], ARGV[2])
+  for i = 2, 4 do redis.call('ZADD', KEYS[i], 0, ARGV[1]) end
+  redis.call('RPUSH', KEYS[5], ARGV[3])
+  if not conv then return end
+  -- iso() always writes the same width, so the strings compare like the times.
+  local at = ARGV[4]
+  if at > conv.last_message_at then conv.last_message_at = at end
+  local wa = conv.last_inbound_whatsapp_at
+  if ARGV[7] == '1' and (wa == cjson.null or at > wa) then
+    conv.last_inbound_whatsapp_at = at
+  end
+  -- A conversation doc holds only strings and nulls, so cjson re-encodes it faithfully.
+  redis.call('SET', KEYS[6], cjson.encode(conv))
+  redis.call('ZADD', KEYS[7], 'GT', ARGV[5], ARGV[6])
+end
+"""
+
+_SCRIPTS = {
+    # KEYS: member, team's members, team's active set, number keys...
+    # ARGV: id, doc, '1' if active, max active
+    "create_member": """
+if ARGV[3] == '1' and redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[4]) then
+  return {'plan_limit', 0}
+end
+for i = 4, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return {'number_taken', i - 3} end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+if ARGV[3] == '1' then redis.call('SADD', KEYS[3], ARGV[1]) end
+for i = 4, #KEYS do redis.call('SET', KEYS[i], ARGV[1]) end
+return {'ok', 0}
+""",
+    # KEYS: triple, new conversation, team's conversations; ARGV: new id, doc, ms
+    "conversation_for": """
+local id = redis.call('GET', KEYS[1])
+if id then return id end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+return ARGV[1]
+""",
+    # KEYS: 1-7 message, 8 job, 9 job index, 10 ledger, 11 seq, 12 log
+    # ARGV: 1-7 message, 8 job id, 9 job doc, 10 job score, 11 ledger line ('' = no
+    # charge), 12 units, 13 included, 14 price, 15 limit, 16 n events, the event docs,
+    # then per threshold: pct, doc before the usage, doc after it.
+    "submit_outbound": _LUA_LIB
+    + """
+local conv = load_conv()
+local n, charged, before, after = tonumber(ARGV[16]), ARGV[11] ~= '', 0, 0
+local included = tonumber(ARGV[13])
+if charged then
+  local a, b, c = ledger_add(KEYS[10], ARGV[11], tonumber(ARGV[12]), included,
+    tonumber(ARGV[14]), tonumber(ARGV[15]))
+  if not a then return {0, b, c} end
+  before, after = a, b
+end
+local docs, crossed = {}, {}
+for i = 17, 16 + n do docs[#docs + 1] = ARGV[i] end
+if charged and included > 0 then
+  for i = 17 + n, #ARGV, 3 do  -- base.crossed_thresholds, on the same doubles
+    local mark = included * tonumber(ARGV[i]) / 100
+    if before < mark and mark <= after then
+      crossed[#crossed + 1] = tonumber(ARGV[i])
+      docs[#docs + 1] = ARGV[i + 1] .. int(after) .. ARGV[i + 2]
+    end
+  end
+end
+put_message(conv)
+redis.call('SET', KEYS[8], ARGV[9])
+redis.call('ZADD', KEYS[9], ARGV[10], ARGV[8])
+return {1, crossed, append_events(KEYS[11], KEYS[12], docs), after}
+""",
+    # KEYS: 1-7 message, 8 dedupe, 9 seq, 10 log; ARGV: 1-7 message, event docs...
+    "store_inbound": _LUA_LIB
+    + """
+local prev = redis.call('GET', KEYS[8])
+if prev then return {0, prev} end
+local conv = load_conv()
+redis.call('SET', KEYS[8], ARGV[1])
+put_message(conv)
+local docs = {}
+for i = 8, #ARGV do docs[#docs + 1] = ARGV[i] end
+return {1, append_events(KEYS[9], KEYS[10], docs)}
+""",
+    # KEYS: message, history, carrier index, ledger, seq, log
+    # ARGV: doc read, new doc, carrier id, message id, ledger line to release, units,
+    # history entry, status event ('' = none for each optional part)
+    "update_message": _LUA_LIB
+    + """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[1], ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[3], ARGV[4]) end
+-- The doc read still had charged_period set, so this release happens exactly once.
+if ARGV[5] ~= '' then ledger_add(KEYS[4], ARGV[5], -tonumber(ARGV[6])) end
+if ARGV[7] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[7]) end
+if ARGV[8] == '' then return 0 end
+return append_events(KEYS[5], KEYS[6], {ARGV[8]})[1]
+""",
+    # KEYS: job, ready, leased, dead; ARGV: doc read, new doc ('' = delete), id, state, score
+    "save_job": """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+for i = 2, 4 do redis.call('ZREM', KEYS[i], ARGV[3]) end
+if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[1], ARGV[2])
+local index = {ready = KEYS[2], leased = KEYS[3], dead = KEYS[4]}
+redis.call('ZADD', index[ARGV[4]], ARGV[5], ARGV[3])
+return 1
+""",
+    # KEYS: seq, log; ARGV: event docs
+    "append_events": _LUA_LIB + "return append_events(KEYS[1], KEYS[2], ARGV)\n",
+    # KEYS: record; ARGV: now ms, fingerprint, expires ms, gc ms
+    "idem_claim": """
+local rec = redis.call('HMGET', KEYS[1], 'fp', 'code', 'body', 'exp')
+if rec[1] and tonumber(rec[4]) > tonumber(ARGV[1]) then
+  return {rec[1], rec[2] or '', rec[3] or ''}
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'fp', ARGV[2], 'exp', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return false
+""",
+    # KEYS: record; ARGV: status code, body, expires ms, gc ms
+    "idem_complete": """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'code', ARGV[1], 'body', ARGV[2], 'exp', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+""",
+}
+
+
+def _ms(ts: datetime) -> int:
+    # Exact integer milliseconds, truncated like iso() so scores agree with the docs.
+    return (ts - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+def _text(value: object) -> str:
+    # decode_responses=True hands back str; redis-py's types also allow bytes.
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _gc_ms(ttl: timedelta) -> int:
+    # A real expiry only collects garbage; the ``exp`` field compared with ``now`` decides.
+    return 2 * (max(ttl, IDEM_KEEP) // timedelta(milliseconds=1))
+
+
+def _event_doc(ev: Event) -> str:
+    doc = ev.to_dict()
+    doc.pop("seq", None)
+    return _dumps(doc)
+
+
+def _job_slot(job: Job) -> tuple[str, int]:
+    """The index a job belongs in, and its score there."""
+    if job.state == "leased" and job.lease_until is not None:
+        return "leased", _ms(job.lease_until)
+    if job.state == "dead":
+        return "dead", 0
+    return "ready", _ms(job.run_at)
+
+
+def _matches(m: Message, flt: MessageFilter) -> bool:
+    """Whether ``m`` passes every filter that is set."""
+    return (
+        all(
+            getattr(flt, name) in (None, getattr(m, name))
+            for name in ("member_id", "conversation_id", "channel", "direction", "status")
+        )
+        and m.team_id == flt.team_id
+    )
+
+
+class RedisStore:
+    """Store backend on one Redis database shared by every gateway process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        self.prefix = dict(query).get("prefix") or "gw"
+        # redis-py turns unknown query parameters into client options: drop ours.
+        rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+        self._client_url = urlunsplit(parts._replace(query=rest))
+        self._client: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+
+    # -- plumbing --------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect, check that the server answers and register the scripts."""
+        client = aioredis.from_url(self._client_url, decode_responses=True)
+        try:
+            await client.ping()
+        except BaseException:
+            await client.aclose()
+            raise
+        self._client = client
+        # EVALSHA, loading the script again if the server lost it (restart, FLUSH).
+        self._scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def ping(self) -> None:
+        """Raise if Redis cannot answer."""
+        await self._r.ping()
+
+    @property
+    def _r(self) -> aioredis.Redis:
+        if self._client is None:
+            raise RuntimeError("store is not open")
+        return self._client
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    async def _run(self, name: str, keys: list[str], args: list[str | int]) -> Any:
+        return await self._scripts[name](keys=keys, args=args)
+
+    async def _get(self, cls: type[_Doc], kind: str, ident: str) -> _Doc | None:
+        raw = await self._r.get(self._k(kind, ident))
+        return cls.from_dict(json.loads(raw)) if raw is not None else None
+
+    async def _many(self, cls: type[_Doc], kind: str, ids: Iterable[object]) -> list[_Doc]:
+        keys = [self._k(kind, _text(i)) for i in ids]
+        raws = await self._r.mget(keys) if keys else []
+        return [cls.from_dict(json.loads(raw)) for raw in raws if raw is not None]
+
+    async def _put(
+        self, key: str, doc: dict[str, Any], index: str, member: str, score: int
+    ) -> None:
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.set(key, _dumps(doc))
+            pipe.zadd(index, {member: score})
+            await pipe.execute()
+
+    # -- directory -------------------------------------------------------------------
+    async def create_team(self, team: Team) -> None:
+        """Store a new team."""
+        await self._put(self._k("team", team.id), team.to_dict(), self._k("teams"), team.id, 0)
+
+    async def get_team(self, team_id: str) -> Team | None:
+        """The team, or None."""
+        return await self._get(Team, "team", team_id)
+
+    async def list_teams(self) -> list[Team]:
+        """Every team, oldest first (ids sort by creation time)."""
+        return await self._many(Team, "team", await self._r.zrange(self._k("teams"), 0, -1))
+
+    async def create_member(self, member: Member, max_active: int) -> None:
+        """Store a new member, refusing a full plan or a number owned by someone else."""
+        k, team, numbers = self._k, member.team_id, member.numbers()
+        keys = [k("member", member.id), k("team", team, "members"), k("team", team, "active")]
+        keys += [k("number", n) for n in numbers]
+        args: list[str | int] = [member.id, _dumps(member.to_dict()), int(member.active)]
+        outcome, index = await self._run("create_member", keys, [*args, max_active])
+        if outcome == "plan_limit":
+            raise Forbidden(
+                f"the team's plan allows at most {max_active} active members", code="plan_limit"
+            )
+        if outcome == "number_taken":
+            raise Conflict(
+                f"{numbers[int(index) - 1]} already belongs to a member", code="number_taken"
+            )
+
+    async def get_member(self, member_id: str) -> Member | None:
+        """The member, or None."""
+        return await self._get(Member, "member", member_id)
+
+    async def list_members(self, team_id: str) -> list[Member]:
+        """The team's members, oldest first."""
+        ids = await self._r.zrange(self._k("team", team_id, "members"), 0, -1)
+        return await self._many(Member, "member", ids)
+
+    async def member_by_number(self, number: str) -> Member | None:
+        """The member who owns ``number``, or None."""
+        member_id = await self._r.get(self._k("number", number))
+        return await self.get_member(_text(member_id)) if member_id is not None else None
+
+    async def create_api_key(self, key: ApiKey) -> None:
+        """Store a new API key."""
+        await self._r.set(self._k("apikey", key.key_hash), _dumps(key.to_dict()))
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The API key with this hash, or None."""
+        return await self._get(ApiKey, "apikey", key_hash)
+
+    # -- attachments -----------------------------------------------------------------
+    async def put_attachment(self, attachment: Attachment) -> None:
+        """Store attachment metadata."""
+        await self._r.set(self._k("attachment", attachment.id), _dumps(attachment.to_dict()))
+
+    async def get_attachment(self, attachment_id: str) -> Attachment | None:
+        """The attachment, or None."""
+        return await self._get(Attachment, "attachment", attachment_id)
+
+    # -- conversations ---------------------------------------------------------------
+    async def conversation_for(
+        self, team_id: str, member_id: str, member_number: str, remote_number: str, now: datetime
+    ) -> Conversation:
+        """The conversation of the triple, created if new (one per triple, also in a race)."""
+        conv = Conversation(
+            new_id("conv"), team_id, member_id, member_number, remote_number, now, now
+        )
+        keys = [self._k("convkey", team_id, member_number, remote_number)]
+        keys += [self._k("conv", conv.id), self._k("team", team_id, "convs")]
+        conv_id = await self._run(
+            "conversation_for", keys, [conv.id, _dumps(conv.to_dict()), _ms(now)]
+        )
+        if conv_id == conv.id:
+            return conv
+        found = await self.get_conversation(conv_id)
+        if found is None:  # cannot happen: the script writes the triple and the doc together
+            raise RuntimeError(f"conversation {conv_id} is indexed but missing")
+        return found
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        """The conversation, or None."""
+        return await self._get(Conversation, "conv", conversation_id)
+
+    async def list_conversations(
+        self, team_id: str, member_id: str | None, cursor: str | None, limit: int
+    ) -> Page[Conversation]:
+        """Conversations by latest activity, newest first (cursor ``{ms}:{id}``)."""
+        key = self._k("team", team_id, "convs")
+        top_ms, _, top_id = (cursor or "").partition(":")
+        batch, offset = max(2 * (limit + 1), 50), 0
+        found: list[tuple[Conversation, int]] = []
+        # BYSCORE REV returns equal scores by member (id) descending, the sqlite order.
+        while len(found) <= limit:
+            rows = await self._r.zrange(
+                key, top_ms or "+inf", "-inf", desc=True, byscore=True,
+                offset=offset, num=batch, withscores=True,
+            )  # fmt: skip
+            offset += len(rows)
+            pairs = [(_text(r[0]), int(r[1])) for r in cast(list[tuple[str, float]], rows)]
+            if cursor:  # at the cursor's own score, only ids below the cursor's id
+                pairs = [(c, s) for c, s in pairs if s < int(top_ms) or c < top_id]
+            convs = await self._many(Conversation, "conv", [c for c, _ in pairs])
+            scores = dict(pairs)
+            found += [(c, scores[c.id]) for c in convs if member_id in (None, c.member_id)]
+            if len(rows) < batch:
+                break
+        items = [c for c, _ in found[:limit]]
+        nxt = f"{found[limit - 1][1]}:{items[-1].id}" if len(found) > limit else None
+        return Page(items, nxt)
+
+    # -- messages --------------------------------------------------------------------
+    def _message_keys(self, m: Message) -> list[str]:
+        k = self._k
+        keys = [k("msg", m.id), k("team", m.team_id, "msgs"), k("member", m.member_id, "msgs")]
+        keys += [k("conv", m.conversation_id, "msgs"), k("msg", m.id, "history")]
+        return [*keys, k("conv", m.conversation_id), k("team", m.team_id, "convs")]
+
+    @staticmethod
+    def _message_args(m: Message, doc: dict[str, Any], inbound_whatsapp: bool) -> list[str | int]:
+        first = _dumps(StatusChange(m.id, m.status, m.created_at).to_dict())
+        args: list[str | int] = [m.id, _dumps(doc), first, iso(m.created_at), _ms(m.created_at)]
+        return [*args, m.conversation_id, int(inbound_whatsapp)]
+
+    def _log_keys(self) -> list[str]:
+        return [self._k("events", "seq"), self._k("events")]
+
+    async def submit_outbound(
+        self, message: Message, charge: Charge | None, job: Job, events: list[Event]
+    ) -> list[Event]:
+        """Book the charge, insert the message, enqueue the job, append events: all or none."""
+        state, score = _job_slot(job)
+        keys = [*self._message_keys(message), self._k("job", job.id), self._k("jobs", state)]
+        period = charge.period if charge else "-"
+        keys += [self._k("ledger", message.team_id, period), *self._log_keys()]
+        doc = message.to_dict()
+        if charge is not None:  # the object gets it only once the script has succeeded
+            doc["charged_period"] = charge.period
+        args = self._message_args(message, doc, False)
+        args += [job.id, _dumps(job.to_dict()), score]
+        candidates: dict[int, Event] = {}
+        if charge is None:
+            args += ["", 0, 0, 0, 0, len(events), *map(_event_doc, events)]
+        else:
+            args += [f"{charge.member_id}:{charge.channel}", charge.units, charge.included]
+            args += [charge.overage_price_micros, charge.credit_limit_micros]
+            args += [len(events), *map(_event_doc, events)]
+            # Only the script knows the usage, so it picks the thresholds crossed and
+            # splices the usage into these rules.threshold_event documents.
+            for pct in charge.thresholds:
+                candidates[pct] = ev = threshold_event(charge, pct, 0, message.created_at)
+                ev_doc = ev.to_dict()
+                ev_doc.pop("seq", None)
+                ev_doc["data"] = {**ev_doc["data"], "used": _USED}
+                head, _, tail = _dumps(ev_doc).partition(json.dumps(_USED))
+                args += [pct, head, tail]
+        reply = await self._run("submit_outbound", keys, args)
+        if charge is not None:
+            if reply[0] == 0:  # refused before the script wrote anything
+                raise CreditLimitExceeded(
+                    "this send would take the team's overage past its credit limit",
+                    overage_micros=int(reply[1]),
+                    cost_micros=int(reply[2]),
+                    credit_limit_micros=charge.credit_limit_micros,
+                )
+            message.charged_period = charge.period
+        out = list(events)
+        for pct in reply[1]:
+            out.append(candidates[int(pct)])
+            out[-1].data["used"] = int(reply[3])
+        for ev, seq in zip(out, reply[2], strict=True):
+            ev.seq = int(seq)
+        return out
+
+    async def store_inbound(
+        self, message: Message, dedupe_key: str, events: list[Event]
+    ) -> tuple[Message, bool]:
+        """Store an inbound message unless its dedupe key was seen."""
+        keys = [*self._message_keys(message), self._k("dedupe", dedupe_key), *self._log_keys()]
+        args = self._message_args(message, message.to_dict(), message.channel == "whatsapp")
+        reply = await self._run("store_inbound", keys, [*args, *map(_event_doc, events)])
+        if reply[0] == 0:
+            earlier = await self.get_message(reply[1])
+            if earlier is None:  # cannot happen: one script writes the key and the message
+                raise RuntimeError(f"inbound message {reply[1]} is indexed but missing")
+            return earlier, False
+        for ev, seq in zip(events, reply[1], strict=True):
+            ev.seq = int(seq)
+        return message, True
+
+    async def get_message(self, message_id: str) -> Message | None:
+        """The message, or None."""
+        return await self._get(Message, "msg", message_id)
+
+    async def list_messages(
+        self, flt: MessageFilter, cursor: str | None, limit: int
+    ) -> Page[Message]:
+        """Messages matching the filter, newest first (cursor = last id returned)."""
+        if flt.conversation_id:
+            index = self._k("conv", flt.conversation_id, "msgs")
+        elif flt.member_id:
+            index = self._k("member", flt.member_id, "msgs")
+        else:
+            index = self._k("team", flt.team_id, "msgs")
+        top, batch = f"({cursor}" if cursor else "+", max(2 * (limit + 1), 50)
+        found: list[Message] = []
+        # The narrowest index yields ids newest first; the other filters read the docs
+        # (status changes live in the doc only).
+        while len(found) <= limit:
+            ids = await self._r.zrange(index, top, "-", desc=True, bylex=True, offset=0, num=batch)
+            found += [m for m in await self._many(Message, "msg", ids) if _matches(m, flt)]
+            if len(ids) < batch:
+                break
+            top = f"({_text(ids[-1])}"
+        items = found[:limit]
+        return Page(items, items[-1].id if len(found) > limit else None)
+
+    async def update_message(
+        self, message_id: str, update: StatusUpdate, now: datetime
+    ) -> tuple[Message, bool] | None:
+        """Apply a status update atomically (forward only), retrying if the doc moved."""
+        key = self._k("msg", message_id)
+        for _ in range(_CAS_TRIES):
+            raw = await self._r.get(key)
+            if raw is None:
+                return None
+            msg = Message.from_dict(json.loads(raw))
+            changed = apply_update(msg, update, now)
+            carrier = update.carrier_id if update.carrier_id and msg.connector_id else ""
+            ledger = self._k("ledger", msg.team_id, msg.charged_period or "-")
+            line = ""
+            if update.release and msg.charged_period:
+                line, msg.charged_period = f"{msg.member_id}:{msg.channel}", None
+            event = status_event(msg, now) if changed else None
+            change = StatusChange(msg.id, msg.status, now, update.detail) if changed else None
+            keys = [
+                key,
+                self._k("msg", msg.id, "history"),
+                self._k("carrier", msg.connector_id or "-"),
+            ]
+            keys += [ledger, *self._log_keys()]
+            args: list[str | int] = [_text(raw), _dumps(msg.to_dict()), carrier, msg.id, line]
+            args += [msg.units, _dumps(change.to_dict()) if change else ""]
+            seq = int(
+                await self._run("update_message", keys, [*args, _event_doc(event) if event else ""])
+            )
+            if seq >= 0:
+                if event is not None:
+                    event.seq = seq
+                return msg, changed
+        raise RuntimeError(f"message {message_id}: too much contention")
+
+    async def message_by_carrier_id(self, connector_id: str, carrier_id: str) -> Message | None:
+        """The message a carrier knows by ``carrier_id``."""
+        message_id = await self._r.hget(self._k("carrier", connector_id), carrier_id)
+        return await self.get_message(_text(message_id)) if message_id is not None else None
+
+    async def status_history(self, message_id: str) -> list[StatusChange]:
+        """The message's status changes, oldest first."""
+        rows = await self._r.lrange(self._k("msg", message_id, "history"), 0, -1)
+        return [StatusChange.from_dict(json.loads(r)) for r in rows]
+
+    # -- quota ledger ----------------------------------------------------------------
+    async def ledger(self, team_id: str, period: str) -> tuple[list[LedgerLine], int]:
+        """Units used per member and channel, and the team's overage cost."""
+        fields = await self._r.hgetall(self._k("ledger", team_id, period))
+        lines, overage = [], 0
+        for name, value in fields.items():
+            kind, _, line = _text(name).partition(":")
+            if kind == "overage":
+                overage = int(value)
+            elif kind == "used":
+                member_id, _, channel = line.rpartition(":")
+                lines.append(LedgerLine(member_id, channel, period, int(value)))
+        lines.sort(key=lambda ln: (ln.member_id, ln.channel))
+        return lines, overage
+
+    # -- jobs ------------------------------------------------------------------------
+    async def _save_job(self, raw: str, job: Job | None, job_id: str) -> bool:
+        """Compare-and-set: write ``job`` (None deletes it) if its doc is still ``raw``."""
+        state, score = _job_slot(job) if job else ("ready", 0)
+        keys = [self._k("job", job_id), *(self._k("jobs", s) for s in ("ready", "leased", "dead"))]
+        args: list[str | int] = [raw, _dumps(job.to_dict()) if job else "", job_id, state, score]
+        return bool(await self._run("save_job", keys, args))
+
+    async def enqueue(self, job: Job) -> None:
+        """Add a ready job."""
+        state, score = _job_slot(job)
+        await self._put(
+            self._k("job", job.id), job.to_dict(), self._k("jobs", state), job.id, score
+        )
+
+    async def _due(self, now_ms: int) -> list[str]:
+        """Ids of a few due jobs and expired leases, earliest first."""
+        async with self._r.pipeline(transaction=False) as pipe:
+            for state in ("ready", "leased"):
+                pipe.zrange(self._k("jobs", state), "-inf", now_ms, byscore=True,
+                            offset=0, num=10, withscores=True)  # fmt: skip
+            ready, leased = await pipe.execute()
+        # Earliest key first, as sqlite; on a tie a ready job goes before an expired lease.
+        rows = sorted([(s, 0, _text(i)) for i, s in ready] + [(s, 1, _text(i)) for i, s in leased])
+        return [job_id for _, _, job_id in rows]
+
+    async def lease_job(self, now: datetime, owner: str, visibility: timedelta) -> Job | None:
+        """Lease the earliest due job (or one whose lease expired); bury exhausted ones."""
+        now_ms = _ms(now)
+        while ids := await self._due(now_ms):
+            raws = await self._r.mget([self._k("job", i) for i in ids])
+            for job_id, raw in zip(ids, raws, strict=True):
+                if raw is None:  # acked since the index was read
+                    continue
+                job = Job.from_dict(json.loads(raw))
+                state, score = _job_slot(job)
+                if state == "dead" or score > now_ms:  # changed since the index was read
+                    continue
+                leased = lease_or_bury(job, now, owner, visibility)
+                # A failed compare-and-set means another worker got it first: try the next.
+                if await self._save_job(_text(raw), job, job_id) and leased:
+                    return job
+        return None
+
+    async def _holding(self, job_id: str, token: str) -> tuple[str, Job] | None:
+        raw = await self._r.get(self._k("job", job_id))
+        if raw is None:
+            return None
+        job = Job.from_dict(json.loads(raw))
+        return (_text(raw), job) if job.state == "leased" and job.token == token else None
+
+    async def ack_job(self, job_id: str, token: str) -> bool:
+        """Remove a finished job if ``token`` still holds its lease."""
+        for _ in range(_CAS_TRIES):
+            if (held := await self._holding(job_id, token)) is None:
+                return False
+            if await self._save_job(held[0], None, job_id):
+                return True
+        raise RuntimeError(f"job {job_id}: too much contention")
+
+    async def retry_job(
+        self, job_id: str, token: str, run_at: datetime, error: str, refund: bool = False
+    ) -> str | None:
+        """Put a leased job back for ``run_at`` (or bury it after max attempts)."""
+        for _ in range(_CAS_TRIES):
+            if (held := await self._holding(job_id, token)) is None:
+                return None
+            raw, job = held
+            schedule_retry(job, run_at, error, refund)
+            if await self._save_job(raw, job, job_id):
+                return job.state
+        raise RuntimeError(f"job {job_id}: too much contention")
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """The job, or None."""
+        return await self._get(Job, "job", job_id)
+
+    async def list_dead_jobs(self, limit: int) -> list[Job]:
+        """Dead jobs, newest first."""
+        key = self._k("jobs", "dead")
+        ids = await self._r.zrange(key, "+", "-", desc=True, bylex=True, offset=0, num=limit)
+        return await self._many(Job, "job", ids)
+
+    async def job_counts(self) -> dict[str, int]:
+        """Jobs per state."""
+        async with self._r.pipeline(transaction=True) as pipe:
+            for state in _JOB_STATES:
+                pipe.zcard(self._k("jobs", state))
+            counts = await pipe.execute()
+        return dict(zip(_JOB_STATES, map(int, counts), strict=True))
+
+    # -- events ----------------------------------------------------------------------
+    async def append_events(self, events: list[Event]) -> list[Event]:
+        """Append events and number them."""
+        if events:
+            seqs = await self._run("append_events", self._log_keys(), [*map(_event_doc, events)])
+            for ev, seq in zip(events, seqs, strict=True):
+                ev.seq = int(seq)
+        return events
+
+    async def list_events(self, after_seq: int, limit: int) -> list[Event]:
+        """Events after ``after_seq``, oldest first."""
+        rows = await self._r.zrange(
+            self._k("events"), f"({after_seq}", "+inf", byscore=True, offset=0, num=limit
+        )
+        out = []
+        for row in rows:
+            seq, _, doc = _text(row).partition(" ")
+            out.append(Event.from_dict(json.loads(doc)))
+            out[-1].seq = int(seq)
+        return out
+
+    # -- idempotency -----------------------------------------------------------------
+    async def idem_claim(
+        self, scope: str, key: str, fingerprint: str, now: datetime, ttl: timedelta
+    ) -> IdemRecord | None:
+        """Claim an idempotency key, or return the record that holds it."""
+        args: list[str | int] = [_ms(now), fingerprint, _ms(now + ttl), _gc_ms(ttl)]
+        rec = await self._run("idem_claim", [self._k("idem", scope, key)], args)
+        if rec is None:
+            return None
+        fp, code, body = rec
+        return IdemRecord(fp, int(code), body) if code != "" else IdemRecord(fp, None, None)
+
+    async def idem_complete(
+        self, scope: str, key: str, status_code: int, body: str, now: datetime
+    ) -> None:
+        """Store the response for a claimed key (kept for 24 hours)."""
+        args: list[str | int] = [status_code, body, _ms(now + IDEM_KEEP), _gc_ms(IDEM_KEEP)]
+        await self._run("idem_complete", [self._k("idem", scope, key)], args)
+
+    async def idem_release(self, scope: str, key: str) -> None:
+        """Drop a claim."""
+        await self._r.delete(self._k("idem", scope, key))

@@ -1,0 +1,80 @@
+"""Store rules shared by every backend: applied in memory inside a backend's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from gateway.ids import new_id
+from gateway.models import Charge, Event, Job, Message, Status, can_transition
+from gateway.store.base import StatusUpdate
+
+
+def apply_update(msg: Message, update: StatusUpdate, now: datetime) -> bool:
+    """Apply ``update`` to ``msg`` in memory; returns whether the status changed."""
+    changed = False
+    if update.status is not None and can_transition(Status(msg.status), Status(update.status)):
+        msg.status = update.status
+        changed = True
+    if update.carrier_id is not None:
+        msg.carrier_id = update.carrier_id
+    if update.connector_id is not None:
+        msg.connector_id = update.connector_id
+    if update.error is not None and (changed or msg.status == Status.FAILED):
+        msg.error = dict(update.error)
+    if update.meta:
+        msg.meta.update(update.meta)
+    msg.updated_at = now
+    return changed
+
+
+def status_event(msg: Message, now: datetime) -> Event:
+    """The ``message.status`` event of a status change."""
+    return Event(new_id("evt"), "message.status", msg.team_id, msg.public(), now)
+
+
+def threshold_event(charge: Charge, pct: int, used: int, now: datetime) -> Event:
+    """The ``quota.threshold`` event of a member passing ``pct`` percent of an allowance."""
+    return Event(
+        new_id("evt"),
+        "quota.threshold",
+        charge.team_id,
+        {
+            "member_id": charge.member_id,
+            "channel": charge.channel,
+            "period": charge.period,
+            "threshold": pct,
+            "included": charge.included,
+            "used": used,
+        },
+        now,
+    )
+
+
+def lease_or_bury(job: Job, now: datetime, owner: str, visibility: timedelta) -> bool:
+    """Lease ``job`` in memory, or mark it dead if its attempts are used up."""
+    if job.state == "leased" and job.attempts >= job.max_attempts:
+        job.state = "dead"
+        job.token = None
+        job.lease_until = None
+        job.last_error = f"lease expired after {job.attempts} attempts (worker died?)"
+        return False
+    job.attempts += 1
+    job.state = "leased"
+    job.lease_until = now + visibility
+    job.token = f"{owner}:{uuid.uuid4().hex}"
+    return True
+
+
+def schedule_retry(job: Job, run_at: datetime, error: str, refund: bool = False) -> None:
+    """Put ``job`` back for ``run_at`` in memory, or mark it dead after max attempts."""
+    if refund:
+        job.attempts = max(0, job.attempts - 1)
+    job.last_error = error
+    job.token = None
+    job.lease_until = None
+    if job.attempts >= job.max_attempts:
+        job.state = "dead"
+    else:
+        job.state = "ready"
+        job.run_at = run_at

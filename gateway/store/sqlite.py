@@ -1,0 +1,713 @@
+"""The embedded default store: one SQLite file in WAL mode.
+
+Calls run on the event loop thread: each is a few index lookups inside one transaction
+and costs microseconds, far less than a hop to a thread pool. Writes use ``BEGIN
+IMMEDIATE`` so that several processes (``gateway serve`` plus ``gateway worker``) can
+share one file safely; ``busy_timeout`` makes a writer wait for another one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from gateway.errors import Conflict, CreditLimitExceeded, Forbidden
+from gateway.ids import new_id
+from gateway.models import (
+    ApiKey,
+    Attachment,
+    Charge,
+    Conversation,
+    Event,
+    Job,
+    LedgerLine,
+    Member,
+    Message,
+    StatusChange,
+    Team,
+)
+from gateway.store.base import (
+    IdemRecord,
+    MessageFilter,
+    Page,
+    StatusUpdate,
+    crossed_thresholds,
+    ledger_overage_micros,
+)
+from gateway.store.rules import (
+    apply_update,
+    lease_or_bury,
+    schedule_retry,
+    status_event,
+    threshold_event,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS teams (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS members (
+    id TEXT PRIMARY KEY, team_id TEXT NOT NULL, active INTEGER NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS members_team ON members (team_id, id);
+CREATE TABLE IF NOT EXISTS numbers (number TEXT PRIMARY KEY, member_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS api_keys (key_hash TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS attachments (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY, team_id TEXT NOT NULL, member_id TEXT NOT NULL,
+    member_number TEXT NOT NULL, remote_number TEXT NOT NULL, last_ms INTEGER NOT NULL,
+    doc TEXT NOT NULL, UNIQUE (team_id, member_number, remote_number));
+CREATE INDEX IF NOT EXISTS conversations_recent ON conversations (team_id, last_ms, id);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY, team_id TEXT NOT NULL, member_id TEXT NOT NULL,
+    conversation_id TEXT NOT NULL, channel TEXT NOT NULL, direction TEXT NOT NULL,
+    status TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS messages_team ON messages (team_id, id);
+CREATE INDEX IF NOT EXISTS messages_member ON messages (member_id, id);
+CREATE INDEX IF NOT EXISTS messages_conversation ON messages (conversation_id, id);
+CREATE TABLE IF NOT EXISTS carrier_ids (
+    connector_id TEXT NOT NULL, carrier_id TEXT NOT NULL, message_id TEXT NOT NULL,
+    PRIMARY KEY (connector_id, carrier_id));
+CREATE TABLE IF NOT EXISTS inbound_dedupe (dedupe_key TEXT PRIMARY KEY, message_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS status_history (
+    n INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS status_history_message ON status_history (message_id, n);
+CREATE TABLE IF NOT EXISTS ledger (
+    team_id TEXT NOT NULL, period TEXT NOT NULL, member_id TEXT NOT NULL, channel TEXT NOT NULL,
+    used INTEGER NOT NULL, included INTEGER NOT NULL, price_micros INTEGER NOT NULL,
+    PRIMARY KEY (team_id, period, member_id, channel));
+CREATE TABLE IF NOT EXISTS ledger_team (
+    team_id TEXT NOT NULL, period TEXT NOT NULL, overage_micros INTEGER NOT NULL,
+    PRIMARY KEY (team_id, period));
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, state TEXT NOT NULL, run_ms INTEGER NOT NULL,
+    lease_ms INTEGER, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, run_ms);
+CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (state, lease_ms);
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency (
+    scope TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, status_code INTEGER,
+    body TEXT, expires_ms INTEGER NOT NULL, PRIMARY KEY (scope, key));
+"""
+
+IDEM_KEEP = timedelta(hours=24)
+
+
+def _ms(ts: datetime) -> int:
+    return int(ts.timestamp() * 1000)
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+def _cursor_parts(cursor: str) -> tuple[int, str]:
+    ms, _, ident = cursor.partition(":")
+    return int(ms), ident
+
+
+class SqliteStore:
+    """Store backend on one SQLite file (``sqlite:///path`` or ``sqlite:///:memory:``)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        # sqlite:///abs/path → /abs/path; sqlite://rel/path → rel/path
+        path = url.removeprefix("sqlite://")
+        self.path = ":memory:" if path in (":memory:", "/:memory:") else path
+        self._db: sqlite3.Connection | None = None
+
+    # -- plumbing --------------------------------------------------------------------
+    async def open(self) -> None:
+        """Open the file (creating directories and schema)."""
+        if self.path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        db = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=30,
+        )
+        db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode is durable against process crashes (the WAL is written
+        # before commit returns); only an OS crash can lose the last transactions.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=30000")
+        db.execute("PRAGMA foreign_keys=OFF")
+        db.executescript(_SCHEMA)
+        self._db = db
+
+    async def aclose(self) -> None:
+        """Close the database."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def ping(self) -> None:
+        """Raise if the database cannot answer."""
+        self._conn.execute("SELECT 1").fetchone()
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._conn
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _doc(self, sql: str, *args: Any) -> dict[str, Any] | None:
+        row = self._conn.execute(sql, args).fetchone()
+        return json.loads(row[0]) if row else None
+
+    # -- directory -------------------------------------------------------------------
+    async def create_team(self, team: Team) -> None:
+        """Store a new team."""
+        with self._tx() as db:
+            db.execute("INSERT INTO teams VALUES (?, ?)", (team.id, _dumps(team.to_dict())))
+
+    async def get_team(self, team_id: str) -> Team | None:
+        """The team, or None."""
+        doc = self._doc("SELECT doc FROM teams WHERE id = ?", team_id)
+        return Team.from_dict(doc) if doc else None
+
+    async def list_teams(self) -> list[Team]:
+        """Every team, oldest first."""
+        rows = self._conn.execute("SELECT doc FROM teams ORDER BY id").fetchall()
+        return [Team.from_dict(json.loads(r[0])) for r in rows]
+
+    async def create_member(self, member: Member, max_active: int) -> None:
+        """Store a new member, refusing a full plan or a number owned by someone else."""
+        with self._tx() as db:
+            if member.active:
+                (active,) = db.execute(
+                    "SELECT COUNT(*) FROM members WHERE team_id = ? AND active = 1",
+                    (member.team_id,),
+                ).fetchone()
+                if active >= max_active:
+                    raise Forbidden(
+                        f"the team's plan allows at most {max_active} active members",
+                        code="plan_limit",
+                    )
+            for number in member.numbers():
+                if db.execute("SELECT 1 FROM numbers WHERE number = ?", (number,)).fetchone():
+                    raise Conflict(f"{number} already belongs to a member", code="number_taken")
+            db.execute(
+                "INSERT INTO members VALUES (?, ?, ?, ?)",
+                (member.id, member.team_id, int(member.active), _dumps(member.to_dict())),
+            )
+            db.executemany(
+                "INSERT INTO numbers VALUES (?, ?)", [(n, member.id) for n in member.numbers()]
+            )
+
+    async def get_member(self, member_id: str) -> Member | None:
+        """The member, or None."""
+        doc = self._doc("SELECT doc FROM members WHERE id = ?", member_id)
+        return Member.from_dict(doc) if doc else None
+
+    async def list_members(self, team_id: str) -> list[Member]:
+        """The team's members, oldest first."""
+        rows = self._conn.execute(
+            "SELECT doc FROM members WHERE team_id = ? ORDER BY id", (team_id,)
+        ).fetchall()
+        return [Member.from_dict(json.loads(r[0])) for r in rows]
+
+    async def member_by_number(self, number: str) -> Member | None:
+        """The member who owns ``number``, or None."""
+        doc = self._doc(
+            "SELECT m.doc FROM numbers n JOIN members m ON m.id = n.member_id WHERE n.number = ?",
+            number,
+        )
+        return Member.from_dict(doc) if doc else None
+
+    async def create_api_key(self, key: ApiKey) -> None:
+        """Store a new API key."""
+        with self._tx() as db:
+            db.execute("INSERT INTO api_keys VALUES (?, ?)", (key.key_hash, _dumps(key.to_dict())))
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The API key with this hash, or None."""
+        doc = self._doc("SELECT doc FROM api_keys WHERE key_hash = ?", key_hash)
+        return ApiKey.from_dict(doc) if doc else None
+
+    # -- attachments -----------------------------------------------------------------
+    async def put_attachment(self, attachment: Attachment) -> None:
+        """Store attachment metadata."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO attachments VALUES (?, ?)",
+                (attachment.id, _dumps(attachment.to_dict())),
+            )
+
+    async def get_attachment(self, attachment_id: str) -> Attachment | None:
+        """The attachment, or None."""
+        doc = self._doc("SELECT doc FROM attachments WHERE id = ?", attachment_id)
+        return Attachment.from_dict(doc) if doc else None
+
+    # -- conversations ---------------------------------------------------------------
+    async def conversation_for(
+        self, team_id: str, member_id: str, member_number: str, remote_number: str, now: datetime
+    ) -> Conversation:
+        """The conversation of the triple, created if new."""
+        sql = (
+            "SELECT doc FROM conversations WHERE team_id = ? AND member_number = ? "
+            "AND remote_number = ?"
+        )
+        doc = self._doc(sql, team_id, member_number, remote_number)
+        if doc:
+            return Conversation.from_dict(doc)
+        with self._tx() as db:
+            row = db.execute(sql, (team_id, member_number, remote_number)).fetchone()
+            if row:
+                return Conversation.from_dict(json.loads(row[0]))
+            conv = Conversation(
+                id=new_id("conv"),
+                team_id=team_id,
+                member_id=member_id,
+                member_number=member_number,
+                remote_number=remote_number,
+                created_at=now,
+                last_message_at=now,
+            )
+            db.execute(
+                "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    conv.id,
+                    team_id,
+                    member_id,
+                    member_number,
+                    remote_number,
+                    _ms(now),
+                    _dumps(conv.to_dict()),
+                ),
+            )
+            return conv
+
+    async def get_conversation(self, conversation_id: str) -> Conversation | None:
+        """The conversation, or None."""
+        doc = self._doc("SELECT doc FROM conversations WHERE id = ?", conversation_id)
+        return Conversation.from_dict(doc) if doc else None
+
+    async def list_conversations(
+        self, team_id: str, member_id: str | None, cursor: str | None, limit: int
+    ) -> Page[Conversation]:
+        """Conversations by latest activity, newest first."""
+        sql = "SELECT doc, last_ms, id FROM conversations WHERE team_id = ?"
+        args: list[Any] = [team_id]
+        if member_id:
+            sql += " AND member_id = ?"
+            args.append(member_id)
+        if cursor:
+            ms, ident = _cursor_parts(cursor)
+            sql += " AND (last_ms < ? OR (last_ms = ? AND id < ?))"
+            args += [ms, ms, ident]
+        sql += " ORDER BY last_ms DESC, id DESC LIMIT ?"
+        args.append(limit + 1)
+        rows = self._conn.execute(sql, args).fetchall()
+        items = [Conversation.from_dict(json.loads(r[0])) for r in rows[:limit]]
+        nxt = f"{rows[limit - 1][1]}:{rows[limit - 1][2]}" if len(rows) > limit else None
+        return Page(items, nxt)
+
+    def _touch_conversation(
+        self, db: sqlite3.Connection, conversation_id: str, at: datetime, inbound_whatsapp: bool
+    ) -> None:
+        row = db.execute(
+            "SELECT doc FROM conversations WHERE id = ?", (conversation_id,)
+        ).fetchone()
+        if row is None:
+            return
+        conv = Conversation.from_dict(json.loads(row[0]))
+        conv.last_message_at = max(conv.last_message_at, at)
+        if inbound_whatsapp:
+            prev = conv.last_inbound_whatsapp_at
+            conv.last_inbound_whatsapp_at = at if prev is None else max(prev, at)
+        db.execute(
+            "UPDATE conversations SET last_ms = ?, doc = ? WHERE id = ?",
+            (_ms(conv.last_message_at), _dumps(conv.to_dict()), conversation_id),
+        )
+
+    # -- messages --------------------------------------------------------------------
+    def _insert_message(self, db: sqlite3.Connection, m: Message) -> None:
+        db.execute(
+            "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                m.id,
+                m.team_id,
+                m.member_id,
+                m.conversation_id,
+                m.channel,
+                m.direction,
+                m.status,
+                _dumps(m.to_dict()),
+            ),
+        )
+        db.execute(
+            "INSERT INTO status_history (message_id, doc) VALUES (?, ?)",
+            (m.id, _dumps(StatusChange(m.id, m.status, m.created_at).to_dict())),
+        )
+
+    def _append(self, db: sqlite3.Connection, events: list[Event]) -> list[Event]:
+        for ev in events:
+            doc = ev.to_dict()
+            doc.pop("seq", None)
+            cur = db.execute("INSERT INTO events (doc) VALUES (?)", (_dumps(doc),))
+            ev.seq = int(cur.lastrowid or 0)
+        return events
+
+    def _ledger_add(
+        self,
+        db: sqlite3.Connection,
+        team_id: str,
+        period: str,
+        member_id: str,
+        channel: str,
+        delta: int,
+        included: int | None,
+        price: int | None,
+        limit: int | None,
+    ) -> tuple[int, int]:
+        """Add ``delta`` units; returns (used before, used after). Checks ``limit`` if given."""
+        row = db.execute(
+            "SELECT used, included, price_micros FROM ledger WHERE team_id = ? AND period = ? "
+            "AND member_id = ? AND channel = ?",
+            (team_id, period, member_id, channel),
+        ).fetchone()
+        before, old_included, old_price = row if row else (0, included or 0, price or 0)
+        included = old_included if included is None else included
+        price = old_price if price is None else price
+        after = max(0, before + delta)
+        cost = ledger_overage_micros(after, included, price) - ledger_overage_micros(
+            before, included, price
+        )
+        trow = db.execute(
+            "SELECT overage_micros FROM ledger_team WHERE team_id = ? AND period = ?",
+            (team_id, period),
+        ).fetchone()
+        team_overage = trow[0] if trow else 0
+        if limit is not None and cost > 0 and team_overage + cost > limit:
+            raise CreditLimitExceeded(
+                "this send would take the team's overage past its credit limit",
+                overage_micros=team_overage,
+                cost_micros=cost,
+                credit_limit_micros=limit,
+            )
+        db.execute(
+            "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (team_id, period, "
+            "member_id, channel) DO UPDATE SET used = excluded.used, "
+            "included = excluded.included, price_micros = excluded.price_micros",
+            (team_id, period, member_id, channel, after, included, price),
+        )
+        db.execute(
+            "INSERT INTO ledger_team VALUES (?, ?, ?) ON CONFLICT (team_id, period) "
+            "DO UPDATE SET overage_micros = excluded.overage_micros",
+            (team_id, period, max(0, team_overage + cost)),
+        )
+        return before, after
+
+    async def submit_outbound(
+        self, message: Message, charge: Charge | None, job: Job, events: list[Event]
+    ) -> list[Event]:
+        """Book the charge, insert the message, enqueue the job, append events: all or none."""
+        with self._tx() as db:
+            all_events = list(events)
+            if charge is not None:
+                before, after = self._ledger_add(
+                    db,
+                    charge.team_id,
+                    charge.period,
+                    charge.member_id,
+                    charge.channel,
+                    charge.units,
+                    charge.included,
+                    charge.overage_price_micros,
+                    charge.credit_limit_micros,
+                )
+                message.charged_period = charge.period
+                for pct in crossed_thresholds(before, after, charge.included, charge.thresholds):
+                    all_events.append(threshold_event(charge, pct, after, message.created_at))
+            self._insert_message(db, message)
+            self._touch_conversation(db, message.conversation_id, message.created_at, False)
+            self._insert_job(db, job)
+            return self._append(db, all_events)
+
+    async def store_inbound(
+        self, message: Message, dedupe_key: str, events: list[Event]
+    ) -> tuple[Message, bool]:
+        """Store an inbound message unless its dedupe key was seen."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT m.doc FROM inbound_dedupe d JOIN messages m ON m.id = d.message_id "
+                "WHERE d.dedupe_key = ?",
+                (dedupe_key,),
+            ).fetchone()
+            if row:
+                return Message.from_dict(json.loads(row[0])), False
+            db.execute("INSERT INTO inbound_dedupe VALUES (?, ?)", (dedupe_key, message.id))
+            self._insert_message(db, message)
+            self._touch_conversation(
+                db, message.conversation_id, message.created_at, message.channel == "whatsapp"
+            )
+            self._append(db, events)
+            return message, True
+
+    async def get_message(self, message_id: str) -> Message | None:
+        """The message, or None."""
+        doc = self._doc("SELECT doc FROM messages WHERE id = ?", message_id)
+        return Message.from_dict(doc) if doc else None
+
+    async def list_messages(
+        self, flt: MessageFilter, cursor: str | None, limit: int
+    ) -> Page[Message]:
+        """Messages matching the filter, newest first."""
+        clauses, args = ["team_id = ?"], [flt.team_id]
+        for column in ("member_id", "conversation_id", "channel", "direction", "status"):
+            value = getattr(flt, column)
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if cursor:
+            clauses.append("id < ?")
+            args.append(cursor)
+        # Pick the narrowest index; SQLite's planner does not always see it alone.
+        index = (
+            "messages_conversation"
+            if flt.conversation_id
+            else "messages_member"
+            if flt.member_id
+            else "messages_team"
+        )
+        sql = (
+            f"SELECT doc FROM messages INDEXED BY {index} WHERE {' AND '.join(clauses)} "
+            "ORDER BY id DESC LIMIT ?"
+        )
+        rows = self._conn.execute(sql, [*args, limit + 1]).fetchall()
+        items = [Message.from_dict(json.loads(r[0])) for r in rows[:limit]]
+        return Page(items, items[-1].id if len(rows) > limit else None)
+
+    async def update_message(
+        self, message_id: str, update: StatusUpdate, now: datetime
+    ) -> tuple[Message, bool] | None:
+        """Apply a status update atomically (forward only)."""
+        with self._tx() as db:
+            row = db.execute("SELECT doc FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                return None
+            msg = Message.from_dict(json.loads(row[0]))
+            changed = apply_update(msg, update, now)
+            if update.carrier_id and msg.connector_id:
+                db.execute(
+                    "INSERT OR REPLACE INTO carrier_ids VALUES (?, ?, ?)",
+                    (msg.connector_id, update.carrier_id, msg.id),
+                )
+            if update.release and msg.charged_period:
+                self._ledger_add(
+                    db,
+                    msg.team_id,
+                    msg.charged_period,
+                    msg.member_id,
+                    msg.channel,
+                    -msg.units,
+                    None,
+                    None,
+                    None,
+                )
+                msg.charged_period = None
+            db.execute(
+                "UPDATE messages SET status = ?, doc = ? WHERE id = ?",
+                (msg.status, _dumps(msg.to_dict()), msg.id),
+            )
+            if changed:
+                change = StatusChange(msg.id, msg.status, now, update.detail)
+                db.execute(
+                    "INSERT INTO status_history (message_id, doc) VALUES (?, ?)",
+                    (msg.id, _dumps(change.to_dict())),
+                )
+                self._append(db, [status_event(msg, now)])
+            return msg, changed
+
+    async def message_by_carrier_id(self, connector_id: str, carrier_id: str) -> Message | None:
+        """The message a carrier knows by ``carrier_id``."""
+        doc = self._doc(
+            "SELECT m.doc FROM carrier_ids c JOIN messages m ON m.id = c.message_id "
+            "WHERE c.connector_id = ? AND c.carrier_id = ?",
+            connector_id,
+            carrier_id,
+        )
+        return Message.from_dict(doc) if doc else None
+
+    async def status_history(self, message_id: str) -> list[StatusChange]:
+        """The message's status changes, oldest first."""
+        rows = self._conn.execute(
+            "SELECT doc FROM status_history WHERE message_id = ? ORDER BY n", (message_id,)
+        ).fetchall()
+        return [StatusChange.from_dict(json.loads(r[0])) for r in rows]
+
+    # -- quota ledger ----------------------------------------------------------------
+    async def ledger(self, team_id: str, period: str) -> tuple[list[LedgerLine], int]:
+        """Units used per member and channel, and the team's overage cost."""
+        rows = self._conn.execute(
+            "SELECT member_id, channel, used FROM ledger WHERE team_id = ? AND period = ? "
+            "ORDER BY member_id, channel",
+            (team_id, period),
+        ).fetchall()
+        trow = self._conn.execute(
+            "SELECT overage_micros FROM ledger_team WHERE team_id = ? AND period = ?",
+            (team_id, period),
+        ).fetchone()
+        lines = [LedgerLine(r[0], r[1], period, r[2]) for r in rows]
+        return lines, (trow[0] if trow else 0)
+
+    # -- jobs ------------------------------------------------------------------------
+    def _insert_job(self, db: sqlite3.Connection, job: Job) -> None:
+        db.execute(
+            "INSERT INTO jobs VALUES (?, ?, ?, ?, ?)",
+            (job.id, job.state, _ms(job.run_at), None, _dumps(job.to_dict())),
+        )
+
+    def _save_job(self, db: sqlite3.Connection, job: Job) -> None:
+        db.execute(
+            "UPDATE jobs SET state = ?, run_ms = ?, lease_ms = ?, doc = ? WHERE id = ?",
+            (
+                job.state,
+                _ms(job.run_at),
+                _ms(job.lease_until) if job.lease_until else None,
+                _dumps(job.to_dict()),
+                job.id,
+            ),
+        )
+
+    async def enqueue(self, job: Job) -> None:
+        """Add a ready job."""
+        with self._tx() as db:
+            self._insert_job(db, job)
+
+    async def lease_job(self, now: datetime, owner: str, visibility: timedelta) -> Job | None:
+        """Lease the earliest due job (or one whose lease expired)."""
+        now_ms = _ms(now)
+        with self._tx() as db:
+            while True:
+                row = db.execute(
+                    "SELECT doc FROM ("
+                    " SELECT doc, run_ms AS k FROM jobs WHERE state = 'ready' AND run_ms <= ?"
+                    " UNION ALL"
+                    " SELECT doc, lease_ms AS k FROM jobs WHERE state = 'leased' AND lease_ms <= ?"
+                    ") ORDER BY k LIMIT 1",
+                    (now_ms, now_ms),
+                ).fetchone()
+                if row is None:
+                    return None
+                job = Job.from_dict(json.loads(row[0]))
+                if lease_or_bury(job, now, owner, visibility):
+                    self._save_job(db, job)
+                    return job
+                self._save_job(db, job)
+
+    def _leased(self, db: sqlite3.Connection, job_id: str, token: str) -> Job | None:
+        row = db.execute(
+            "SELECT doc FROM jobs WHERE id = ? AND state = 'leased'", (job_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        job = Job.from_dict(json.loads(row[0]))
+        return job if job.token == token else None
+
+    async def ack_job(self, job_id: str, token: str) -> bool:
+        """Remove a finished job if ``token`` still holds its lease."""
+        with self._tx() as db:
+            if self._leased(db, job_id, token) is None:
+                return False
+            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            return True
+
+    async def retry_job(
+        self, job_id: str, token: str, run_at: datetime, error: str, refund: bool = False
+    ) -> str | None:
+        """Put a leased job back for ``run_at`` (or bury it after max attempts)."""
+        with self._tx() as db:
+            job = self._leased(db, job_id, token)
+            if job is None:
+                return None
+            schedule_retry(job, run_at, error, refund)
+            self._save_job(db, job)
+            return job.state
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """The job, or None."""
+        doc = self._doc("SELECT doc FROM jobs WHERE id = ?", job_id)
+        return Job.from_dict(doc) if doc else None
+
+    async def list_dead_jobs(self, limit: int) -> list[Job]:
+        """Dead jobs, newest first."""
+        rows = self._conn.execute(
+            "SELECT doc FROM jobs WHERE state = 'dead' ORDER BY id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [Job.from_dict(json.loads(r[0])) for r in rows]
+
+    async def job_counts(self) -> dict[str, int]:
+        """Jobs per state."""
+        counts = {"ready": 0, "leased": 0, "dead": 0}
+        for state, n in self._conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
+            counts[state] = n
+        return counts
+
+    # -- events ----------------------------------------------------------------------
+    async def append_events(self, events: list[Event]) -> list[Event]:
+        """Append events and number them."""
+        with self._tx() as db:
+            return self._append(db, events)
+
+    async def list_events(self, after_seq: int, limit: int) -> list[Event]:
+        """Events after ``after_seq``, oldest first."""
+        rows = self._conn.execute(
+            "SELECT seq, doc FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+        ).fetchall()
+        out = []
+        for seq, doc in rows:
+            ev = Event.from_dict(json.loads(doc))
+            ev.seq = seq
+            out.append(ev)
+        return out
+
+    # -- idempotency -----------------------------------------------------------------
+    async def idem_claim(
+        self, scope: str, key: str, fingerprint: str, now: datetime, ttl: timedelta
+    ) -> IdemRecord | None:
+        """Claim an idempotency key, or return the record that holds it."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT fingerprint, status_code, body, expires_ms FROM idempotency "
+                "WHERE scope = ? AND key = ?",
+                (scope, key),
+            ).fetchone()
+            if row and row[3] > _ms(now):
+                return IdemRecord(row[0], row[1], row[2])
+            db.execute(
+                "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, NULL, NULL, ?)",
+                (scope, key, fingerprint, _ms(now + ttl)),
+            )
+            return None
+
+    async def idem_complete(
+        self, scope: str, key: str, status_code: int, body: str, now: datetime
+    ) -> None:
+        """Store the response for a claimed key (kept for 24 hours)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE idempotency SET status_code = ?, body = ?, expires_ms = ? "
+                "WHERE scope = ? AND key = ?",
+                (status_code, body, _ms(now + IDEM_KEEP), scope, key),
+            )
+
+    async def idem_release(self, scope: str, key: str) -> None:
+        """Drop a claim."""
+        with self._tx() as db:
+            db.execute("DELETE FROM idempotency WHERE scope = ? AND key = ?", (scope, key))
