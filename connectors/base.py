@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import httpx
-    from gateway.blobs import BlobStore
     from starlette.routing import BaseRoute
 
+    from gateway.blobs import BlobStore
     from gateway.clock import Clock
     from gateway.config import ConnectorConfig
     from gateway.models import Message

@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="monthly overage the team may run up, in EUR (default 0: no overage)",
     )
     t_create.add_argument(
-        "--region", default="DE", help="region for national-format numbers (default DE)"
+        "--region",
+        help="region for national-format numbers, e.g. DE (default: gateway.region)",
     )
     t_show = team_cmds.add_parser(
         "show", parents=[admin_common], help="a team, its members and this month's usage"
@@ -343,9 +344,12 @@ async def create_member(
     return member
 
 
-async def _admin_team_create(args: argparse.Namespace, store: Store, clock: Clock) -> Result:
+async def _admin_team_create(
+    args: argparse.Namespace, store: Store, clock: Clock, settings: Settings
+) -> Result:
     """``admin team create``."""
-    team = await create_team(store, clock, args.name, args.plan, args.credit_limit, args.region)
+    region = args.region or settings.region
+    team = await create_team(store, clock, args.name, args.plan, args.credit_limit, region)
     text = (
         f"created team {team.id} {team.name!r}: {team.plan} plan "
         f"(at most {Plan(team.plan).max_members} active members), credit limit "
@@ -444,7 +448,7 @@ async def _admin(args: argparse.Namespace, settings: Settings) -> Result:
     try:
         match (args.object, args.action):
             case ("team", "create"):
-                return await _admin_team_create(args, store, clock)
+                return await _admin_team_create(args, store, clock, settings)
             case ("team", "show"):
                 return await _admin_team_show(args, store, clock, settings)
             case ("member", "create"):

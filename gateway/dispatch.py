@@ -9,6 +9,7 @@ the carrier accepted it gives its units back.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import timedelta
 
 from tenacity import (
@@ -28,7 +29,7 @@ from connectors.base import (
     RetryableError,
     SendResult,
 )
-from gateway.jobs import Retry, handler
+from gateway.jobs import Retry, handler, periodic
 from gateway.models import Job, Message, Status
 from gateway.outbound import retry_delay
 from gateway.runtime import Runtime
@@ -87,11 +88,13 @@ async def outbound_message(rt: Runtime, msg: Message) -> OutboundMessage:
     return OutboundMessage(msg.id, msg.channel, msg.from_, msg.to, msg.text, attachments, meta)
 
 
-async def fail(rt: Runtime, msg: Message, error: dict[str, object]) -> None:
+async def fail(rt: Runtime, msg: Message, error: Mapping[str, object]) -> None:
     """Mark ``msg`` failed; units go back when the carrier never accepted it."""
     release = msg.carrier_id is None
     await rt.store.update_message(
-        msg.id, StatusUpdate(status=Status.FAILED, error=error, release=release), rt.clock.now()
+        msg.id,
+        StatusUpdate(status=Status.FAILED, error=dict(error), release=release),
+        rt.clock.now(),
     )
 
 
@@ -153,3 +156,27 @@ async def send_job(rt: Runtime, job: Job) -> None:
         StatusUpdate(status=Status.SENT, carrier_id=result.carrier_id, meta=meta or None),
         rt.clock.now(),
     )
+
+
+@periodic
+async def fail_dead_sends(rt: Runtime) -> int:
+    """Fail (and refund) messages whose send job died, e.g. because its workers kept dying.
+
+    Dead jobs stay listed for the operator; this only makes their messages say so.
+    """
+    failed = 0
+    for job in await rt.store.list_dead_jobs(1000):
+        if job.kind != "send":
+            continue
+        msg = await rt.store.get_message(str(job.payload.get("message_id")))
+        if msg is None or Status(msg.status) in _DONE:
+            continue
+        error = {
+            "code": ErrorCode.UNKNOWN,
+            "message": f"the send job died after {job.attempts} attempts: {job.last_error}",
+            "carrier_code": None,
+            "retryable": True,
+        }
+        await fail(rt, msg, error)
+        failed += 1
+    return failed

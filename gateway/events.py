@@ -6,12 +6,10 @@ this module names the types and builds their payloads.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 
 from gateway.ids import new_id
 from gateway.models import Event, Message
-from gateway.store.base import Store
 
 MESSAGE_CREATED = "message.created"
 MESSAGE_RECEIVED = "message.received"
@@ -23,14 +21,3 @@ EVENT_TYPES = (MESSAGE_CREATED, MESSAGE_RECEIVED, MESSAGE_STATUS, QUOTA_THRESHOL
 def message_event(kind: str, message: Message, now: datetime) -> Event:
     """An event whose data is the message as the API shows it."""
     return Event(new_id("evt"), kind, message.team_id, message.public(), now)
-
-
-async def read_after(store: Store, after_seq: int, batch: int = 500) -> AsyncIterator[Event]:
-    """Every event after ``after_seq``, in order, read in batches."""
-    while True:
-        events = await store.list_events(after_seq, batch)
-        for event in events:
-            yield event
-        if len(events) < batch:
-            return
-        after_seq = events[-1].seq

@@ -9,6 +9,7 @@ handler checks the message's status first). Durable retries are jobs with a late
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -34,6 +35,9 @@ class Retry(Exception):
 
 Handler = Callable[[Runtime, Job], Awaitable[None]]
 HANDLERS: dict[str, Handler] = {}
+Periodic = Callable[[Runtime], Awaitable[object]]
+PERIODIC: list[Periodic] = []
+SWEEP_INTERVAL = 60.0
 
 
 def handler(kind: str) -> Callable[[Handler], Handler]:
@@ -44,6 +48,12 @@ def handler(kind: str) -> Callable[[Handler], Handler]:
         return fn
 
     return deco
+
+
+def periodic(fn: Periodic) -> Periodic:
+    """Register housekeeping that every worker runs at start and every minute."""
+    PERIODIC.append(fn)
+    return fn
 
 
 class Worker:
@@ -67,6 +77,7 @@ class Worker:
             asyncio.create_task(self._loop(stop, i), name=f"worker-{i}")
             for i in range(self.concurrency)
         ]
+        loops.append(asyncio.create_task(self._housekeeping(stop), name="worker-housekeeping"))
         await stop.wait()
         self.rt.wake_workers()
         await asyncio.gather(*loops)
@@ -80,6 +91,16 @@ class Worker:
                 ran = False
             if not ran:
                 await self.rt.wait_for_work(self.rt.settings.poll_interval)
+
+    async def _housekeeping(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            for fn in PERIODIC:
+                try:
+                    await fn(self.rt)
+                except Exception:
+                    log.exception("housekeeping %s failed", fn.__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL)
 
     async def run_once(self, owner: str | None = None) -> bool:
         """Lease and run one due job; False when none was due."""

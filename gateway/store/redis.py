@@ -30,7 +30,8 @@ are a single script. Updates whose rules live in Python (``rules.py``) read the 
 apply the rule, then commit with a compare-and-set script that writes only if the doc
 is unchanged; the check covers the one doc, so the shared ledger, indexes and event
 counter never cause a retry. Times are always the caller's ``now``, never Redis TIME.
-Scripts name only their KEYS, but one operation spans many keys: use one Redis node.
+Scripts touch only their KEYS, but one operation spans many keys: use one Redis node
+(no Cluster), version 6.2 or later (ZADD GT, ZRANGE ... BYSCORE/BYLEX REV LIMIT).
 """
 
 from __future__ import annotations
@@ -59,14 +60,8 @@ from gateway.models import (
     Team,
     iso,
 )
+from gateway.store import rules
 from gateway.store.base import IdemRecord, MessageFilter, Page, StatusUpdate
-from gateway.store.rules import (
-    apply_update,
-    lease_or_bury,
-    schedule_retry,
-    status_event,
-    threshold_event,
-)
 
 IDEM_KEEP = timedelta(hours=24)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -119,9 +114,7 @@ local function put_message(conv)
   local at = ARGV[4]
   if at > conv.last_message_at then conv.last_message_at = at end
   local wa = conv.last_inbound_whatsapp_at
-  if ARGV[7] == '1' and (wa == cjson.null or at > wa) then
-    conv.last_inbound_whatsapp_at = at
-  end
+  if ARGV[7] == '1' and (wa == cjson.null or at > wa) then conv.last_inbound_whatsapp_at = at end
   -- A conversation doc holds only strings and nulls, so cjson re-encodes it faithfully.
   redis.call('SET', KEYS[6], cjson.encode(conv))
   redis.call('ZADD', KEYS[7], 'GT', ARGV[5], ARGV[6])
@@ -305,7 +298,10 @@ class RedisStore:
     # -- plumbing --------------------------------------------------------------------
     async def open(self) -> None:
         """Connect, check that the server answers and register the scripts."""
-        client = aioredis.from_url(self._client_url, decode_responses=True)
+        # A blocking pool makes a burst of calls wait for a connection; the default pool
+        # raises MaxConnectionsError past 100 (``?max_connections=`` sets the size).
+        pool = aioredis.BlockingConnectionPool.from_url(self._client_url, decode_responses=True)
+        client = aioredis.Redis.from_pool(pool)
         try:
             await client.ping()
         except BaseException:
@@ -504,7 +500,7 @@ class RedisStore:
             # Only the script knows the usage, so it picks the thresholds crossed and
             # splices the usage into these rules.threshold_event documents.
             for pct in charge.thresholds:
-                candidates[pct] = ev = threshold_event(charge, pct, 0, message.created_at)
+                candidates[pct] = ev = rules.threshold_event(charge, pct, 0, message.created_at)
                 ev_doc = ev.to_dict()
                 ev_doc.pop("seq", None)
                 ev_doc["data"] = {**ev_doc["data"], "used": _USED}
@@ -581,13 +577,13 @@ class RedisStore:
             if raw is None:
                 return None
             msg = Message.from_dict(json.loads(raw))
-            changed = apply_update(msg, update, now)
+            changed = rules.apply_update(msg, update, now)
             carrier = update.carrier_id if update.carrier_id and msg.connector_id else ""
             ledger = self._k("ledger", msg.team_id, msg.charged_period or "-")
             line = ""
             if update.release and msg.charged_period:
                 line, msg.charged_period = f"{msg.member_id}:{msg.channel}", None
-            event = status_event(msg, now) if changed else None
+            event = rules.status_event(msg, now) if changed else None
             change = StatusChange(msg.id, msg.status, now, update.detail) if changed else None
             keys = [
                 key,
@@ -669,7 +665,7 @@ class RedisStore:
                 state, score = _job_slot(job)
                 if state == "dead" or score > now_ms:  # changed since the index was read
                     continue
-                leased = lease_or_bury(job, now, owner, visibility)
+                leased = rules.lease_or_bury(job, now, owner, visibility)
                 # A failed compare-and-set means another worker got it first: try the next.
                 if await self._save_job(_text(raw), job, job_id) and leased:
                     return job
@@ -699,7 +695,7 @@ class RedisStore:
             if (held := await self._holding(job_id, token)) is None:
                 return None
             raw, job = held
-            schedule_retry(job, run_at, error, refund)
+            rules.schedule_retry(job, run_at, error, refund)
             if await self._save_job(raw, job, job_id):
                 return job.state
         raise RuntimeError(f"job {job_id}: too much contention")

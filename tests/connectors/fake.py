@@ -59,14 +59,16 @@ class FakeConnector:
 
     async def send(self, message: OutboundMessage) -> SendResult:
         """Send per the script, to the carrier or into memory."""
-        while self.pause_file and os.path.exists(self.pause_file):
-            await asyncio.sleep(0.05)
+        while self.pause_file and os.path.exists(self.pause_file):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # another process removes the file: no event to wait on
         step = self.script.pop(0) if self.script else "ok"
         if step.startswith("retry"):
             _, _, after = step.partition(":")
             raise RetryableError(
-                "carrier busy", retry_after=float(after) if after else None,
-                code=ErrorCode.THROTTLED, carrier_code="busy",
+                "carrier busy",
+                retry_after=float(after) if after else None,
+                code=ErrorCode.THROTTLED,
+                carrier_code="busy",
             )
         if step == "permanent":
             raise PermanentError("number unknown", code=ErrorCode.INVALID_NUMBER, carrier_code="1")
@@ -98,8 +100,9 @@ class FakeConnector:
     async def _status(self, request: Request) -> Response:
         body: dict[str, Any] = await request.json()
         msg = await self.ctx.sink.status(
-            StatusReport(self.id, body["id"], body["status"], self.ctx.clock.now(),
-                         body.get("error"))
+            StatusReport(
+                self.id, body["id"], body["status"], self.ctx.clock.now(), body.get("error")
+            )
         )
         return JSONResponse({"known": msg is not None})
 
@@ -108,8 +111,13 @@ class FakeConnector:
         received = parse_iso(body["at"]) if "at" in body else self.ctx.clock.now()
         msg = await self.ctx.sink.inbound(
             InboundMessage(
-                self.id, body.get("channel", "sms"), body["id"], body["from"], body["to"],
-                body.get("text"), received,
+                self.id,
+                body.get("channel", "sms"),
+                body["id"],
+                body["from"],
+                body["to"],
+                body.get("text"),
+                received,
             )
         )
         return JSONResponse({"message_id": msg.id if msg else None})

@@ -54,10 +54,28 @@ async def seed_directory(rt: Runtime, clock: FrozenClock, credit_limit: int = 10
     other = Team(new_id("team"), "Rival", "starter", 0, "DE", now)
     await rt.store.create_team(team)
     await rt.store.create_team(other)
-    anna = Member(new_id("mem"), team.id, "Anna", "anna@example.com", MOBILE_A, FAX_A,
-                  frozenset({"whatsapp", "fax"}), True, now)
-    ben = Member(new_id("mem"), team.id, "Ben", "ben@example.com", MOBILE_B, None,
-                 frozenset({"sms"}), True, now)
+    anna = Member(
+        new_id("mem"),
+        team.id,
+        "Anna",
+        "anna@example.com",
+        MOBILE_A,
+        FAX_A,
+        frozenset({"whatsapp", "fax"}),
+        True,
+        now,
+    )
+    ben = Member(
+        new_id("mem"),
+        team.id,
+        "Ben",
+        "ben@example.com",
+        MOBILE_B,
+        None,
+        frozenset({"sms"}),
+        True,
+        now,
+    )
     await rt.store.create_member(anna, 10)
     await rt.store.create_member(ben, 10)
     _, team_key = await create_key(rt.store, clock, team.id)

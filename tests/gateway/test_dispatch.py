@@ -79,7 +79,11 @@ async def test_durable_retry_then_success(
     after = await stored(rt, msg["id"])
     assert after.status == "sent"
     assert [h.status for h in await rt.store.status_history(msg["id"])] == [
-        "accepted", "sending", "queued", "sending", "sent",
+        "accepted",
+        "sending",
+        "queued",
+        "sending",
+        "sent",
     ]
 
 
@@ -93,7 +97,9 @@ async def test_permanent_error_fails_and_gives_units_back(
     after = await stored(rt, msg["id"])
     assert after.status == "failed"
     assert after.error == {
-        "code": "invalid_number", "message": "number unknown", "carrier_code": "1",
+        "code": "invalid_number",
+        "message": "number unknown",
+        "carrier_code": "1",
         "retryable": False,
     }
     assert await used(rt, seed) == 0
@@ -128,7 +134,7 @@ async def test_auth_error_keeps_the_message_queued(
     for _ in range(rt.settings.job_max_attempts + 2):
         clock.advance(minutes=2)
         assert await Worker(rt).run_once()
-    job = (await rt.store.list_dead_jobs(10))
+    job = await rt.store.list_dead_jobs(10)
     assert job == []
     assert (await stored(rt, msg["id"])).status == "queued"
     fake(rt).healthy = True  # the operator fixed the token
@@ -163,8 +169,9 @@ async def test_delivery_reports_move_forward_only(
     assert after.status == "read"
     unknown = await client.post("/hooks/fake1/status", json={"id": "nope", "status": "read"})
     assert unknown.json() == {"known": False}
-    statuses = [e.data["status"] for e in await rt.store.list_events(0, 100)
-                if e.type == "message.status"]
+    statuses = [
+        e.data["status"] for e in await rt.store.list_events(0, 100) if e.type == "message.status"
+    ]
     assert statuses == ["sending", "sent", "delivered", "read"]
 
 
@@ -172,8 +179,7 @@ async def test_inbound_lands_in_the_shared_conversation_once(
     client: httpx.AsyncClient, rt: Runtime, seed: Seed, clock: FrozenClock
 ) -> None:
     out = await send(client, seed)
-    body = {"id": "in-1", "from": CONTACT, "to": MOBILE_A, "text": "Danke!",
-            "channel": "whatsapp"}
+    body = {"id": "in-1", "from": CONTACT, "to": MOBILE_A, "text": "Danke!", "channel": "whatsapp"}
     first = (await client.post("/hooks/fake1/inbound", json=body)).json()
     second = (await client.post("/hooks/fake1/inbound", json=body)).json()
     assert first["message_id"] and first == second
@@ -221,3 +227,23 @@ async def test_worker_loop_runs_until_stopped(
     assert statuses == {"sent"}
     assert sorted(m.id for m in fake(rt).sent) == sorted(m["id"] for m in msgs)
     assert timedelta(seconds=rt.settings.job_visibility_seconds) > timedelta(0)
+
+
+async def test_a_send_job_buried_by_dying_workers_fails_its_message(
+    client: httpx.AsyncClient, rt: Runtime, seed: Seed, clock: FrozenClock
+) -> None:
+    from gateway.dispatch import fail_dead_sends
+
+    msg = await send(client, seed)
+    visibility = timedelta(seconds=rt.settings.job_visibility_seconds)
+    for i in range(rt.settings.job_max_attempts):  # each lease "dies" without an answer
+        assert await rt.store.lease_job(clock.now(), f"doomed-{i}", visibility) is not None
+        clock.advance(seconds=visibility.total_seconds() + 1)
+    assert await rt.store.lease_job(clock.now(), "last", visibility) is None
+    assert (await rt.store.job_counts())["dead"] == 1
+    assert await fail_dead_sends(rt) == 1
+    after = await stored(rt, msg["id"])
+    assert after.status == "failed" and after.error and "died" in after.error["message"]
+    assert await used(rt, seed) == 0
+    assert await fail_dead_sends(rt) == 0  # once
+    assert len(await rt.store.list_dead_jobs(10)) == 1  # still listed for the operator

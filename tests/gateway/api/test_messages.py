@@ -70,9 +70,7 @@ async def test_national_numbers_are_normalized(client: httpx.AsyncClient, seed: 
     assert (resp.json()["from"], resp.json()["to"]) == (MOBILE_A, CONTACT)
 
 
-async def test_sms_and_whatsapp_share_a_conversation(
-    client: httpx.AsyncClient, seed: Seed
-) -> None:
+async def test_sms_and_whatsapp_share_a_conversation(client: httpx.AsyncClient, seed: Seed) -> None:
     a = await client.post("/v1/messages", json=sms(), headers=auth(seed.anna_key))
     wa = {**sms(), "channel": "whatsapp"}
     b = await client.post("/v1/messages", json=wa, headers=auth(seed.anna_key))
@@ -134,8 +132,9 @@ async def test_errors_have_stable_codes(client: httpx.AsyncClient, seed: Seed) -
         "validation_error",
     )
     await expect_problem(await client.get("/v1/nothing", headers=key), 404, "not_found")
-    await expect_problem(await client.delete("/v1/messages", headers=key), 405,
-                         "method_not_allowed")
+    await expect_problem(
+        await client.delete("/v1/messages", headers=key), 405, "method_not_allowed"
+    )
 
 
 async def test_channel_unavailable_queues_nothing(
@@ -172,8 +171,17 @@ async def test_credit_limit_refuses_without_charging(
     from gateway.ids import new_id
     from gateway.models import Member
 
-    rival = Member(new_id("mem"), seed.other_team.id, "Rita", "r@example.com",
-                   "+4915112345679", None, frozenset({"sms"}), True, rt.clock.now())
+    rival = Member(
+        new_id("mem"),
+        seed.other_team.id,
+        "Rita",
+        "r@example.com",
+        "+4915112345679",
+        None,
+        frozenset({"sms"}),
+        True,
+        rt.clock.now(),
+    )
     await rt.store.create_member(rival, 2)
     key = auth(seed.other_key)
     long_text = "x" * 1600  # 10 units
@@ -255,15 +263,23 @@ async def test_idempotency(client: httpx.AsyncClient, seed: Seed, rt: Runtime) -
 
 
 async def test_preview(client: httpx.AsyncClient, seed: Seed, rt: Runtime) -> None:
-    cases = [("Hello", "gsm7", 1, 1), ("a" * 161, "gsm7", 2, 2), ("Hello 😀", "ucs2", 1, 1),
-             ("ж" * 71, "ucs2", 2, 1), ("a" * 159 + "€", "gsm7", 2, 1)]
+    cases = [
+        ("Hello", "gsm7", 1, 1),
+        ("a" * 161, "gsm7", 2, 2),
+        ("Hello 😀", "ucs2", 1, 1),
+        ("ж" * 71, "ucs2", 2, 1),
+        ("a" * 159 + "€", "gsm7", 2, 1),
+    ]
     for text, encoding, segments, units in cases:
         resp = await client.post(
             "/v1/messages/preview", json=sms(text), headers=auth(seed.team_key)
         )
         assert resp.status_code == 200, resp.text
         assert resp.json() == {
-            "channel": "sms", "encoding": encoding, "segments": segments, "units": units,
+            "channel": "sms",
+            "encoding": encoding,
+            "segments": segments,
+            "units": units,
         }
     assert (await rt.store.job_counts())["ready"] == 0
     listed = await client.get("/v1/messages", headers=auth(seed.team_key))
@@ -297,8 +313,9 @@ async def test_list_filters_and_cursor(client: httpx.AsyncClient, seed: Seed) ->
     assert len(convs["data"]) == 1 and convs["next_cursor"] is None
 
 
-async def test_attachments(client: httpx.AsyncClient, seed: Seed, rt: Runtime,
-                           tmp_path: Path) -> None:
+async def test_attachments(
+    client: httpx.AsyncClient, seed: Seed, rt: Runtime, tmp_path: Path
+) -> None:
     key = auth(seed.team_key)
     data = b"%PDF-1.4\n" + bytes(range(256)) * 10
     up = await client.post(
@@ -323,14 +340,14 @@ async def test_attachments(client: httpx.AsyncClient, seed: Seed, rt: Runtime,
         await client.post("/v1/messages", json=missing, headers=key), 422, "validation_error"
     )
     await expect_problem(
-        await client.post("/v1/attachments", files={"file": ("e", b"", "text/plain")},
-                          headers=key),
+        await client.post("/v1/attachments", files={"file": ("e", b"", "text/plain")}, headers=key),
         422,
         "validation_error",
     )
     await expect_problem(
-        await client.post("/v1/attachments", files={"other": ("e", b"x", "text/plain")},
-                          headers=key),
+        await client.post(
+            "/v1/attachments", files={"other": ("e", b"x", "text/plain")}, headers=key
+        ),
         422,
         "validation_error",
     )
@@ -362,8 +379,12 @@ async def test_quota_report(client: httpx.AsyncClient, seed: Seed) -> None:
     assert quota["period"] == "2026-03" and quota["credit_limit"] == "10.00"
     anna = next(m for m in quota["members"] if m["member_id"] == seed.anna.id)
     assert anna["channels"]["sms"] == {
-        "included": 100, "used": 2, "remaining": 98, "overage": 0,
-        "overage_price": "0.09", "overage_cost": "0.00",
+        "included": 100,
+        "used": 2,
+        "remaining": 98,
+        "overage": 0,
+        "overage_price": "0.09",
+        "overage_cost": "0.00",
     }
     assert anna["channels"]["whatsapp"]["included"] == 1000
     empty = (await client.get("/v1/quota?period=2026-02", headers=key)).json()

@@ -153,7 +153,9 @@ async def test_conversation_is_shared_and_unique(store: Store, clock: FrozenCloc
         )
     )
     assert {c.id for c in again} == {conv_id}
-    other = await store.conversation_for(t.id, m.id, "+4915112345678", "+4917611111111", clock.now())
+    other = await store.conversation_for(
+        t.id, m.id, "+4915112345678", "+4917611111111", clock.now()
+    )
     assert other.id != conv_id
     assert (await store.get_conversation(conv_id)) == again[0]
 
@@ -163,7 +165,9 @@ async def test_conversations_listed_by_latest_activity(store: Store, clock: Froz
     ids = [first]
     for i in range(4):
         clock.advance(minutes=1)
-        c = await store.conversation_for(t.id, m.id, m.mobile or "", f"+491760000001{i}", clock.now())
+        c = await store.conversation_for(
+            t.id, m.id, m.mobile or "", f"+491760000001{i}", clock.now()
+        )
         ids.append(c.id)
     clock.advance(minutes=1)
     # A message in the oldest conversation brings it to the top.
@@ -262,7 +266,7 @@ async def test_release_gives_units_back_once(store: Store, clock: FrozenClock) -
 
 
 async def test_status_moves_forward_only(store: Store, clock: FrozenClock) -> None:
-    t, m, conv = await setup(store, clock)
+    _t, m, conv = await setup(store, clock)
     msg = message(clock, m, conv)
     await store.submit_outbound(msg, None, job(clock), [])
     steps = [
@@ -285,11 +289,13 @@ async def test_status_moves_forward_only(store: Store, clock: FrozenClock) -> No
     assert history == ["accepted", "sending", "queued", "sending", "sent", "read"]
     status_events = [e for e in await store.list_events(0, 100) if e.type == "message.status"]
     assert [e.data["status"] for e in status_events] == history[1:]
-    assert await store.update_message("msg_missing", StatusUpdate(status="sent"), clock.now()) is None
+    assert (
+        await store.update_message("msg_missing", StatusUpdate(status="sent"), clock.now()) is None
+    )
 
 
 async def test_carrier_id_index(store: Store, clock: FrozenClock) -> None:
-    t, m, conv = await setup(store, clock)
+    _t, m, conv = await setup(store, clock)
     msg = message(clock, m, conv)
     await store.submit_outbound(msg, None, job(clock), [])
     await store.update_message(msg.id, StatusUpdate(status="sent", carrier_id="abc"), clock.now())
@@ -327,7 +333,7 @@ async def test_list_messages_filters_and_pages(store: Store, clock: FrozenClock)
 
 
 async def test_inbound_dedupe_and_window(store: Store, clock: FrozenClock) -> None:
-    t, m, conv = await setup(store, clock)
+    _t, m, conv = await setup(store, clock)
     first = message(clock, m, conv, direction="inbound", status="received", channel="whatsapp")
     stored, created = await store.store_inbound(first, "c1:wamid.1", [])
     assert created and stored.id == first.id

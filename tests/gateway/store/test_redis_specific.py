@@ -1,0 +1,113 @@
+"""Redis-only checks: key namespacing and races between separate connections."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.clock import FrozenClock
+from gateway.store import make_store
+from gateway.store.base import StatusUpdate, Store
+from gateway.store.redis import RedisStore
+from tests.gateway.store import test_contract as contract
+
+pytestmark = pytest.mark.anyio
+
+
+def _url(redis_url: str, prefix: str) -> str:
+    return f"{redis_url}{'&' if '?' in redis_url else '?'}prefix={prefix}"
+
+
+@pytest.fixture
+async def stores(redis_url: str) -> AsyncIterator[list[Store]]:
+    """Four stores on one fresh prefix: four connection pools, as four processes would."""
+    url = _url(redis_url, f"t{uuid.uuid4().hex[:12]}")
+    opened = [make_store(url) for _ in range(4)]
+    for s in opened:
+        await s.open()
+    try:
+        yield opened
+    finally:
+        for s in opened:
+            await s.aclose()
+
+
+async def test_prefix_namespaces_every_key(redis_url: str, clock: FrozenClock) -> None:
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    url = _url(redis_url, prefix)
+    store = make_store(url)
+    assert isinstance(store, RedisStore) and store.url == url and store.prefix == prefix
+    raw = aioredis.from_url(redis_url, decode_responses=True)
+    await store.open()
+    try:
+        before = await raw.dbsize()
+        t, m, conv = await contract.setup(store, clock, limit=10**9)
+        msg = contract.message(clock, m, conv)
+        await store.submit_outbound(msg, contract.charge(t, m), contract.job(clock), [])
+        await store.update_message(msg.id, StatusUpdate(status="sent", carrier_id="x"), clock.now())
+        await store.idem_claim(t.id, "k", "fp", clock.now(), timedelta(seconds=5))
+        ours = [k async for k in raw.scan_iter(match=f"{prefix}:*")]
+        # Every key the store wrote carries the prefix (nothing else writes meanwhile).
+        assert ours and await raw.dbsize() - before == len(ours)
+        other = make_store(_url(redis_url, f"t{uuid.uuid4().hex[:12]}"))
+        await other.open()
+        try:
+            assert await other.get_team(t.id) is None
+            assert await other.list_events(0, 10) == []
+            assert await other.job_counts() == {"ready": 0, "leased": 0, "dead": 0}
+        finally:
+            await other.aclose()
+    finally:
+        await store.aclose()
+        await raw.aclose()
+
+
+async def test_racing_releases_give_units_back_once(
+    stores: list[Store], clock: FrozenClock
+) -> None:
+    t, m, conv = await contract.setup(stores[0], clock, limit=10**9)
+    msg = contract.message(clock, m, conv, units=12)
+    await stores[0].submit_outbound(msg, contract.charge(t, m, 12), contract.job(clock), [])
+    upd = StatusUpdate(status="failed", release=True)
+    results = await asyncio.gather(
+        *(stores[i % 4].update_message(msg.id, upd, clock.now()) for i in range(12))
+    )
+    assert sum(1 for r in results if r is not None and r[1]) == 1
+    lines, overage = await stores[1].ledger(t.id, "2026-03")
+    assert lines[0].used == 0 and overage == 0
+    history = [h.status for h in await stores[2].status_history(msg.id)]
+    assert history == ["accepted", "failed"]
+
+
+async def test_racing_inbound_duplicates_store_one(stores: list[Store], clock: FrozenClock) -> None:
+    _, m, conv = await contract.setup(stores[0], clock)
+    msgs = [
+        contract.message(clock, m, conv, direction="inbound", status="received") for _ in range(8)
+    ]
+    results = await asyncio.gather(
+        *(stores[i % 4].store_inbound(x, "c1:dup", []) for i, x in enumerate(msgs))
+    )
+    assert sum(1 for _, created in results if created) == 1
+    assert len({stored.id for stored, _ in results}) == 1
+
+
+async def test_threshold_event_reports_usage(stores: list[Store], clock: FrozenClock) -> None:
+    t, m, conv = await contract.setup(stores[0], clock, limit=10**9)
+    msg = contract.message(clock, m, conv, units=8)
+    evs = await stores[0].submit_outbound(msg, contract.charge(t, m, 8), contract.job(clock), [])
+    expected = {
+        "member_id": m.id,
+        "channel": "sms",
+        "period": "2026-03",
+        "threshold": 80,
+        "included": 10,
+        "used": 8,
+    }
+    assert [e.data for e in evs] == [expected]
+    stored = await stores[1].list_events(0, 10)
+    assert [(e.id, e.seq, e.data) for e in stored] == [(evs[0].id, evs[0].seq, expected)]
