@@ -1,7 +1,8 @@
 """The gateway's error tree; the API translates it into RFC 9457 problem documents.
 
     GatewayError                 (code, status, detail)
-    ├── BadRequest               400 validation_error (malformed JSON, bad header)
+    ├── BadRequest               400 malformed_request (unparsable JSON, bad header)
+    ├── UnsupportedMediaType     415 unsupported_media_type
     ├── ValidationError          422 validation_error / invalid_number / …
     ├── NotFound                 404 not_found
     ├── Unauthorized             401 unauthorized
@@ -40,8 +41,16 @@ class BadRequest(GatewayError):
     """The request cannot be parsed at all (malformed JSON)."""
 
     status = 400
-    code = "validation_error"
-    title = "Bad request"
+    code = "malformed_request"
+    title = "Malformed request"
+
+
+class UnsupportedMediaType(GatewayError):
+    """The body is not in a format the route accepts."""
+
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
 
 
 class ValidationError(GatewayError):

@@ -39,8 +39,8 @@ async def idempotent(
     if not key or len(key) > MAX_KEY:
         return problem(
             400,
-            "validation_error",
-            "Invalid request",
+            "malformed_request",
+            "Malformed request",
             f"Idempotency-Key must be 1 to {MAX_KEY} characters",
             request.url.path,
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway import __version__
 from gateway.api.idempotency import MAX_KEY
@@ -42,6 +42,14 @@ CODES: dict[str, tuple[str, str]] = {
         "Invalid request",
         "the request is not acceptable (the `field` member names the offending field where "
         "there is one)",
+    ),
+    "malformed_request": (
+        "Malformed request",
+        "the request cannot be parsed: the body is not JSON, or a header is malformed",
+    ),
+    "unsupported_media_type": (
+        "Unsupported media type",
+        "the body is not in the format the route accepts",
     ),
     "invalid_number": ("Invalid request", "a phone number cannot be parsed or is not valid"),
     "channel_unavailable": (
@@ -75,34 +83,48 @@ CODES: dict[str, tuple[str, str]] = {
     "internal_error": ("Internal error", "an unexpected error; the request may be retried"),
 }
 
-_IDEMPOTENCY_400: tuple[str, str | None] = (
-    "validation_error",
-    f"the Idempotency-Key header is empty or longer than {MAX_KEY} characters",
-)
+
+class Case(NamedTuple):
+    """One way an operation can fail: the problem ``code``, and what it means here and the
+    title served when they differ from ``CODES``."""
+
+    code: str
+    text: str | None = None
+    title: str | None = None
+
+    def explanation(self) -> str:
+        """What the code means for this operation."""
+        return self.text or CODES[self.code][1]
 
 
-# Problem codes by status: (code, explanation, or None for the one in CODES).
-Codes = dict[int, list[tuple[str, str | None]]]
+# Problem cases by HTTP status.
+Codes = dict[int, list[Case]]
 
-AUTH: Codes = {401: [("unauthorized", None)]}
-INTERNAL: Codes = {500: [("internal_error", None)]}
-NOT_FOUND: Codes = {404: [("not_found", None)]}
+AUTH: Codes = {401: [Case("unauthorized")]}
+INTERNAL: Codes = {500: [Case("internal_error")]}
+NOT_FOUND: Codes = {404: [Case("not_found")]}
 IDEMPOTENCY: Codes = {
-    400: [_IDEMPOTENCY_400],
-    409: [("idempotency_in_progress", None)],
-    422: [("idempotency_key_reused", None)],
+    400: [
+        Case(
+            "malformed_request",
+            f"the Idempotency-Key header is empty or longer than {MAX_KEY} characters",
+        )
+    ],
+    409: [Case("idempotency_in_progress")],
+    422: [Case("idempotency_key_reused")],
 }
+JSON_BODY: Codes = {400: [Case("malformed_request", "the body is not valid JSON")]}
 SEND_ERRORS: Codes = {
-    403: [("sender_not_owned", None), ("member_inactive", None), ("addon_missing", None)],
-    404: [("not_found", "the API key's team no longer exists")],
+    403: [Case("sender_not_owned"), Case("member_inactive"), Case("addon_missing")],
+    404: [Case("not_found", "the API key's team no longer exists")],
     422: [
-        (
+        Case(
             "validation_error",
-            "the body is not a JSON object of the documented fields, or a "
-            "field is missing or invalid (see `field`)",
+            "the body is not a JSON object of the documented fields, or a field is missing "
+            "or invalid (see `field`)",
         ),
-        ("invalid_number", None),
-        ("channel_unavailable", None),
+        Case("invalid_number"),
+        Case("channel_unavailable"),
     ],
 }
 
@@ -137,12 +159,27 @@ def _json_response(description: str, schema: dict[str, Any], **extra: Any) -> di
 
 
 def _problem_response(
-    status: int, codes: list[tuple[str, str | None]], extension: dict[str, Any] | None = None
+    status: int, cases: list[Case], extension: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """A problem response whose ``code`` is one of ``codes``; ``extension`` documents
+    """A problem response whose ``code`` is one of ``cases``; ``extension`` documents
     further members."""
-    names = list(dict.fromkeys(code for code, _ in codes))
-    lines = [f"- `{code}`: {text or CODES[code][1]}" for code, text in codes]
+    names = list(dict.fromkeys(case.code for case in cases))
+    lines = [f"- `{case.code}`: {case.explanation()}" for case in cases]
+    examples: dict[str, Any] = {}
+    for case in cases:
+        name = case.code
+        while name in examples:
+            name += "_"
+        examples[name] = {
+            "summary": case.explanation(),
+            "value": {
+                "type": f"https://docs.gateway.example/problems/{case.code}",
+                "title": case.title or CODES[case.code][0],
+                "status": status,
+                "code": case.code,
+                "detail": case.explanation(),
+            },
+        }
     constraint: dict[str, Any] = {
         "properties": {
             "status": {"const": status},
@@ -156,18 +193,7 @@ def _problem_response(
         "content": {
             PROBLEM_TYPE: {
                 "schema": {"allOf": [_schema("Problem"), constraint]},
-                "examples": {
-                    code: {
-                        "value": {
-                            "type": f"https://docs.gateway.example/problems/{code}",
-                            "title": CODES[code][0],
-                            "status": status,
-                            "code": code,
-                            "detail": text or CODES[code][1],
-                        }
-                    }
-                    for code, text in codes
-                },
+                "examples": examples,
             }
         },
     }
@@ -177,7 +203,7 @@ def _problem_response(
 
 
 def _errors(*groups: Codes) -> dict[str, Any]:
-    """Problem responses merged from ``{status: [(code, text)]}`` groups."""
+    """Problem responses merged from ``{status: [case, ...]}`` groups."""
     merged: Codes = {}
     for group in groups:
         for status, codes in group.items():
@@ -429,7 +455,7 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "id": _id("att", "attachment"),
                 "content_type": {"type": "string", "examples": ["application/pdf"]},
-                "size": {"type": "integer", "minimum": 1, "description": "Bytes."},
+                "size": {"type": "integer", "minimum": 0, "description": "Bytes."},
                 "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
                 "filename": _nullable("string"),
                 "created_at": _timestamp("When it was uploaded or received"),
@@ -655,9 +681,10 @@ def _paths() -> dict[str, Any]:
                     ),
                     **_errors(
                         AUTH,
+                        JSON_BODY,
                         IDEMPOTENCY,
                         SEND_ERRORS,
-                        {402: [("quota_credit_limit", None)]},
+                        {402: [Case("quota_credit_limit")]},
                         INTERNAL,
                     ),
                 },
@@ -678,10 +705,10 @@ def _paths() -> dict[str, Any]:
                         AUTH,
                         {
                             422: [
-                                (
+                                Case(
                                     "validation_error",
-                                    "`limit`, `channel`, `direction` or `status` is not one "
-                                    "of the documented values",
+                                    "`limit`, `cursor`, `channel`, `direction` or `status` is "
+                                    "not one of the documented values",
                                 )
                             ]
                         },
@@ -716,7 +743,7 @@ def _paths() -> dict[str, Any]:
                         _schema("Preview"),
                         headers=_replayed(),
                     ),
-                    **_errors(AUTH, IDEMPOTENCY, SEND_ERRORS, INTERNAL),
+                    **_errors(AUTH, JSON_BODY, IDEMPOTENCY, SEND_ERRORS, INTERNAL),
                 },
                 description="Runs every check of `POST /v1/messages` that needs no write "
                 "and answers what the message would cost; nothing is stored or charged.",
@@ -750,7 +777,14 @@ def _paths() -> dict[str, Any]:
                     ),
                     **_errors(
                         AUTH,
-                        {422: [("validation_error", "`limit` is out of range")]},
+                        {
+                            422: [
+                                Case(
+                                    "validation_error",
+                                    "`limit` is out of range or `cursor` is malformed",
+                                )
+                            ]
+                        },
                         INTERNAL,
                     ),
                 },
@@ -784,12 +818,19 @@ def _paths() -> dict[str, Any]:
                     **_errors(
                         AUTH,
                         IDEMPOTENCY,
-                        {413: [("payload_too_large", None)]},
+                        {413: [Case("payload_too_large")]},
+                        {
+                            415: [
+                                Case(
+                                    "unsupported_media_type", "the body is not multipart/form-data"
+                                )
+                            ]
+                        },
                         {
                             422: [
-                                (
+                                Case(
                                     "validation_error",
-                                    "the body is not multipart/form-data with one non-empty "
+                                    "the multipart body is malformed or has no non-empty "
                                     "file field named `file`",
                                 )
                             ]
@@ -883,8 +924,8 @@ def _paths() -> dict[str, Any]:
                     ),
                     **_errors(
                         AUTH,
-                        {404: [("not_found", "the API key's team no longer exists")]},
-                        {422: [("validation_error", "`period` is not YYYY-MM")]},
+                        {404: [Case("not_found", "the API key's team no longer exists")]},
+                        {422: [Case("validation_error", "`period` is not YYYY-MM")]},
                         INTERNAL,
                     ),
                 },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,7 +16,14 @@ from gateway import outbound
 from gateway.api.idempotency import idempotent
 from gateway.api.problems import from_error
 from gateway.auth import Principal
-from gateway.errors import BadRequest, GatewayError, NotFound, PayloadTooLarge, ValidationError
+from gateway.errors import (
+    BadRequest,
+    GatewayError,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationError,
+)
 from gateway.ids import new_id
 from gateway.models import Attachment, Channel, Conversation, Direction, Status, iso
 from gateway.quota import check_period, period_of, quota_report
@@ -24,6 +32,9 @@ from gateway.store.base import MessageFilter
 
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
+# Cursors are opaque to clients but checked here, so a mangled one is a 422, not a 500.
+_MESSAGE_CURSOR = re.compile(r"^[a-z]+_[0-9A-Z]{26}$")
+_CONVERSATION_CURSOR = re.compile(r"^\d{1,15}:[a-z]+_[0-9A-Z]{26}$")
 
 
 def _rt(request: Request) -> Runtime:
@@ -47,6 +58,13 @@ def _limit(request: Request) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
         raise ValidationError(f"'limit' must be an integer from 1 to {MAX_LIMIT}", field="limit")
     return int(raw)
+
+
+def _cursor(request: Request, pattern: re.Pattern[str]) -> str | None:
+    value = request.query_params.get("cursor") or None
+    if value is not None and not pattern.match(value):
+        raise ValidationError("'cursor' is not a cursor this API returned", field="cursor")
+    return value
 
 
 def _choice(request: Request, name: str, allowed: set[str]) -> str | None:
@@ -128,7 +146,8 @@ async def list_messages(request: Request) -> Response:
         direction=_choice(request, "direction", {d.value for d in Direction}),
         status=_choice(request, "status", {s.value for s in Status}),
     )
-    page = await rt.store.list_messages(flt, q.get("cursor") or None, _limit(request))
+    cursor = _cursor(request, _MESSAGE_CURSOR)
+    page = await rt.store.list_messages(flt, cursor, _limit(request))
     return _json({"data": [m.public() for m in page.items], "next_cursor": page.next_cursor})
 
 
@@ -151,7 +170,7 @@ async def list_conversations(request: Request) -> Response:
     page = await rt.store.list_conversations(
         principal.team_id,
         principal.member_id,
-        request.query_params.get("cursor") or None,
+        _cursor(request, _CONVERSATION_CURSOR),
         _limit(request),
     )
     return _json(
@@ -193,10 +212,12 @@ async def upload_attachment(request: Request) -> Response:
     # The multipart envelope adds a little; the file itself is checked exactly below.
     raw = await _bounded_body(request, max_size + 64 * 1024)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise ValidationError("upload the file as multipart/form-data in a field named 'file'")
+        raise UnsupportedMediaType("upload the file as multipart/form-data in a field named 'file'")
 
     async def replay() -> dict[str, Any]:
         return {"type": "http.request", "body": raw, "more_body": False}
+
+    path = request.url.path
 
     async def run() -> Response:
         try:
@@ -208,15 +229,14 @@ async def upload_attachment(request: Request) -> Response:
                 content_type = upload.content_type or "application/octet-stream"
                 filename = upload.filename
         except GatewayError as exc:
-            return from_error(exc, request.url.path)
+            return from_error(exc, path)
         except Exception as exc:  # the multipart parser's own errors
-            return from_error(ValidationError(f"malformed multipart body: {exc}"))
+            return from_error(ValidationError(f"malformed multipart body: {exc}"), path)
         if len(data) > max_size:
-            return from_error(
-                PayloadTooLarge(f"the file is larger than the limit of {max_size} bytes")
-            )
+            too_large = PayloadTooLarge(f"the file is larger than the limit of {max_size} bytes")
+            return from_error(too_large, path)
         if not data:
-            return from_error(ValidationError("the file is empty", field="file"))
+            return from_error(ValidationError("the file is empty", field="file"), path)
         sha = rt.blobs.put(data)
         att = Attachment(
             new_id("att"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
+from gateway.events import MESSAGE_STATUS, QUOTA_THRESHOLD, message_event
 from gateway.ids import new_id
 from gateway.models import Charge, Event, Job, Message, Status, can_transition
 from gateway.store.base import StatusUpdate
@@ -30,14 +31,14 @@ def apply_update(msg: Message, update: StatusUpdate, now: datetime) -> bool:
 
 def status_event(msg: Message, now: datetime) -> Event:
     """The ``message.status`` event of a status change."""
-    return Event(new_id("evt"), "message.status", msg.team_id, msg.public(), now)
+    return message_event(MESSAGE_STATUS, msg, now)
 
 
 def threshold_event(charge: Charge, pct: int, used: int, now: datetime) -> Event:
     """The ``quota.threshold`` event of a member passing ``pct`` percent of an allowance."""
     return Event(
         new_id("evt"),
-        "quota.threshold",
+        QUOTA_THRESHOLD,
         charge.team_id,
         {
             "member_id": charge.member_id,

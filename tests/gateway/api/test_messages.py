@@ -121,7 +121,7 @@ async def test_errors_have_stable_codes(client: httpx.AsyncClient, seed: Seed) -
         "validation_error",
     )
     await expect_problem(
-        await client.post("/v1/messages", content=b"{nope", headers=key), 400, "validation_error"
+        await client.post("/v1/messages", content=b"{nope", headers=key), 400, "malformed_request"
     )
     await expect_problem(
         await client.post("/v1/messages", json=["a"], headers=key), 422, "validation_error"

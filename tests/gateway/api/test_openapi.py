@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import httpx
@@ -18,7 +19,7 @@ from gateway.api.openapi import openapi_document
 from gateway.jobs import Worker
 from gateway.runtime import Runtime
 from tests.conftest import store_url
-from tests.gateway.api.conftest import CONTACT, FAX_A, MOBILE_A, Seed, auth
+from tests.gateway.conftest import CONTACT, FAX_A, MOBILE_A, Seed, auth
 
 pytestmark = pytest.mark.anyio
 
@@ -80,7 +81,6 @@ class Checker:
     def __init__(self, doc: dict[str, Any]) -> None:
         self.doc = doc
         self.strict_doc = _strict(copy.deepcopy(doc))
-        self.seen: set[tuple[str, str, str]] = set()
 
     def __call__(
         self, response: httpx.Response, path: str, method: str | None = None
@@ -93,7 +93,6 @@ class Checker:
         assert status in op["responses"], (
             f"{method.upper()} {path} answered {status}, not documented: {response.text}"
         )
-        self.seen.add((path, method, status))
         documented: dict[str, Any] = op["responses"][status]
         content = documented.get("content", {})
         if not content:
@@ -282,8 +281,11 @@ async def test_success_answers_match(client: httpx.AsyncClient, seed: Seed, rt: 
     check(r, "/v1/messages/{id}")
     assert r.json()["history"]
 
-    for params in ({}, {"limit": 1, "channel": "sms", "direction": "outbound",
-                        "status": "accepted"}):  # fmt: skip
+    filters: list[dict[str, str]] = [
+        {},
+        {"limit": "1", "channel": "sms", "direction": "outbound", "status": "accepted"},
+    ]
+    for params in filters:
         r = await client.get("/v1/messages", params=params, headers=team)
         assert r.status_code == 200
         check(r, "/v1/messages")
@@ -324,7 +326,8 @@ async def test_success_answers_match(client: httpx.AsyncClient, seed: Seed, rt: 
     check(r, "/v1/messages")
     assert r.json()["text"] is None and r.json()["encoding"] is None
 
-    for params in ({}, {"period": "2026-03"}):
+    periods: list[dict[str, str]] = [{}, {"period": "2026-03"}]
+    for params in periods:
         r = await client.get("/v1/quota", params=params, headers=team)
         assert r.status_code == 200
         check(r, "/v1/quota")
@@ -374,6 +377,7 @@ async def test_error_answers_match(client: httpx.AsyncClient, seed: Seed, check:
         assert r.headers["content-type"].startswith("application/problem+json")
         check(r, path)
         assert r.json()["code"] == code
+        assert r.json()["instance"] == r.url.path
         assert r.json()["status"] == status
 
     r = await client.get("/v1/messages")
@@ -400,8 +404,9 @@ async def test_error_answers_match(client: httpx.AsyncClient, seed: Seed, check:
     r = await client.post("/v1/messages", json={**sms, "extra": 1}, headers=team)
     problem(r, "/v1/messages", 422, "validation_error")
     assert r.json()["field"] == "extra"
-    r = await client.post("/v1/messages", content=b"{not json", headers=team)
-    problem(r, "/v1/messages", 422, "validation_error")
+    for path in ("/v1/messages", "/v1/messages/preview"):
+        r = await client.post(path, content=b"{not json", headers=team)
+        problem(r, path, 400, "malformed_request")
     r = await client.post("/v1/messages", json=sms, headers=auth(seed.ben_key))
     problem(r, "/v1/messages", 403, "sender_not_owned")
     r = await client.post(
@@ -415,15 +420,50 @@ async def test_error_answers_match(client: httpx.AsyncClient, seed: Seed, check:
         problem(r, "/v1/messages", 422, "validation_error")
     r = await client.get("/v1/conversations", params={"limit": "x"}, headers=team)
     problem(r, "/v1/conversations", 422, "validation_error")
+    for cursor in ("garbage", "x:y", "12:msg_short"):
+        r = await client.get("/v1/conversations", params={"cursor": cursor}, headers=team)
+        problem(r, "/v1/conversations", 422, "validation_error")
+        r = await client.get("/v1/messages", params={"cursor": cursor}, headers=team)
+        problem(r, "/v1/messages", 422, "validation_error")
     r = await client.get("/v1/quota", params={"period": "2026-13"}, headers=team)
     problem(r, "/v1/quota", 422, "validation_error")
 
     r = await client.post("/v1/attachments", content=b"raw", headers=team)
-    problem(r, "/v1/attachments", 422, "validation_error")
+    problem(r, "/v1/attachments", 415, "unsupported_media_type")
     r = await client.post(
         "/v1/attachments", files={"other": ("a.txt", b"x", "text/plain")}, headers=team
     )
     problem(r, "/v1/attachments", 422, "validation_error")
+
+
+async def test_limit_answers_match(
+    client: httpx.AsyncClient, seed: Seed, rt: Runtime, check: Checker
+) -> None:
+    """413 for an upload over the limit; 402 (with its extension members) past the credit
+    limit."""
+    team = auth(seed.team_key)
+    rt.settings = dataclasses.replace(rt.settings, max_attachment_bytes=4)
+    files = {"file": ("a.pdf", b"%PDF-1.4 test", "application/pdf")}
+    r = await client.post("/v1/attachments", files=files, headers=team)
+    assert r.status_code == 413
+    check(r, "/v1/attachments")
+    assert r.json()["code"] == "payload_too_large"
+
+    tariff = rt.settings.tariff
+    rt.settings = dataclasses.replace(
+        rt.settings,
+        tariff=dataclasses.replace(
+            tariff,
+            included=dict.fromkeys(tariff.included, 0),
+            overage_price_micros=dict.fromkeys(tariff.overage_price_micros, 100_000_000),
+        ),
+    )
+    sms = {"channel": "sms", "from": MOBILE_A, "to": CONTACT, "text": "hi"}
+    r = await client.post("/v1/messages", json=sms, headers=team)
+    assert r.status_code == 402
+    check(r, "/v1/messages")
+    assert r.json()["code"] == "quota_credit_limit"
+    assert r.json()["credit_limit_micros"] == seed.team.credit_limit_micros
 
 
 async def test_idempotency_answers_match(

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks that print ratios against a baseline (see ``bench/README.md``)."""
