@@ -31,7 +31,7 @@ class Inbound:
     async def inbound(self, message: InboundMessage) -> Message | None:
         """Store an inbound message once; None when no member owns the number it went to."""
         rt = self.rt
-        member = await rt.store.member_by_number(message.to)
+        member = await rt.directory.member_by_number(message.to)
         channel = Channel(message.channel)
         if member is None or member.number_for(channel) != message.to:
             log.warning(
@@ -42,7 +42,7 @@ class Inbound:
             )
             return None
         now = rt.clock.now()
-        conversation = await rt.store.conversation_for(
+        conversation = await rt.directory.conversation(
             member.team_id, member.id, message.to, message.from_, now
         )
         attachment_ids = []

@@ -32,6 +32,11 @@ class Metrics:
         series = self._values[name]
         series[key] = series.get(key, 0.0) + amount
 
+    def add(self, name: str, key: tuple[tuple[str, str], ...], amount: float = 1.0) -> None:
+        """Add to a counter whose label ``key`` is already sorted (the hot-path form)."""
+        series = self._values[name]
+        series[key] = series.get(key, 0.0) + amount
+
     def set(self, name: str, value: float, **labels: str) -> None:
         """Set a gauge."""
         self._values[name][tuple(sorted(labels.items()))] = float(value)

@@ -102,7 +102,9 @@ def utcnow() -> datetime:
 
 def iso(ts: datetime) -> str:
     """Render a UTC datetime as RFC 3339 with millisecond precision and a ``Z``."""
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if ts.tzinfo is not UTC:  # every time the gateway makes is UTC already
+        ts = ts.astimezone(UTC)
+    return ts.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_iso(text: str) -> datetime:
@@ -276,8 +278,31 @@ class Message:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """Serialise for the store."""
-        return _dump(self)
+        """Serialise for the store (spelled out: it runs on every send)."""
+        return {
+            "id": self.id,
+            "team_id": self.team_id,
+            "member_id": self.member_id,
+            "conversation_id": self.conversation_id,
+            "channel": self.channel,
+            "direction": self.direction,
+            "from_": self.from_,
+            "to": self.to,
+            "text": self.text,
+            "attachments": list(self.attachments),
+            "status": self.status,
+            "units": self.units,
+            "segments": self.segments,
+            "encoding": self.encoding,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "connector_id": self.connector_id,
+            "carrier_id": self.carrier_id,
+            "error": self.error,
+            "fallback": self.fallback,
+            "charged_period": self.charged_period,
+            "meta": self.meta,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Message:

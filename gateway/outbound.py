@@ -16,7 +16,7 @@ from gateway import events
 from gateway.auth import Principal
 from gateway.errors import ChannelUnavailable, NotFound, ValidationError
 from gateway.ids import new_id
-from gateway.models import Attachment, Channel, Direction, Job, Member, Message, Status
+from gateway.models import Attachment, Channel, Direction, Job, Member, Message, Status, Team
 from gateway.numbers import normalize
 from gateway.policy import require_addon, sender_member
 from gateway.quota import build_charge, period_of
@@ -32,6 +32,7 @@ _FIELDS = {"channel", "from", "to", "text", "attachments", "fallback"}
 class Draft:
     """A checked outbound message, ready to be stored (or shown as a preview)."""
 
+    team: Team
     channel: Channel
     sender: str
     to: str
@@ -79,7 +80,7 @@ async def draft(rt: Runtime, principal: Principal, body: Any) -> Draft:
         raise ValidationError(
             f"'channel' must be one of sms, whatsapp, fax (got {raw_channel!r})", field="channel"
         ) from None
-    team = await rt.store.get_team(principal.team_id)
+    team = await rt.directory.team(principal.team_id)
     if team is None:  # the key outlived its team
         raise NotFound("team not found")
     sender = normalize(_field(body, "from", str, required=True), team.region)
@@ -104,7 +105,7 @@ async def draft(rt: Runtime, principal: Principal, body: Any) -> Draft:
     if sender == to:
         raise ValidationError("'from' and 'to' are the same number", field="to")
 
-    member = await sender_member(rt.store, team.id, principal.member_id, channel, sender)
+    member = await sender_member(rt.directory, team.id, principal.member_id, channel, sender)
     require_addon(member, channel)
     attachments = []
     for att_id in attachment_ids:
@@ -123,6 +124,7 @@ async def draft(rt: Runtime, principal: Principal, body: Any) -> Draft:
         segments, encoding = info.segments, info.encoding
     units = rt.settings.tariff.units(channel, text)
     return Draft(
+        team,
         channel,
         sender,
         to,
@@ -141,9 +143,8 @@ async def submit(rt: Runtime, principal: Principal, body: Any) -> Message:
     """Accept an outbound message: stored, charged, queued and announced atomically."""
     d = await draft(rt, principal, body)
     now = rt.clock.now()
-    team = await rt.store.get_team(principal.team_id)
-    assert team is not None  # draft checked it
-    conversation = await rt.store.conversation_for(team.id, d.member.id, d.sender, d.to, now)
+    team = d.team
+    conversation = await rt.directory.conversation(team.id, d.member.id, d.sender, d.to, now)
     message = Message(
         id=new_id("msg"),
         team_id=team.id,

@@ -6,20 +6,22 @@ here too and arrive with the SMS issue.
 
 from __future__ import annotations
 
+from gateway.directory import Directory
 from gateway.errors import Forbidden
 from gateway.models import Channel, Member, addon_allows
-from gateway.store.base import Store
 
 
 async def sender_member(
-    store: Store, team_id: str, member_id: str | None, channel: Channel, sender: str
+    directory: Directory, team_id: str, member_id: str | None, channel: Channel, sender: str
 ) -> Member:
     """The member who may send from ``sender`` on ``channel``, or ``sender_not_owned``.
 
     A member key may only use its own member's numbers; a team key any member's of the
     team. The mobile number carries SMS and WhatsApp, the fax number fax.
     """
-    member = await (store.get_member(member_id) if member_id else store.member_by_number(sender))
+    member = await (
+        directory.member(member_id) if member_id else directory.member_by_number(sender)
+    )
     if member is None or member.team_id != team_id or member.number_for(channel) != sender:
         raise Forbidden(
             f"{sender} is not a {channel.value} number of "

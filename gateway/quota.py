@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,7 +24,14 @@ _PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 def period_of(at: datetime, tz: ZoneInfo) -> str:
     """The ledger period (``YYYY-MM``) that ``at`` falls into in ``tz``."""
-    return at.astimezone(tz).strftime("%Y-%m")
+    return _period_of_quarter(int(at.timestamp()) // 900, tz)
+
+
+@lru_cache(maxsize=64)
+def _period_of_quarter(quarter: int, tz: ZoneInfo) -> str:
+    # Every time zone's offset is a multiple of 15 minutes, so a month never starts
+    # inside a quarter hour of UTC: the quarter decides the period (and is cached).
+    return datetime.fromtimestamp(quarter * 900, tz).strftime("%Y-%m")
 
 
 def check_period(text: str) -> str:

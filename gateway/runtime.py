@@ -19,6 +19,7 @@ from connectors.base import Connector, ConnectorContext, ConnectorError, Health
 from gateway.blobs import BlobStore
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
+from gateway.directory import Directory
 from gateway.errors import ConfigError
 from gateway.metrics import Metrics, standard_metrics
 from gateway.models import Channel
@@ -61,6 +62,7 @@ class Runtime:
         self.http = http
         self.metrics = metrics
         self.blobs = BlobStore(settings.blobs)
+        self.directory = Directory(store)
         self.connectors: dict[str, ConnectorState] = {}
         self._wake = asyncio.Event()
         self._own_http = False

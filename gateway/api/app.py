@@ -46,16 +46,14 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            endpoint = scope.get("endpoint")
-            name = getattr(endpoint, "__name__", "unmatched")
-            self.metrics.inc(
-                "gateway_http_requests_total",
-                handler=name,
-                method=scope["method"],
-                status=str(status),
-            )
-            self.metrics.inc(
-                "gateway_http_request_seconds_total", time.perf_counter() - start, handler=name
+            name = getattr(scope.get("endpoint"), "__name__", "unmatched")
+            # Label keys spelled out in sorted order: this runs on every request.
+            key = (("handler", name), ("method", scope["method"]), ("status", str(status)))
+            self.metrics.add("gateway_http_requests_total", key)
+            self.metrics.add(
+                "gateway_http_request_seconds_total",
+                (("handler", name),),
+                time.perf_counter() - start,
             )
 
 

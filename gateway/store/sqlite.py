@@ -8,13 +8,14 @@ share one file safely; ``busy_timeout`` makes a writer wait for another one.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime, timedelta
-from typing import Any
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from gateway.errors import Conflict, CreditLimitExceeded, Forbidden
 from gateway.ids import new_id
@@ -47,52 +48,68 @@ from gateway.store.rules import (
     threshold_event,
 )
 
+# Tables keyed by text are WITHOUT ROWID (one b-tree instead of a table plus its key
+# index), logs use plain INTEGER PRIMARY KEY (no AUTOINCREMENT bookkeeping; rows are
+# never deleted, so keys are never reused), and the job indexes are partial: a send
+# writes as few pages as its data needs. A conversation's activity times live in
+# columns only, so touching it is one UPDATE without re-encoding its document.
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS teams (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS teams (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS members (
-    id TEXT PRIMARY KEY, team_id TEXT NOT NULL, active INTEGER NOT NULL, doc TEXT NOT NULL);
+    id TEXT PRIMARY KEY, team_id TEXT NOT NULL, active INTEGER NOT NULL, doc TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS members_team ON members (team_id, id);
-CREATE TABLE IF NOT EXISTS numbers (number TEXT PRIMARY KEY, member_id TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS api_keys (key_hash TEXT PRIMARY KEY, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS attachments (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS numbers (
+    number TEXT PRIMARY KEY, member_id TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS api_keys (key_hash TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS attachments (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY, team_id TEXT NOT NULL, member_id TEXT NOT NULL,
     member_number TEXT NOT NULL, remote_number TEXT NOT NULL, last_ms INTEGER NOT NULL,
-    doc TEXT NOT NULL, UNIQUE (team_id, member_number, remote_number));
+    wa_ms INTEGER, doc TEXT NOT NULL, UNIQUE (team_id, member_number, remote_number)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS conversations_recent ON conversations (team_id, last_ms, id);
 CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY, team_id TEXT NOT NULL, member_id TEXT NOT NULL,
     conversation_id TEXT NOT NULL, channel TEXT NOT NULL, direction TEXT NOT NULL,
-    status TEXT NOT NULL, doc TEXT NOT NULL);
+    status TEXT NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_team ON messages (team_id, id);
 CREATE INDEX IF NOT EXISTS messages_member ON messages (member_id, id);
 CREATE INDEX IF NOT EXISTS messages_conversation ON messages (conversation_id, id);
 CREATE TABLE IF NOT EXISTS carrier_ids (
     connector_id TEXT NOT NULL, carrier_id TEXT NOT NULL, message_id TEXT NOT NULL,
-    PRIMARY KEY (connector_id, carrier_id));
-CREATE TABLE IF NOT EXISTS inbound_dedupe (dedupe_key TEXT PRIMARY KEY, message_id TEXT NOT NULL);
+    PRIMARY KEY (connector_id, carrier_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inbound_dedupe (
+    dedupe_key TEXT PRIMARY KEY, message_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS status_history (
-    n INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL, doc TEXT NOT NULL);
+    n INTEGER PRIMARY KEY, message_id TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS status_history_message ON status_history (message_id, n);
 CREATE TABLE IF NOT EXISTS ledger (
     team_id TEXT NOT NULL, period TEXT NOT NULL, member_id TEXT NOT NULL, channel TEXT NOT NULL,
     used INTEGER NOT NULL, included INTEGER NOT NULL, price_micros INTEGER NOT NULL,
-    PRIMARY KEY (team_id, period, member_id, channel));
+    PRIMARY KEY (team_id, period, member_id, channel)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ledger_team (
     team_id TEXT NOT NULL, period TEXT NOT NULL, overage_micros INTEGER NOT NULL,
-    PRIMARY KEY (team_id, period));
+    PRIMARY KEY (team_id, period)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, state TEXT NOT NULL, run_ms INTEGER NOT NULL,
-    lease_ms INTEGER, doc TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, run_ms);
-CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (state, lease_ms);
-CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);
+    lease_ms INTEGER, doc TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (run_ms) WHERE state = 'ready';
+CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (lease_ms) WHERE state = 'leased';
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, status_code INTEGER,
-    body TEXT, expires_ms INTEGER NOT NULL, PRIMARY KEY (scope, key));
+    body TEXT, expires_ms INTEGER NOT NULL, PRIMARY KEY (scope, key)) WITHOUT ROWID;
 """
 
 IDEM_KEEP = timedelta(hours=24)
+T = TypeVar("T")
+LOCK_WAIT = 30.0  # seconds a writer waits for another connection's write lock
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
 
 
 def _ms(ts: datetime) -> int:
@@ -101,6 +118,22 @@ def _ms(ts: datetime) -> int:
 
 def _dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CONV_COLUMNS = "doc, last_ms, wa_ms"
+
+
+def _from_ms(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def _conversation(row: tuple[Any, ...]) -> Conversation:
+    """A conversation from ``doc, last_ms, wa_ms`` (its activity times live in columns)."""
+    conv = Conversation.from_dict(json.loads(row[0]))
+    conv.last_message_at = _from_ms(row[1])
+    conv.last_inbound_whatsapp_at = None if row[2] is None else _from_ms(row[2])
+    return conv
 
 
 def _cursor_parts(cursor: str) -> tuple[int, str]:
@@ -117,6 +150,7 @@ class SqliteStore:
         path = url.removeprefix("sqlite://")
         self.path = ":memory:" if path in (":memory:", "/:memory:") else path
         self._db: sqlite3.Connection | None = None
+        self._pending: list[asyncio.Future[None]] | None = None
 
     # -- plumbing --------------------------------------------------------------------
     async def open(self) -> None:
@@ -127,19 +161,22 @@ class SqliteStore:
             self.path,
             isolation_level=None,
             check_same_thread=False,
-            timeout=30,
+            timeout=LOCK_WAIT,
         )
         db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode is durable against process crashes (the WAL is written
         # before commit returns); only an OS crash can lose the last transactions.
         db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=30000")
         db.execute("PRAGMA foreign_keys=OFF")
         db.executescript(_SCHEMA)
+        # From now on a busy lock fails at once; writers wait in _begin, off the loop.
+        db.execute("PRAGMA busy_timeout=0")
         self._db = db
 
     async def aclose(self) -> None:
-        """Close the database."""
+        """Close the database (committing a transaction still open)."""
+        if self._pending is not None:
+            self._commit()
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -154,16 +191,78 @@ class SqliteStore:
             raise RuntimeError("store is not open")
         return self._db
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in the shared transaction of this loop tick; return after COMMIT.
+
+        Group commit: every write that starts before the transaction commits joins it in
+        a savepoint of its own (an error rolls back that write only), and one COMMIT
+        (one WAL append) makes them all durable. The caller still returns only after
+        its write is committed.
+        """
         db = self._conn
-        db.execute("BEGIN IMMEDIATE")
+        if self._pending is None:
+            await self._begin()
+        db.execute("SAVEPOINT w")
         try:
-            yield db
+            result = work(db)
         except BaseException:
-            db.execute("ROLLBACK")
+            db.execute("ROLLBACK TO w")
+            db.execute("RELEASE w")
             raise
-        db.execute("COMMIT")
+        db.execute("RELEASE w")
+        done = asyncio.get_running_loop().create_future()
+        assert self._pending is not None  # _begin opened it; nothing awaited since
+        self._pending.append(done)
+        await done
+        return result
+
+    async def _begin(self) -> None:
+        """Open the tick's write transaction without blocking the event loop.
+
+        ``busy_timeout`` is 0, so a lock held by another connection (another process, or
+        another store in this one) fails at once; waiting here with ``asyncio.sleep`` lets
+        this loop go on, including the commit that may be the one holding the lock.
+        """
+        delay, waited = 0.0005, 0.0
+        while self._pending is None:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or waited > LOCK_WAIT:
+                    raise
+                await asyncio.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 0.02)
+                continue
+            self._pending = []
+            asyncio.get_running_loop().call_soon(self._commit)
+
+    def _commit(self) -> None:
+        if self._pending is None:
+            return
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if _busy(exc):  # a reader is checkpointing: try again in a moment
+                asyncio.get_running_loop().call_later(0.001, self._commit)
+                return
+            self._fail_pending(exc)
+            return
+        except Exception as exc:
+            self._fail_pending(exc)
+            return
+        pending, self._pending = self._pending, None
+        for done in pending:
+            if not done.done():
+                done.set_result(None)
+
+    def _fail_pending(self, exc: Exception) -> None:
+        pending, self._pending = self._pending or [], None
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.execute("ROLLBACK")
+        for done in pending:
+            if not done.done():
+                done.set_exception(exc)
 
     def _doc(self, sql: str, *args: Any) -> dict[str, Any] | None:
         row = self._conn.execute(sql, args).fetchone()
@@ -172,8 +271,11 @@ class SqliteStore:
     # -- directory -------------------------------------------------------------------
     async def create_team(self, team: Team) -> None:
         """Store a new team."""
-        with self._tx() as db:
+
+        def work(db: sqlite3.Connection) -> None:
             db.execute("INSERT INTO teams VALUES (?, ?)", (team.id, _dumps(team.to_dict())))
+
+        return await self._write(work)
 
     async def get_team(self, team_id: str) -> Team | None:
         """The team, or None."""
@@ -187,7 +289,8 @@ class SqliteStore:
 
     async def create_member(self, member: Member, max_active: int) -> None:
         """Store a new member, refusing a full plan or a number owned by someone else."""
-        with self._tx() as db:
+
+        def work(db: sqlite3.Connection) -> None:
             if member.active:
                 (active,) = db.execute(
                     "SELECT COUNT(*) FROM members WHERE team_id = ? AND active = 1",
@@ -208,6 +311,8 @@ class SqliteStore:
             db.executemany(
                 "INSERT INTO numbers VALUES (?, ?)", [(n, member.id) for n in member.numbers()]
             )
+
+        return await self._write(work)
 
     async def get_member(self, member_id: str) -> Member | None:
         """The member, or None."""
@@ -231,8 +336,11 @@ class SqliteStore:
 
     async def create_api_key(self, key: ApiKey) -> None:
         """Store a new API key."""
-        with self._tx() as db:
+
+        def work(db: sqlite3.Connection) -> None:
             db.execute("INSERT INTO api_keys VALUES (?, ?)", (key.key_hash, _dumps(key.to_dict())))
+
+        return await self._write(work)
 
     async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
         """The API key with this hash, or None."""
@@ -242,11 +350,14 @@ class SqliteStore:
     # -- attachments -----------------------------------------------------------------
     async def put_attachment(self, attachment: Attachment) -> None:
         """Store attachment metadata."""
-        with self._tx() as db:
+
+        def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT OR REPLACE INTO attachments VALUES (?, ?)",
                 (attachment.id, _dumps(attachment.to_dict())),
             )
+
+        return await self._write(work)
 
     async def get_attachment(self, attachment_id: str) -> Attachment | None:
         """The attachment, or None."""
@@ -259,16 +370,18 @@ class SqliteStore:
     ) -> Conversation:
         """The conversation of the triple, created if new."""
         sql = (
-            "SELECT doc FROM conversations WHERE team_id = ? AND member_number = ? "
+            f"SELECT {_CONV_COLUMNS} FROM conversations WHERE team_id = ? AND member_number = ? "
             "AND remote_number = ?"
         )
-        doc = self._doc(sql, team_id, member_number, remote_number)
-        if doc:
-            return Conversation.from_dict(doc)
-        with self._tx() as db:
-            row = db.execute(sql, (team_id, member_number, remote_number)).fetchone()
+        args = (team_id, member_number, remote_number)
+        row = self._conn.execute(sql, args).fetchone()
+        if row:
+            return _conversation(row)
+
+        def work(db: sqlite3.Connection) -> Conversation:
+            row = db.execute(sql, args).fetchone()
             if row:
-                return Conversation.from_dict(json.loads(row[0]))
+                return _conversation(row)
             conv = Conversation(
                 id=new_id("conv"),
                 team_id=team_id,
@@ -279,7 +392,7 @@ class SqliteStore:
                 last_message_at=now,
             )
             db.execute(
-                "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
                 (
                     conv.id,
                     team_id,
@@ -292,16 +405,20 @@ class SqliteStore:
             )
             return conv
 
+        return await self._write(work)
+
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
         """The conversation, or None."""
-        doc = self._doc("SELECT doc FROM conversations WHERE id = ?", conversation_id)
-        return Conversation.from_dict(doc) if doc else None
+        row = self._conn.execute(
+            f"SELECT {_CONV_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
+        ).fetchone()
+        return _conversation(row) if row else None
 
     async def list_conversations(
         self, team_id: str, member_id: str | None, cursor: str | None, limit: int
     ) -> Page[Conversation]:
         """Conversations by latest activity, newest first."""
-        sql = "SELECT doc, last_ms, id FROM conversations WHERE team_id = ?"
+        sql = f"SELECT {_CONV_COLUMNS}, id FROM conversations WHERE team_id = ?"
         args: list[Any] = [team_id]
         if member_id:
             sql += " AND member_id = ?"
@@ -313,27 +430,24 @@ class SqliteStore:
         sql += " ORDER BY last_ms DESC, id DESC LIMIT ?"
         args.append(limit + 1)
         rows = self._conn.execute(sql, args).fetchall()
-        items = [Conversation.from_dict(json.loads(r[0])) for r in rows[:limit]]
-        nxt = f"{rows[limit - 1][1]}:{rows[limit - 1][2]}" if len(rows) > limit else None
+        items = [_conversation(r) for r in rows[:limit]]
+        nxt = f"{rows[limit - 1][1]}:{rows[limit - 1][3]}" if len(rows) > limit else None
         return Page(items, nxt)
 
     def _touch_conversation(
         self, db: sqlite3.Connection, conversation_id: str, at: datetime, inbound_whatsapp: bool
     ) -> None:
-        row = db.execute(
-            "SELECT doc FROM conversations WHERE id = ?", (conversation_id,)
-        ).fetchone()
-        if row is None:
-            return
-        conv = Conversation.from_dict(json.loads(row[0]))
-        conv.last_message_at = max(conv.last_message_at, at)
         if inbound_whatsapp:
-            prev = conv.last_inbound_whatsapp_at
-            conv.last_inbound_whatsapp_at = at if prev is None else max(prev, at)
-        db.execute(
-            "UPDATE conversations SET last_ms = ?, doc = ? WHERE id = ?",
-            (_ms(conv.last_message_at), _dumps(conv.to_dict()), conversation_id),
-        )
+            db.execute(
+                "UPDATE conversations SET last_ms = MAX(last_ms, ?1), "
+                "wa_ms = MAX(COALESCE(wa_ms, ?1), ?1) WHERE id = ?2",
+                (_ms(at), conversation_id),
+            )
+        else:
+            db.execute(
+                "UPDATE conversations SET last_ms = ?1 WHERE id = ?2 AND last_ms < ?1",
+                (_ms(at), conversation_id),
+            )
 
     # -- messages --------------------------------------------------------------------
     def _insert_message(self, db: sqlite3.Connection, m: Message) -> None:
@@ -417,7 +531,8 @@ class SqliteStore:
         self, message: Message, charge: Charge | None, job: Job, events: list[Event]
     ) -> list[Event]:
         """Book the charge, insert the message, enqueue the job, append events: all or none."""
-        with self._tx() as db:
+
+        def work(db: sqlite3.Connection) -> list[Event]:
             all_events = list(events)
             if charge is not None:
                 before, after = self._ledger_add(
@@ -439,11 +554,14 @@ class SqliteStore:
             self._insert_job(db, job)
             return self._append(db, all_events)
 
+        return await self._write(work)
+
     async def store_inbound(
         self, message: Message, dedupe_key: str, events: list[Event]
     ) -> tuple[Message, bool]:
         """Store an inbound message unless its dedupe key was seen."""
-        with self._tx() as db:
+
+        def work(db: sqlite3.Connection) -> tuple[Message, bool]:
             row = db.execute(
                 "SELECT m.doc FROM inbound_dedupe d JOIN messages m ON m.id = d.message_id "
                 "WHERE d.dedupe_key = ?",
@@ -458,6 +576,8 @@ class SqliteStore:
             )
             self._append(db, events)
             return message, True
+
+        return await self._write(work)
 
     async def get_message(self, message_id: str) -> Message | None:
         """The message, or None."""
@@ -497,7 +617,8 @@ class SqliteStore:
         self, message_id: str, update: StatusUpdate, now: datetime
     ) -> tuple[Message, bool] | None:
         """Apply a status update atomically (forward only)."""
-        with self._tx() as db:
+
+        def work(db: sqlite3.Connection) -> tuple[Message, bool] | None:
             row = db.execute("SELECT doc FROM messages WHERE id = ?", (message_id,)).fetchone()
             if row is None:
                 return None
@@ -533,6 +654,8 @@ class SqliteStore:
                 )
                 self._append(db, [status_event(msg, now)])
             return msg, changed
+
+        return await self._write(work)
 
     async def message_by_carrier_id(self, connector_id: str, carrier_id: str) -> Message | None:
         """The message a carrier knows by ``carrier_id``."""
@@ -587,13 +710,17 @@ class SqliteStore:
 
     async def enqueue(self, job: Job) -> None:
         """Add a ready job."""
-        with self._tx() as db:
+
+        def work(db: sqlite3.Connection) -> None:
             self._insert_job(db, job)
+
+        return await self._write(work)
 
     async def lease_job(self, now: datetime, owner: str, visibility: timedelta) -> Job | None:
         """Lease the earliest due job (or one whose lease expired)."""
         now_ms = _ms(now)
-        with self._tx() as db:
+
+        def work(db: sqlite3.Connection) -> Job | None:
             while True:
                 row = db.execute(
                     "SELECT doc FROM ("
@@ -611,6 +738,8 @@ class SqliteStore:
                     return job
                 self._save_job(db, job)
 
+        return await self._write(work)
+
     def _leased(self, db: sqlite3.Connection, job_id: str, token: str) -> Job | None:
         row = db.execute(
             "SELECT doc FROM jobs WHERE id = ? AND state = 'leased'", (job_id,)
@@ -622,23 +751,29 @@ class SqliteStore:
 
     async def ack_job(self, job_id: str, token: str) -> bool:
         """Remove a finished job if ``token`` still holds its lease."""
-        with self._tx() as db:
+
+        def work(db: sqlite3.Connection) -> bool:
             if self._leased(db, job_id, token) is None:
                 return False
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             return True
 
+        return await self._write(work)
+
     async def retry_job(
         self, job_id: str, token: str, run_at: datetime, error: str, refund: bool = False
     ) -> str | None:
         """Put a leased job back for ``run_at`` (or bury it after max attempts)."""
-        with self._tx() as db:
+
+        def work(db: sqlite3.Connection) -> str | None:
             job = self._leased(db, job_id, token)
             if job is None:
                 return None
             schedule_retry(job, run_at, error, refund)
             self._save_job(db, job)
             return job.state
+
+        return await self._write(work)
 
     async def get_job(self, job_id: str) -> Job | None:
         """The job, or None."""
@@ -662,8 +797,11 @@ class SqliteStore:
     # -- events ----------------------------------------------------------------------
     async def append_events(self, events: list[Event]) -> list[Event]:
         """Append events and number them."""
-        with self._tx() as db:
+
+        def work(db: sqlite3.Connection) -> list[Event]:
             return self._append(db, events)
+
+        return await self._write(work)
 
     async def list_events(self, after_seq: int, limit: int) -> list[Event]:
         """Events after ``after_seq``, oldest first."""
@@ -682,7 +820,8 @@ class SqliteStore:
         self, scope: str, key: str, fingerprint: str, now: datetime, ttl: timedelta
     ) -> IdemRecord | None:
         """Claim an idempotency key, or return the record that holds it."""
-        with self._tx() as db:
+
+        def work(db: sqlite3.Connection) -> IdemRecord | None:
             row = db.execute(
                 "SELECT fingerprint, status_code, body, expires_ms FROM idempotency "
                 "WHERE scope = ? AND key = ?",
@@ -696,18 +835,26 @@ class SqliteStore:
             )
             return None
 
+        return await self._write(work)
+
     async def idem_complete(
         self, scope: str, key: str, status_code: int, body: str, now: datetime
     ) -> None:
         """Store the response for a claimed key (kept for 24 hours)."""
-        with self._tx() as db:
+
+        def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE idempotency SET status_code = ?, body = ?, expires_ms = ? "
                 "WHERE scope = ? AND key = ?",
                 (status_code, body, _ms(now + IDEM_KEEP), scope, key),
             )
 
+        return await self._write(work)
+
     async def idem_release(self, scope: str, key: str) -> None:
         """Drop a claim."""
-        with self._tx() as db:
+
+        def work(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM idempotency WHERE scope = ? AND key = ?", (scope, key))
+
+        return await self._write(work)

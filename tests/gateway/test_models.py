@@ -59,3 +59,19 @@ def test_ids_sort_by_time_and_secrets_hash() -> None:
     secret = new_secret("gwk")
     assert secret.startswith("gwk_") and len(secret) > 40
     assert hash_secret(secret) == hash_secret(secret) != hash_secret(secret + "x")
+
+
+def test_message_to_dict_names_every_field() -> None:
+    # Message.to_dict is spelled out for speed; it must stay the generic serialisation.
+    from dataclasses import fields
+    from datetime import UTC, datetime
+
+    from gateway.models import Message, _dump
+
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    msg = Message("msg_1", "t", "m", "c", "sms", "outbound", "+49151", "+49176", "hi", ["a"],
+                  "accepted", 1, 1, "gsm7", now, now, "c1", "x", {"code": "e"}, "sms", "2026-03",
+                  {"k": 1})  # fmt: skip
+    assert msg.to_dict() == _dump(msg)
+    assert set(msg.to_dict()) == {f.name for f in fields(Message)}
+    assert Message.from_dict(msg.to_dict()) == msg

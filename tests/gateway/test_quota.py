@@ -98,3 +98,9 @@ async def test_concurrent_sends_are_charged_exactly_once(
     listed = await client.get("/v1/messages?limit=200", headers=key)
     assert len(listed.json()["data"]) == accepted
     assert (await rt.store.job_counts())["ready"] == accepted
+
+
+def test_period_in_a_half_hour_zone() -> None:
+    kolkata = ZoneInfo("Asia/Kolkata")  # UTC+5:30: the month starts at 18:30 UTC
+    assert period_of(datetime(2026, 3, 31, 18, 29, 59, tzinfo=UTC), kolkata) == "2026-03"
+    assert period_of(datetime(2026, 3, 31, 18, 30, 0, tzinfo=UTC), kolkata) == "2026-04"

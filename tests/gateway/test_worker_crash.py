@@ -102,14 +102,22 @@ def start_worker(config: Path) -> subprocess.Popen[bytes]:
         )
 
 
-async def wait_status(rt: Runtime, message_id: str, status: str, timeout: float = 30) -> None:
+async def wait_status(
+    rt: Runtime, message_id: str, status: str, logs: Path, timeout: float = 30
+) -> None:
     deadline = time.monotonic() + timeout
+    msg = None
     while time.monotonic() < deadline:
         msg = await rt.store.get_message(message_id)
         if msg is not None and msg.status == status:
             return
         await asyncio.sleep(0.05)
-    raise AssertionError(f"message {message_id} never reached {status!r}")
+    job_counts = await rt.store.job_counts()
+    worker_logs = "\n".join(f"--- {p.name}\n{p.read_text()}" for p in sorted(logs.glob("*.log")))
+    raise AssertionError(
+        f"message {message_id} never reached {status!r} (it is "
+        f"{msg.status if msg else None!r}; jobs {job_counts})\n{worker_logs}"
+    )
 
 
 async def test_sigkill_mid_job_sends_once(url: str, tmp_path: Path, carrier: Carrier) -> None:
@@ -129,14 +137,14 @@ async def test_sigkill_mid_job_sends_once(url: str, tmp_path: Path, carrier: Car
 
         pause.touch()  # the first worker leases the job and hangs inside send()
         workers.append(start_worker(config))
-        await wait_status(rt, msg.id, "sending")
+        await wait_status(rt, msg.id, "sending", tmp_path)
         workers[0].send_signal(signal.SIGKILL)
         workers[0].wait(timeout=10)
         assert carrier.received == []
         pause.unlink()
 
         workers.append(start_worker(config))
-        await wait_status(rt, msg.id, "sent")
+        await wait_status(rt, msg.id, "sent", tmp_path)
         assert [r["ref"] for r in carrier.received] == [msg.id]
         after = await rt.store.get_message(msg.id)
         assert after is not None and after.carrier_id == "c-1"
@@ -176,7 +184,7 @@ async def test_several_workers_send_each_message_once(
             ids.append((await submit(rt, principal, body)).id)
         workers = [start_worker(config) for _ in range(3)]
         for message_id in ids:
-            await wait_status(rt, message_id, "sent")
+            await wait_status(rt, message_id, "sent", tmp_path)
         assert sorted(str(r["ref"]) for r in carrier.received) == sorted(ids)
     finally:
         for proc in workers:

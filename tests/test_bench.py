@@ -1,0 +1,28 @@
+"""Smoke test of the ingest benchmark: it runs end to end, prints a ratio, and the store
+holds exactly the messages the client was answered 202 for (see ``bench/README.md``)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_ingest_bench_smoke() -> None:
+    """One short SQLite round (a baseline server and a gateway server, 1 s each)."""
+    cmd = [sys.executable, str(REPO / "bench" / "ingest.py"), "--duration", "1",
+           "--connections", "4", "--backends", "sqlite", "--no-install"]  # fmt: skip
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    assert re.search(r"^sqlite\s+\d+\s+[\d.]+\s+[\d,]+\s+.*\s\d+\.\d\d$", out.stdout, re.M), text
+    assert re.search(r"^RATIO sqlite: \d+\.\d+ .*GOAL (MET|MISSED)$", out.stdout, re.M), text
+    assert re.search(r"^ACCEPTED sqlite: stored [1-9]\d* messages.* -> MATCH$", out.stdout, re.M), (
+        text
+    )
