@@ -379,7 +379,12 @@ class StatusChange:
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for the store."""
-        return _dump(self)
+        return {
+            "message_id": self.message_id,
+            "status": self.status,
+            "at": iso(self.at),
+            "detail": self.detail,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StatusChange:
@@ -400,7 +405,14 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for the store."""
-        return _dump(self)
+        return {
+            "id": self.id,
+            "type": self.type,
+            "team_id": self.team_id,
+            "data": self.data,
+            "created_at": iso(self.created_at),
+            "seq": self.seq,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:
@@ -426,7 +438,19 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for the store."""
-        return _dump(self)
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "payload": self.payload,
+            "run_at": iso(self.run_at),
+            "max_attempts": self.max_attempts,
+            "attempts": self.attempts,
+            "state": self.state,
+            "lease_until": None if self.lease_until is None else iso(self.lease_until),
+            "token": self.token,
+            "last_error": self.last_error,
+            "created_at": None if self.created_at is None else iso(self.created_at),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:

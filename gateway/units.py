@@ -45,6 +45,11 @@ def split_sms(text: str) -> tuple[str, list[str]]:
     An escape pair (GSM-7 extension character) and a surrogate pair (UCS-2 character
     outside the BMP) are never split: they move whole into the next part.
     """
+    if GSM7_BASIC.issuperset(text):  # the common case: one septet per character
+        if len(text) <= GSM7_LIMITS[0]:
+            return "gsm7", [text]
+        step = GSM7_LIMITS[1]
+        return "gsm7", [text[i : i + step] for i in range(0, len(text), step)]
     encoding = encoding_for(text)
     cost = _cost_gsm7 if encoding == "gsm7" else _cost_ucs2
     single, multi = GSM7_LIMITS if encoding == "gsm7" else UCS2_LIMITS

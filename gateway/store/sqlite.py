@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -141,6 +142,34 @@ def _cursor_parts(cursor: str) -> tuple[int, str]:
     return int(ms), ident
 
 
+class _Checkpointer(threading.Thread):
+    """Moves the WAL into the database file every ``interval`` seconds (PASSIVE: it
+    never blocks writers or readers), on a connection of its own."""
+
+    def __init__(self, path: str, interval: float = 0.5) -> None:
+        super().__init__(name=f"sqlite-checkpoint:{path}", daemon=True)
+        self.path = path
+        self.interval = interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        """Checkpoint until stopped (sqlite3 releases the GIL while it works)."""
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stop_event.wait(self.interval):
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            db.close()
+
+    def stop(self) -> None:
+        """Stop after one last checkpoint."""
+        self._stop_event.set()
+        self.join(timeout=10)
+
+
 class SqliteStore:
     """Store backend on one SQLite file (``sqlite:///path`` or ``sqlite:///:memory:``)."""
 
@@ -151,6 +180,7 @@ class SqliteStore:
         self.path = ":memory:" if path in (":memory:", "/:memory:") else path
         self._db: sqlite3.Connection | None = None
         self._pending: list[asyncio.Future[None]] | None = None
+        self._checkpointer: _Checkpointer | None = None
 
     # -- plumbing --------------------------------------------------------------------
     async def open(self) -> None:
@@ -172,11 +202,20 @@ class SqliteStore:
         # From now on a busy lock fails at once; writers wait in _begin, off the loop.
         db.execute("PRAGMA busy_timeout=0")
         self._db = db
+        if self.path != ":memory:":
+            # Checkpoints (copying the WAL into the file, with an fsync) run in a thread
+            # of their own, not inside a COMMIT on the event loop.
+            db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = _Checkpointer(self.path)
+            self._checkpointer.start()
 
     async def aclose(self) -> None:
         """Close the database (committing a transaction still open)."""
         if self._pending is not None:
             self._commit()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -477,55 +516,74 @@ class SqliteStore:
             ev.seq = int(cur.lastrowid or 0)
         return events
 
-    def _ledger_add(
-        self,
-        db: sqlite3.Connection,
-        team_id: str,
-        period: str,
-        member_id: str,
-        channel: str,
-        delta: int,
-        included: int | None,
-        price: int | None,
-        limit: int | None,
-    ) -> tuple[int, int]:
-        """Add ``delta`` units; returns (used before, used after). Checks ``limit`` if given."""
+    def _charge(self, db: sqlite3.Connection, charge: Charge) -> tuple[int, int]:
+        """Book ``charge``; returns (used before, used after).
+
+        Applied first and checked after: a refused charge raises, and the write's
+        savepoint (see ``_write``) undoes it. Within the included units this is one
+        statement.
+        """
+        (after,) = db.execute(
+            "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (team_id, period, "
+            "member_id, channel) DO UPDATE SET used = used + excluded.used, "
+            "included = excluded.included, price_micros = excluded.price_micros RETURNING used",
+            (
+                charge.team_id,
+                charge.period,
+                charge.member_id,
+                charge.channel,
+                charge.units,
+                charge.included,
+                charge.overage_price_micros,
+            ),
+        ).fetchone()
+        before = after - charge.units
+        cost = ledger_overage_micros(
+            after, charge.included, charge.overage_price_micros
+        ) - ledger_overage_micros(before, charge.included, charge.overage_price_micros)
+        if cost:
+            (overage,) = self._add_overage(db, charge.team_id, charge.period, cost)
+            if overage > charge.credit_limit_micros:
+                raise CreditLimitExceeded(
+                    "this send would take the team's overage past its credit limit",
+                    overage_micros=overage - cost,
+                    cost_micros=cost,
+                    credit_limit_micros=charge.credit_limit_micros,
+                )
+        return before, after
+
+    def _add_overage(
+        self, db: sqlite3.Connection, team_id: str, period: str, cost: int
+    ) -> tuple[int]:
+        row: tuple[int] = db.execute(
+            "INSERT INTO ledger_team VALUES (?1, ?2, MAX(0, ?3)) ON CONFLICT (team_id, period) "
+            "DO UPDATE SET overage_micros = MAX(0, overage_micros + ?3) "
+            "RETURNING overage_micros",
+            (team_id, period, cost),
+        ).fetchone()
+        return row
+
+    def _release(self, db: sqlite3.Connection, msg: Message) -> None:
+        """Give ``msg.units`` back to the ledger line they were charged to."""
         row = db.execute(
             "SELECT used, included, price_micros FROM ledger WHERE team_id = ? AND period = ? "
             "AND member_id = ? AND channel = ?",
-            (team_id, period, member_id, channel),
+            (msg.team_id, msg.charged_period, msg.member_id, msg.channel),
         ).fetchone()
-        before, old_included, old_price = row if row else (0, included or 0, price or 0)
-        included = old_included if included is None else included
-        price = old_price if price is None else price
-        after = max(0, before + delta)
+        if row is None:
+            return
+        before, included, price = row
+        after = max(0, before - msg.units)
+        db.execute(
+            "UPDATE ledger SET used = ? WHERE team_id = ? AND period = ? AND member_id = ? "
+            "AND channel = ?",
+            (after, msg.team_id, msg.charged_period, msg.member_id, msg.channel),
+        )
         cost = ledger_overage_micros(after, included, price) - ledger_overage_micros(
             before, included, price
         )
-        trow = db.execute(
-            "SELECT overage_micros FROM ledger_team WHERE team_id = ? AND period = ?",
-            (team_id, period),
-        ).fetchone()
-        team_overage = trow[0] if trow else 0
-        if limit is not None and cost > 0 and team_overage + cost > limit:
-            raise CreditLimitExceeded(
-                "this send would take the team's overage past its credit limit",
-                overage_micros=team_overage,
-                cost_micros=cost,
-                credit_limit_micros=limit,
-            )
-        db.execute(
-            "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (team_id, period, "
-            "member_id, channel) DO UPDATE SET used = excluded.used, "
-            "included = excluded.included, price_micros = excluded.price_micros",
-            (team_id, period, member_id, channel, after, included, price),
-        )
-        db.execute(
-            "INSERT INTO ledger_team VALUES (?, ?, ?) ON CONFLICT (team_id, period) "
-            "DO UPDATE SET overage_micros = excluded.overage_micros",
-            (team_id, period, max(0, team_overage + cost)),
-        )
-        return before, after
+        if cost:
+            self._add_overage(db, msg.team_id, msg.charged_period or "", cost)
 
     async def submit_outbound(
         self, message: Message, charge: Charge | None, job: Job, events: list[Event]
@@ -535,17 +593,7 @@ class SqliteStore:
         def work(db: sqlite3.Connection) -> list[Event]:
             all_events = list(events)
             if charge is not None:
-                before, after = self._ledger_add(
-                    db,
-                    charge.team_id,
-                    charge.period,
-                    charge.member_id,
-                    charge.channel,
-                    charge.units,
-                    charge.included,
-                    charge.overage_price_micros,
-                    charge.credit_limit_micros,
-                )
+                before, after = self._charge(db, charge)
                 message.charged_period = charge.period
                 for pct in crossed_thresholds(before, after, charge.included, charge.thresholds):
                     all_events.append(threshold_event(charge, pct, after, message.created_at))
@@ -630,17 +678,7 @@ class SqliteStore:
                     (msg.connector_id, update.carrier_id, msg.id),
                 )
             if update.release and msg.charged_period:
-                self._ledger_add(
-                    db,
-                    msg.team_id,
-                    msg.charged_period,
-                    msg.member_id,
-                    msg.channel,
-                    -msg.units,
-                    None,
-                    None,
-                    None,
-                )
+                self._release(db, msg)
                 msg.charged_period = None
             db.execute(
                 "UPDATE messages SET status = ?, doc = ? WHERE id = ?",
