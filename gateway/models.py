@@ -100,11 +100,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_last_iso: tuple[datetime | None, str] = (None, "")
+
+
 def iso(ts: datetime) -> str:
     """Render a UTC datetime as RFC 3339 with millisecond precision and a ``Z``."""
-    if ts.tzinfo is not UTC:  # every time the gateway makes is UTC already
-        ts = ts.astimezone(UTC)
-    return ts.isoformat(timespec="milliseconds")[:-6] + "Z"
+    global _last_iso
+    # One send renders its ``now`` about ten times (message, event, job, response).
+    last = _last_iso
+    if last[0] is ts:
+        return last[1]
+    utc = ts if ts.tzinfo is UTC else ts.astimezone(UTC)  # the gateway's own times are UTC
+    text = utc.isoformat(timespec="milliseconds")[:-6] + "Z"
+    _last_iso = (ts, text)
+    return text
 
 
 def parse_iso(text: str) -> datetime:

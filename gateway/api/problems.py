@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -10,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway import jsoncodec
 from gateway.errors import GatewayError
 
 PROBLEM_TYPE = "application/problem+json"
@@ -42,9 +42,7 @@ def problem(
         body["instance"] = instance
     body.update(extra)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return Response(
-        json.dumps(body, ensure_ascii=False), status, headers=headers, media_type=PROBLEM_TYPE
-    )
+    return Response(jsoncodec.dumpb(body), status, headers=headers, media_type=PROBLEM_TYPE)
 
 
 def from_error(exc: GatewayError, path: str | None = None) -> Response:

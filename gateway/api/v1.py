@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import outbound
+from gateway import jsoncodec, outbound
 from gateway.api.idempotency import idempotent
 from gateway.api.problems import from_error
 from gateway.auth import Principal
@@ -50,7 +49,7 @@ async def _principal(request: Request) -> Principal:
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return JSONResponse(data, status)
+    return Response(jsoncodec.dumpb(data), status, media_type="application/json")
 
 
 def _limit(request: Request) -> int:
@@ -77,8 +76,8 @@ def _choice(request: Request, name: str, allowed: set[str]) -> str | None:
 async def _body(request: Request) -> tuple[bytes, Any]:
     raw = await request.body()
     try:
-        return raw, json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return raw, jsoncodec.loads(raw)
+    except ValueError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
 
 

@@ -36,7 +36,6 @@ Scripts touch only their KEYS, but one operation spans many keys: use one Redis 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -44,6 +43,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 
+from gateway import jsoncodec
 from gateway.errors import Conflict, CreditLimitExceeded, Forbidden
 from gateway.ids import new_id
 from gateway.models import (
@@ -242,7 +242,7 @@ def _ms(ts: datetime) -> int:
 
 
 def _dumps(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    return jsoncodec.dumps(doc)
 
 
 def _text(value: object) -> str:
@@ -335,12 +335,12 @@ class RedisStore:
 
     async def _get(self, cls: type[_Doc], kind: str, ident: str) -> _Doc | None:
         raw = await self._r.get(self._k(kind, ident))
-        return cls.from_dict(json.loads(raw)) if raw is not None else None
+        return cls.from_dict(jsoncodec.loads(raw)) if raw is not None else None
 
     async def _many(self, cls: type[_Doc], kind: str, ids: Iterable[object]) -> list[_Doc]:
         keys = [self._k(kind, _text(i)) for i in ids]
         raws = await self._r.mget(keys) if keys else []
-        return [cls.from_dict(json.loads(raw)) for raw in raws if raw is not None]
+        return [cls.from_dict(jsoncodec.loads(raw)) for raw in raws if raw is not None]
 
     async def _put(
         self, key: str, doc: dict[str, Any], index: str, member: str, score: int
@@ -504,7 +504,7 @@ class RedisStore:
                 ev_doc = ev.to_dict()
                 ev_doc.pop("seq", None)
                 ev_doc["data"] = {**ev_doc["data"], "used": _USED}
-                head, _, tail = _dumps(ev_doc).partition(json.dumps(_USED))
+                head, _, tail = _dumps(ev_doc).partition(jsoncodec.dumps(_USED))
                 args += [pct, head, tail]
         reply = await self._run("submit_outbound", keys, args)
         if charge is not None:
@@ -576,7 +576,7 @@ class RedisStore:
             raw = await self._r.get(key)
             if raw is None:
                 return None
-            msg = Message.from_dict(json.loads(raw))
+            msg = Message.from_dict(jsoncodec.loads(raw))
             changed = rules.apply_update(msg, update, now)
             carrier = update.carrier_id if update.carrier_id and msg.connector_id else ""
             ledger = self._k("ledger", msg.team_id, msg.charged_period or "-")
@@ -610,7 +610,7 @@ class RedisStore:
     async def status_history(self, message_id: str) -> list[StatusChange]:
         """The message's status changes, oldest first."""
         rows = await self._r.lrange(self._k("msg", message_id, "history"), 0, -1)
-        return [StatusChange.from_dict(json.loads(r)) for r in rows]
+        return [StatusChange.from_dict(jsoncodec.loads(r)) for r in rows]
 
     # -- quota ledger ----------------------------------------------------------------
     async def ledger(self, team_id: str, period: str) -> tuple[list[LedgerLine], int]:
@@ -661,7 +661,7 @@ class RedisStore:
             for job_id, raw in zip(ids, raws, strict=True):
                 if raw is None:  # acked since the index was read
                     continue
-                job = Job.from_dict(json.loads(raw))
+                job = Job.from_dict(jsoncodec.loads(raw))
                 state, score = _job_slot(job)
                 if state == "dead" or score > now_ms:  # changed since the index was read
                     continue
@@ -675,7 +675,7 @@ class RedisStore:
         raw = await self._r.get(self._k("job", job_id))
         if raw is None:
             return None
-        job = Job.from_dict(json.loads(raw))
+        job = Job.from_dict(jsoncodec.loads(raw))
         return (_text(raw), job) if job.state == "leased" and job.token == token else None
 
     async def ack_job(self, job_id: str, token: str) -> bool:
@@ -735,7 +735,7 @@ class RedisStore:
         out = []
         for row in rows:
             seq, _, doc = _text(row).partition(" ")
-            out.append(Event.from_dict(json.loads(doc)))
+            out.append(Event.from_dict(jsoncodec.loads(doc)))
             out[-1].seq = int(seq)
         return out
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import sqlite3
 import threading
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from gateway import jsoncodec
 from gateway.errors import Conflict, CreditLimitExceeded, Forbidden
 from gateway.ids import new_id
 from gateway.models import (
@@ -73,7 +73,7 @@ CREATE INDEX IF NOT EXISTS conversations_recent ON conversations (team_id, last_
 CREATE TABLE IF NOT EXISTS messages (
     id TEXT PRIMARY KEY, team_id TEXT NOT NULL, member_id TEXT NOT NULL,
     conversation_id TEXT NOT NULL, channel TEXT NOT NULL, direction TEXT NOT NULL,
-    status TEXT NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;
+    status TEXT NOT NULL, first_status TEXT NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_team ON messages (team_id, id);
 CREATE INDEX IF NOT EXISTS messages_member ON messages (member_id, id);
 CREATE INDEX IF NOT EXISTS messages_conversation ON messages (conversation_id, id);
@@ -82,6 +82,8 @@ CREATE TABLE IF NOT EXISTS carrier_ids (
     PRIMARY KEY (connector_id, carrier_id)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS inbound_dedupe (
     dedupe_key TEXT PRIMARY KEY, message_id TEXT NOT NULL) WITHOUT ROWID;
+-- A message's first status (at created_at) is its first_status column; this table holds
+-- the changes after it.
 CREATE TABLE IF NOT EXISTS status_history (
     n INTEGER PRIMARY KEY, message_id TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS status_history_message ON status_history (message_id, n);
@@ -118,7 +120,7 @@ def _ms(ts: datetime) -> int:
 
 
 def _dumps(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    return jsoncodec.dumps(doc)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -131,7 +133,7 @@ def _from_ms(ms: int) -> datetime:
 
 def _conversation(row: tuple[Any, ...]) -> Conversation:
     """A conversation from ``doc, last_ms, wa_ms`` (its activity times live in columns)."""
-    conv = Conversation.from_dict(json.loads(row[0]))
+    conv = Conversation.from_dict(jsoncodec.loads(row[0]))
     conv.last_message_at = _from_ms(row[1])
     conv.last_inbound_whatsapp_at = None if row[2] is None else _from_ms(row[2])
     return conv
@@ -305,7 +307,7 @@ class SqliteStore:
 
     def _doc(self, sql: str, *args: Any) -> dict[str, Any] | None:
         row = self._conn.execute(sql, args).fetchone()
-        return json.loads(row[0]) if row else None
+        return jsoncodec.loads(row[0]) if row else None
 
     # -- directory -------------------------------------------------------------------
     async def create_team(self, team: Team) -> None:
@@ -324,7 +326,7 @@ class SqliteStore:
     async def list_teams(self) -> list[Team]:
         """Every team, oldest first."""
         rows = self._conn.execute("SELECT doc FROM teams ORDER BY id").fetchall()
-        return [Team.from_dict(json.loads(r[0])) for r in rows]
+        return [Team.from_dict(jsoncodec.loads(r[0])) for r in rows]
 
     async def create_member(self, member: Member, max_active: int) -> None:
         """Store a new member, refusing a full plan or a number owned by someone else."""
@@ -363,7 +365,7 @@ class SqliteStore:
         rows = self._conn.execute(
             "SELECT doc FROM members WHERE team_id = ? ORDER BY id", (team_id,)
         ).fetchall()
-        return [Member.from_dict(json.loads(r[0])) for r in rows]
+        return [Member.from_dict(jsoncodec.loads(r[0])) for r in rows]
 
     async def member_by_number(self, number: str) -> Member | None:
         """The member who owns ``number``, or None."""
@@ -491,7 +493,7 @@ class SqliteStore:
     # -- messages --------------------------------------------------------------------
     def _insert_message(self, db: sqlite3.Connection, m: Message) -> None:
         db.execute(
-            "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 m.id,
                 m.team_id,
@@ -500,12 +502,9 @@ class SqliteStore:
                 m.channel,
                 m.direction,
                 m.status,
+                m.status,
                 _dumps(m.to_dict()),
             ),
-        )
-        db.execute(
-            "INSERT INTO status_history (message_id, doc) VALUES (?, ?)",
-            (m.id, _dumps(StatusChange(m.id, m.status, m.created_at).to_dict())),
         )
 
     def _append(self, db: sqlite3.Connection, events: list[Event]) -> list[Event]:
@@ -616,7 +615,7 @@ class SqliteStore:
                 (dedupe_key,),
             ).fetchone()
             if row:
-                return Message.from_dict(json.loads(row[0])), False
+                return Message.from_dict(jsoncodec.loads(row[0])), False
             db.execute("INSERT INTO inbound_dedupe VALUES (?, ?)", (dedupe_key, message.id))
             self._insert_message(db, message)
             self._touch_conversation(
@@ -658,7 +657,7 @@ class SqliteStore:
             "ORDER BY id DESC LIMIT ?"
         )
         rows = self._conn.execute(sql, [*args, limit + 1]).fetchall()
-        items = [Message.from_dict(json.loads(r[0])) for r in rows[:limit]]
+        items = [Message.from_dict(jsoncodec.loads(r[0])) for r in rows[:limit]]
         return Page(items, items[-1].id if len(rows) > limit else None)
 
     async def update_message(
@@ -670,7 +669,7 @@ class SqliteStore:
             row = db.execute("SELECT doc FROM messages WHERE id = ?", (message_id,)).fetchone()
             if row is None:
                 return None
-            msg = Message.from_dict(json.loads(row[0]))
+            msg = Message.from_dict(jsoncodec.loads(row[0]))
             changed = apply_update(msg, update, now)
             if update.carrier_id and msg.connector_id:
                 db.execute(
@@ -707,10 +706,18 @@ class SqliteStore:
 
     async def status_history(self, message_id: str) -> list[StatusChange]:
         """The message's status changes, oldest first."""
+        first = self._conn.execute(
+            "SELECT first_status, doc FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        if first is None:
+            return []
+        created = Message.from_dict(jsoncodec.loads(first[1])).created_at
         rows = self._conn.execute(
             "SELECT doc FROM status_history WHERE message_id = ? ORDER BY n", (message_id,)
         ).fetchall()
-        return [StatusChange.from_dict(json.loads(r[0])) for r in rows]
+        return [StatusChange(message_id, first[0], created)] + [
+            StatusChange.from_dict(jsoncodec.loads(r[0])) for r in rows
+        ]
 
     # -- quota ledger ----------------------------------------------------------------
     async def ledger(self, team_id: str, period: str) -> tuple[list[LedgerLine], int]:
@@ -770,7 +777,7 @@ class SqliteStore:
                 ).fetchone()
                 if row is None:
                     return None
-                job = Job.from_dict(json.loads(row[0]))
+                job = Job.from_dict(jsoncodec.loads(row[0]))
                 if lease_or_bury(job, now, owner, visibility):
                     self._save_job(db, job)
                     return job
@@ -784,7 +791,7 @@ class SqliteStore:
         ).fetchone()
         if row is None:
             return None
-        job = Job.from_dict(json.loads(row[0]))
+        job = Job.from_dict(jsoncodec.loads(row[0]))
         return job if job.token == token else None
 
     async def ack_job(self, job_id: str, token: str) -> bool:
@@ -823,7 +830,7 @@ class SqliteStore:
         rows = self._conn.execute(
             "SELECT doc FROM jobs WHERE state = 'dead' ORDER BY id DESC LIMIT ?", (limit,)
         ).fetchall()
-        return [Job.from_dict(json.loads(r[0])) for r in rows]
+        return [Job.from_dict(jsoncodec.loads(r[0])) for r in rows]
 
     async def job_counts(self) -> dict[str, int]:
         """Jobs per state."""
@@ -848,7 +855,7 @@ class SqliteStore:
         ).fetchall()
         out = []
         for seq, doc in rows:
-            ev = Event.from_dict(json.loads(doc))
+            ev = Event.from_dict(jsoncodec.loads(doc))
             ev.seq = seq
             out.append(ev)
         return out
