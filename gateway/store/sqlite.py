@@ -1,19 +1,18 @@
 """The embedded default store: one SQLite file in WAL mode.
 
-Calls run on the event loop thread: each is a few index lookups inside one transaction
-and costs microseconds, far less than a hop to a thread pool. Writes use ``BEGIN
-IMMEDIATE`` so that several processes (``gateway serve`` plus ``gateway worker``) can
-share one file safely; ``busy_timeout`` makes a writer wait for another one.
+Calls run on the event loop thread: each is a few index lookups and costs microseconds,
+far less than a hop to a thread pool. Writes go through ``sqlite_engine.Engine``: the
+writes of one loop tick share one ``BEGIN IMMEDIATE`` transaction and one COMMIT (so
+several processes — ``gateway serve`` plus ``gateway worker`` — can share one file), and
+sends, the hot path, are written in bulk by ``_submit_batch``. Reads on this connection
+may see writes of the current tick that are not yet committed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 import sqlite3
-import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -48,6 +47,7 @@ from gateway.store.rules import (
     status_event,
     threshold_event,
 )
+from gateway.store.sqlite_engine import Engine
 
 # Tables keyed by text are WITHOUT ROWID (one b-tree instead of a table plus its key
 # index), logs use plain INTEGER PRIMARY KEY (no AUTOINCREMENT bookkeeping; rows are
@@ -107,12 +107,6 @@ CREATE TABLE IF NOT EXISTS idempotency (
 
 IDEM_KEEP = timedelta(hours=24)
 T = TypeVar("T")
-LOCK_WAIT = 30.0  # seconds a writer waits for another connection's write lock
-
-
-def _busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc)
-    return "locked" in text or "busy" in text
 
 
 def _ms(ts: datetime) -> int:
@@ -144,32 +138,135 @@ def _cursor_parts(cursor: str) -> tuple[int, str]:
     return int(ms), ident
 
 
-class _Checkpointer(threading.Thread):
-    """Moves the WAL into the database file every ``interval`` seconds (PASSIVE: it
-    never blocks writers or readers), on a connection of its own."""
+@dataclass(slots=True)
+class _Send:
+    """One ``submit_outbound`` call waiting for its tick's batch."""
 
-    def __init__(self, path: str, interval: float = 0.5) -> None:
-        super().__init__(name=f"sqlite-checkpoint:{path}", daemon=True)
-        self.path = path
-        self.interval = interval
-        self._stop_event = threading.Event()
+    message: Message
+    charge: Charge | None
+    job: Job
+    events: list[Event]
 
-    def run(self) -> None:
-        """Checkpoint until stopped (sqlite3 releases the GIL while it works)."""
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            while not self._stop_event.wait(self.interval):
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        finally:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            db.close()
 
-    def stop(self) -> None:
-        """Stop after one last checkpoint."""
-        self._stop_event.set()
-        self.join(timeout=10)
+def _submit_batch(db: sqlite3.Connection, sends: list[_Send]) -> list[object]:
+    """Write the sends of one tick with a handful of bulk statements.
+
+    The ledger lines and team totals they touch are read once; each send is then charged
+    in order in memory (the transaction holds the write lock, so nothing else changes
+    them), a send over its team's credit limit is refused alone, and the final ledger
+    values, messages, jobs, events and conversation times go in with ``executemany``.
+    """
+    # Per ledger line: [used, included, price]; a line is written only once charged.
+    lines: dict[tuple[str, str, str, str], list[int]] = {}
+    charged: set[tuple[str, str, str, str]] = set()
+    teams: dict[tuple[str, str], int] = {}
+    outcomes: list[object] = []
+    accepted: list[_Send] = []
+    for send in sends:
+        charge = send.charge
+        if charge is not None:
+            key = (charge.team_id, charge.period, charge.member_id, charge.channel)
+            if key not in lines:
+                row = db.execute(
+                    "SELECT used FROM ledger WHERE team_id = ? AND period = ? AND member_id = ? "
+                    "AND channel = ?",
+                    key,
+                ).fetchone()
+                lines[key] = [row[0] if row else 0, 0, 0]
+            tkey = (charge.team_id, charge.period)
+            if tkey not in teams:
+                row = db.execute(
+                    "SELECT overage_micros FROM ledger_team WHERE team_id = ? AND period = ?",
+                    tkey,
+                ).fetchone()
+                teams[tkey] = row[0] if row else 0
+            line = lines[key]
+            before, after = line[0], line[0] + charge.units
+            price = charge.overage_price_micros
+            cost = ledger_overage_micros(after, charge.included, price) - ledger_overage_micros(
+                before, charge.included, price
+            )
+            if cost > 0 and teams[tkey] + cost > charge.credit_limit_micros:
+                outcomes.append(
+                    CreditLimitExceeded(
+                        "this send would take the team's overage past its credit limit",
+                        overage_micros=teams[tkey],
+                        cost_micros=cost,
+                        credit_limit_micros=charge.credit_limit_micros,
+                    )
+                )
+                continue
+            line[:] = [after, charge.included, price]
+            charged.add(key)
+            teams[tkey] += cost
+            send.message.charged_period = charge.period
+            for pct in crossed_thresholds(before, after, charge.included, charge.thresholds):
+                send.events.append(threshold_event(charge, pct, after, send.message.created_at))
+        accepted.append(send)
+        outcomes.append(send.events)
+    if charged:
+        db.executemany(
+            "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (team_id, period, "
+            "member_id, channel) DO UPDATE SET used = excluded.used, "
+            "included = excluded.included, price_micros = excluded.price_micros",
+            [(*key, *lines[key]) for key in charged],
+        )
+        db.executemany(
+            "INSERT INTO ledger_team VALUES (?, ?, ?) ON CONFLICT (team_id, period) "
+            "DO UPDATE SET overage_micros = excluded.overage_micros",
+            [(*tkey, total) for tkey, total in teams.items()],
+        )
+    if not accepted:
+        return outcomes
+    db.executemany(
+        "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [_message_row(send.message) for send in accepted],
+    )
+    db.executemany(
+        "INSERT INTO jobs VALUES (?, ?, ?, ?, ?)", [_job_row(send.job) for send in accepted]
+    )
+    (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+    event_rows = []
+    for send in accepted:
+        for event in send.events:
+            seq += 1
+            event.seq = seq
+            event_rows.append((seq, _event_doc(event)))
+    db.executemany("INSERT INTO events VALUES (?, ?)", event_rows)
+    latest: dict[str, int] = {}
+    for send in accepted:
+        at = _ms(send.message.created_at)
+        cid = send.message.conversation_id
+        latest[cid] = max(at, latest.get(cid, 0))
+    db.executemany(
+        "UPDATE conversations SET last_ms = ?1 WHERE id = ?2 AND last_ms < ?1",
+        [(at, cid) for cid, at in latest.items()],
+    )
+    return outcomes
+
+
+def _message_row(m: Message) -> tuple[object, ...]:
+    return (
+        m.id,
+        m.team_id,
+        m.member_id,
+        m.conversation_id,
+        m.channel,
+        m.direction,
+        m.status,
+        m.status,
+        _dumps(m.to_dict()),
+    )
+
+
+def _job_row(job: Job) -> tuple[object, ...]:
+    return (job.id, job.state, _ms(job.run_at), None, _dumps(job.to_dict()))
+
+
+def _event_doc(event: Event) -> str:
+    doc = event.to_dict()
+    doc.pop("seq", None)
+    return _dumps(doc)
 
 
 class SqliteStore:
@@ -180,47 +277,16 @@ class SqliteStore:
         # sqlite:///abs/path → /abs/path; sqlite://rel/path → rel/path
         path = url.removeprefix("sqlite://")
         self.path = ":memory:" if path in (":memory:", "/:memory:") else path
-        self._db: sqlite3.Connection | None = None
-        self._pending: list[asyncio.Future[None]] | None = None
-        self._checkpointer: _Checkpointer | None = None
+        self._engine = Engine(self.path)
 
     # -- plumbing --------------------------------------------------------------------
     async def open(self) -> None:
         """Open the file (creating directories and schema)."""
-        if self.path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        db = sqlite3.connect(
-            self.path,
-            isolation_level=None,
-            check_same_thread=False,
-            timeout=LOCK_WAIT,
-        )
-        db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode is durable against process crashes (the WAL is written
-        # before commit returns); only an OS crash can lose the last transactions.
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA foreign_keys=OFF")
-        db.executescript(_SCHEMA)
-        # From now on a busy lock fails at once; writers wait in _begin, off the loop.
-        db.execute("PRAGMA busy_timeout=0")
-        self._db = db
-        if self.path != ":memory:":
-            # Checkpoints (copying the WAL into the file, with an fsync) run in a thread
-            # of their own, not inside a COMMIT on the event loop.
-            db.execute("PRAGMA wal_autocheckpoint=0")
-            self._checkpointer = _Checkpointer(self.path)
-            self._checkpointer.start()
+        self._engine.open(_SCHEMA)
 
     async def aclose(self) -> None:
         """Close the database (committing a transaction still open)."""
-        if self._pending is not None:
-            self._commit()
-        if self._checkpointer is not None:
-            self._checkpointer.stop()
-            self._checkpointer = None
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self._engine.close()
 
     async def ping(self) -> None:
         """Raise if the database cannot answer."""
@@ -228,82 +294,10 @@ class SqliteStore:
 
     @property
     def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("store is not open")
-        return self._db
+        return self._engine.conn
 
     async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` in the shared transaction of this loop tick; return after COMMIT.
-
-        Group commit: every write that starts before the transaction commits joins it in
-        a savepoint of its own (an error rolls back that write only), and one COMMIT
-        (one WAL append) makes them all durable. The caller still returns only after
-        its write is committed.
-        """
-        db = self._conn
-        if self._pending is None:
-            await self._begin()
-        db.execute("SAVEPOINT w")
-        try:
-            result = work(db)
-        except BaseException:
-            db.execute("ROLLBACK TO w")
-            db.execute("RELEASE w")
-            raise
-        db.execute("RELEASE w")
-        done = asyncio.get_running_loop().create_future()
-        assert self._pending is not None  # _begin opened it; nothing awaited since
-        self._pending.append(done)
-        await done
-        return result
-
-    async def _begin(self) -> None:
-        """Open the tick's write transaction without blocking the event loop.
-
-        ``busy_timeout`` is 0, so a lock held by another connection (another process, or
-        another store in this one) fails at once; waiting here with ``asyncio.sleep`` lets
-        this loop go on, including the commit that may be the one holding the lock.
-        """
-        delay, waited = 0.0005, 0.0
-        while self._pending is None:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if not _busy(exc) or waited > LOCK_WAIT:
-                    raise
-                await asyncio.sleep(delay)
-                waited += delay
-                delay = min(delay * 2, 0.02)
-                continue
-            self._pending = []
-            asyncio.get_running_loop().call_soon(self._commit)
-
-    def _commit(self) -> None:
-        if self._pending is None:
-            return
-        try:
-            self._conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            if _busy(exc):  # a reader is checkpointing: try again in a moment
-                asyncio.get_running_loop().call_later(0.001, self._commit)
-                return
-            self._fail_pending(exc)
-            return
-        except Exception as exc:
-            self._fail_pending(exc)
-            return
-        pending, self._pending = self._pending, None
-        for done in pending:
-            if not done.done():
-                done.set_result(None)
-
-    def _fail_pending(self, exc: Exception) -> None:
-        pending, self._pending = self._pending or [], None
-        with contextlib.suppress(sqlite3.Error):
-            self._conn.execute("ROLLBACK")
-        for done in pending:
-            if not done.done():
-                done.set_exception(exc)
+        return await self._engine.write(work)
 
     def _doc(self, sql: str, *args: Any) -> dict[str, Any] | None:
         row = self._conn.execute(sql, args).fetchone()
@@ -492,64 +486,13 @@ class SqliteStore:
 
     # -- messages --------------------------------------------------------------------
     def _insert_message(self, db: sqlite3.Connection, m: Message) -> None:
-        db.execute(
-            "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                m.id,
-                m.team_id,
-                m.member_id,
-                m.conversation_id,
-                m.channel,
-                m.direction,
-                m.status,
-                m.status,
-                _dumps(m.to_dict()),
-            ),
-        )
+        db.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", _message_row(m))
 
     def _append(self, db: sqlite3.Connection, events: list[Event]) -> list[Event]:
         for ev in events:
-            doc = ev.to_dict()
-            doc.pop("seq", None)
-            cur = db.execute("INSERT INTO events (doc) VALUES (?)", (_dumps(doc),))
+            cur = db.execute("INSERT INTO events (doc) VALUES (?)", (_event_doc(ev),))
             ev.seq = int(cur.lastrowid or 0)
         return events
-
-    def _charge(self, db: sqlite3.Connection, charge: Charge) -> tuple[int, int]:
-        """Book ``charge``; returns (used before, used after).
-
-        Applied first and checked after: a refused charge raises, and the write's
-        savepoint (see ``_write``) undoes it. Within the included units this is one
-        statement.
-        """
-        (after,) = db.execute(
-            "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (team_id, period, "
-            "member_id, channel) DO UPDATE SET used = used + excluded.used, "
-            "included = excluded.included, price_micros = excluded.price_micros RETURNING used",
-            (
-                charge.team_id,
-                charge.period,
-                charge.member_id,
-                charge.channel,
-                charge.units,
-                charge.included,
-                charge.overage_price_micros,
-            ),
-        ).fetchone()
-        before = after - charge.units
-        cost = ledger_overage_micros(
-            after, charge.included, charge.overage_price_micros
-        ) - ledger_overage_micros(before, charge.included, charge.overage_price_micros)
-        if cost:
-            (overage,) = self._add_overage(db, charge.team_id, charge.period, cost)
-            if overage > charge.credit_limit_micros:
-                raise CreditLimitExceeded(
-                    "this send would take the team's overage past its credit limit",
-                    overage_micros=overage - cost,
-                    cost_micros=cost,
-                    credit_limit_micros=charge.credit_limit_micros,
-                )
-        return before, after
 
     def _add_overage(
         self, db: sqlite3.Connection, team_id: str, period: str, cost: int
@@ -587,21 +530,14 @@ class SqliteStore:
     async def submit_outbound(
         self, message: Message, charge: Charge | None, job: Job, events: list[Event]
     ) -> list[Event]:
-        """Book the charge, insert the message, enqueue the job, append events: all or none."""
+        """Book the charge, insert the message, enqueue the job, append events: all or none.
 
-        def work(db: sqlite3.Connection) -> list[Event]:
-            all_events = list(events)
-            if charge is not None:
-                before, after = self._charge(db, charge)
-                message.charged_period = charge.period
-                for pct in crossed_thresholds(before, after, charge.included, charge.thresholds):
-                    all_events.append(threshold_event(charge, pct, after, message.created_at))
-            self._insert_message(db, message)
-            self._touch_conversation(db, message.conversation_id, message.created_at, False)
-            self._insert_job(db, job)
-            return self._append(db, all_events)
-
-        return await self._write(work)
+        The hot path: sends of one tick are written together by ``_submit_batch``.
+        """
+        result: list[Event] = await self._engine.batched(
+            _submit_batch, _Send(message, charge, job, list(events))
+        )
+        return result
 
     async def store_inbound(
         self, message: Message, dedupe_key: str, events: list[Event]
@@ -736,10 +672,7 @@ class SqliteStore:
 
     # -- jobs ------------------------------------------------------------------------
     def _insert_job(self, db: sqlite3.Connection, job: Job) -> None:
-        db.execute(
-            "INSERT INTO jobs VALUES (?, ?, ?, ?, ?)",
-            (job.id, job.state, _ms(job.run_at), None, _dumps(job.to_dict())),
-        )
+        db.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?)", _job_row(job))
 
     def _save_job(self, db: sqlite3.Connection, job: Job) -> None:
         db.execute(

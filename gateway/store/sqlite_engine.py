@@ -1,0 +1,214 @@
+"""The SQLite connection of one process: group commit, batched work, background checkpoints.
+
+Every write of one event-loop tick shares ONE transaction and ONE commit:
+
+* ``write(work)`` runs ``work`` at once inside a savepoint of its own (an error undoes that
+  write only) and returns after the shared COMMIT;
+* ``batched(runner, item)`` queues ``item``; just before the COMMIT, ``runner`` handles all
+  items queued this tick in one go (bulk statements instead of one per item) and says
+  per item what its caller gets — a value or an error — which is handed out after COMMIT.
+
+A caller therefore never sees success before its data is durable. Writes wait for another
+connection's lock (another process) with ``asyncio.sleep``, never blocking the loop, and
+WAL checkpoints (the part of durability that copies and fsyncs) run in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741 (an item of a batch)
+LOCK_WAIT = 30.0  # seconds a writer waits for another connection's write lock
+# A batch runner gets the connection and the items of one tick, and returns for each
+# item what its caller receives: a value, or an exception to raise.
+Runner = Callable[[sqlite3.Connection, list[Any]], list[Any]]
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+class _Checkpointer(threading.Thread):
+    """Moves the WAL into the database file every ``interval`` seconds (PASSIVE: it
+    never blocks writers or readers), on a connection of its own."""
+
+    def __init__(self, path: str, interval: float = 0.5) -> None:
+        super().__init__(name=f"sqlite-checkpoint:{path}", daemon=True)
+        self.path = path
+        self.interval = interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        """Checkpoint until stopped (sqlite3 releases the GIL while it works)."""
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stop_event.wait(self.interval):
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            db.close()
+
+    def stop(self) -> None:
+        """Stop after one last checkpoint."""
+        self._stop_event.set()
+        self.join(timeout=10)
+
+
+class Engine:
+    """One connection in WAL mode with group commit; see the module docstring."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        # Futures of this tick's writes with what to settle them with after COMMIT;
+        # None while no transaction is open.
+        self._pending: list[tuple[asyncio.Future[Any], Any, BaseException | None]] | None = None
+        self._batches: dict[Runner, list[tuple[Any, asyncio.Future[Any]]]] = {}
+        self._checkpointer: _Checkpointer | None = None
+
+    def open(self, schema: str) -> None:
+        """Open the file (creating its directory and the schema)."""
+        if self.path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=LOCK_WAIT
+        )
+        db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode is durable against process crashes (the WAL is written
+        # before commit returns); only an OS crash can lose the last transactions.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(schema)
+        # From now on a busy lock fails at once; writers wait in _begin, off the loop.
+        db.execute("PRAGMA busy_timeout=0")
+        self._db = db
+        if self.path != ":memory:":
+            db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = _Checkpointer(self.path)
+            self._checkpointer.start()
+
+    def close(self) -> None:
+        """Commit what is still open, stop checkpoints, close the connection."""
+        if self._pending is not None:
+            self._commit()
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection (reads may run on it at any time)."""
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` now in this tick's transaction; return its result after COMMIT."""
+        db = self.conn
+        pending = await self._transaction()
+        db.execute("SAVEPOINT w")
+        try:
+            result = work(db)
+        except BaseException:
+            db.execute("ROLLBACK TO w")
+            db.execute("RELEASE w")
+            raise
+        db.execute("RELEASE w")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        pending.append((done, None, None))
+        await done
+        return result
+
+    async def batched(self, runner: Runner, item: Any) -> Any:
+        """Queue ``item`` for ``runner`` at this tick's COMMIT; return what it decides."""
+        await self._transaction()
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._batches.setdefault(runner, []).append((item, done))
+        return await done
+
+    async def _transaction(self) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        """This tick's open transaction, opened (without blocking the loop) if needed.
+
+        ``busy_timeout`` is 0, so a lock held by another connection (another process, or
+        another store in this one) fails at once; waiting with ``asyncio.sleep`` lets this
+        loop go on, including the commit that may be the one holding the lock.
+        """
+        delay, waited = 0.0005, 0.0
+        while self._pending is None:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or waited > LOCK_WAIT:
+                    raise
+                await asyncio.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 0.02)
+                continue
+            self._pending = []
+            asyncio.get_running_loop().call_soon(self._commit)
+        return self._pending
+
+    def _run_batches(self) -> None:
+        assert self._pending is not None
+        db = self.conn
+        while self._batches:
+            runner, entries = self._batches.popitem()
+            items = [item for item, _ in entries]
+            db.execute("SAVEPOINT b")
+            try:
+                outcomes = runner(db, items)
+            except Exception as exc:
+                db.execute("ROLLBACK TO b")
+                db.execute("RELEASE b")
+                self._pending += [(done, None, exc) for _, done in entries]
+                continue
+            db.execute("RELEASE b")
+            for (_, done), outcome in zip(entries, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    self._pending.append((done, None, outcome))
+                else:
+                    self._pending.append((done, outcome, None))
+
+    def _commit(self) -> None:
+        if self._pending is None:
+            return
+        self._run_batches()
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if _busy(exc):  # a reader is checkpointing: try again in a moment
+                asyncio.get_running_loop().call_later(0.001, self._commit)
+                return
+            self._fail(exc)
+            return
+        except Exception as exc:
+            self._fail(exc)
+            return
+        pending, self._pending = self._pending, None
+        for done, value, error in pending:
+            if done.done():
+                continue
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(value)
+
+    def _fail(self, exc: Exception) -> None:
+        pending, self._pending = self._pending or [], None
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("ROLLBACK")
+        for done, _, _ in pending:
+            if not done.done():
+                done.set_exception(exc)
