@@ -100,19 +100,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-_last_iso: tuple[datetime | None, str] = (None, "")
+_iso_cache: dict[datetime, str] = {}
 
 
 def iso(ts: datetime) -> str:
     """Render a UTC datetime as RFC 3339 with millisecond precision and a ``Z``."""
-    global _last_iso
-    # One send renders its ``now`` about ten times (message, event, job, response).
-    last = _last_iso
-    if last[0] is ts:
-        return last[1]
-    utc = ts if ts.tzinfo is UTC else ts.astimezone(UTC)  # the gateway's own times are UTC
-    text = utc.isoformat(timespec="milliseconds")[:-6] + "Z"
-    _last_iso = (ts, text)
+    # A send renders its ``now`` about ten times (message, event, job, response), and
+    # the sends of one tick interleave: remember the last few hundred.
+    text = _iso_cache.get(ts)
+    if text is None:
+        utc = ts if ts.tzinfo is UTC else ts.astimezone(UTC)  # the gateway's times are UTC
+        text = utc.isoformat(timespec="milliseconds")[:-6] + "Z"
+        if len(_iso_cache) >= 512:
+            _iso_cache.clear()
+        _iso_cache[ts] = text
     return text
 
 

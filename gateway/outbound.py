@@ -9,14 +9,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from connectors.base import Connector
 from gateway import events
 from gateway.auth import Principal
 from gateway.errors import ChannelUnavailable, NotFound, ValidationError
 from gateway.ids import new_id
-from gateway.models import Attachment, Channel, Direction, Job, Member, Message, Status, Team
+from gateway.models import (
+    Attachment,
+    Channel,
+    Direction,
+    Event,
+    Job,
+    Member,
+    Message,
+    Status,
+    Team,
+)
 from gateway.numbers import normalize
 from gateway.policy import require_addon, sender_member
 from gateway.quota import build_charge, period_of
@@ -139,7 +149,14 @@ async def draft(rt: Runtime, principal: Principal, body: Any) -> Draft:
     )
 
 
-async def submit(rt: Runtime, principal: Principal, body: Any) -> Message:
+class Accepted(NamedTuple):
+    """An accepted message and its public view (built once for the event and the reply)."""
+
+    message: Message
+    view: dict[str, Any]
+
+
+async def submit(rt: Runtime, principal: Principal, body: Any) -> Accepted:
     """Accept an outbound message: stored, charged, queued and announced atomically."""
     d = await draft(rt, principal, body)
     now = rt.clock.now()
@@ -176,11 +193,12 @@ async def submit(rt: Runtime, principal: Principal, body: Any) -> Message:
         rt.settings.job_max_attempts,
         created_at=now,
     )
-    created = events.message_event(events.MESSAGE_CREATED, message, now)
+    view = message.public()
+    created = Event(new_id("evt"), events.MESSAGE_CREATED, team.id, view, now)
     await rt.store.submit_outbound(message, charge, job, [created])
-    rt.metrics.inc("gateway_messages_accepted_total", channel=d.channel.value)
+    rt.metrics.add("gateway_messages_accepted_total", (("channel", d.channel.value),))
     rt.wake_workers()
-    return message
+    return Accepted(message, view)
 
 
 def retry_delay(attempt: int) -> timedelta:

@@ -73,10 +73,9 @@ def _choice(request: Request, name: str, allowed: set[str]) -> str | None:
     return value
 
 
-async def _body(request: Request) -> tuple[bytes, Any]:
-    raw = await request.body()
+def _parse(raw: bytes) -> Any:
     try:
-        return raw, jsoncodec.loads(raw)
+        return jsoncodec.loads(raw)
     except ValueError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
 
@@ -92,8 +91,7 @@ async def _posted(
 
     async def run() -> Response:
         try:
-            _, body = await _body(request)
-            return await action(rt, principal, body)
+            return await action(rt, principal, _parse(raw))
         except GatewayError as exc:
             return from_error(exc, request.url.path)
 
@@ -105,8 +103,8 @@ async def create_message(request: Request) -> Response:
     """POST /v1/messages: accept an outbound message (202)."""
 
     async def action(rt: Runtime, principal: Principal, body: Any) -> Response:
-        message = await outbound.submit(rt, principal, body)
-        return _json(message.public(), 202)
+        accepted = await outbound.submit(rt, principal, body)
+        return _json(accepted.view, 202)
 
     return await _posted(request, action)
 

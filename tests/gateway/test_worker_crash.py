@@ -133,7 +133,7 @@ async def test_sigkill_mid_job_sends_once(url: str, tmp_path: Path, carrier: Car
         seed = await seed_directory(rt, FrozenClock(rt.clock.now()))
         principal = Principal(seed.team.id, None, "test")
         body = {"channel": "sms", "from": MOBILE_A, "to": CONTACT, "text": "once"}
-        msg = await submit(rt, principal, body)
+        msg = (await submit(rt, principal, body)).message
 
         pause.touch()  # the first worker leases the job and hangs inside send()
         workers.append(start_worker(config))
@@ -181,7 +181,7 @@ async def test_several_workers_send_each_message_once(
         ids = []
         for i in range(40):
             body = {"channel": "sms", "from": MOBILE_A, "to": CONTACT, "text": f"n{i}"}
-            ids.append((await submit(rt, principal, body)).id)
+            ids.append((await submit(rt, principal, body)).message.id)
         workers = [start_worker(config) for _ in range(3)]
         for message_id in ids:
             await wait_status(rt, message_id, "sent", tmp_path)
