@@ -36,6 +36,7 @@ Scripts touch only their KEYS, but one operation spans many keys: use one Redis 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -294,6 +295,9 @@ class RedisStore:
         self._client_url = urlunsplit(parts._replace(query=rest))
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
+        # Script calls of this loop tick waiting to go out together (see _run_batched).
+        self._batch: list[tuple[str, list[str], list[str | int], asyncio.Future[Any]]] = []
+        self._flushes: set[asyncio.Task[None]] = set()
 
     # -- plumbing --------------------------------------------------------------------
     async def open(self) -> None:
@@ -312,7 +316,9 @@ class RedisStore:
         self._scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (after the calls already sent)."""
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -332,6 +338,48 @@ class RedisStore:
 
     async def _run(self, name: str, keys: list[str], args: list[str | int]) -> Any:
         return await self._scripts[name](keys=keys, args=args)
+
+    async def _run_batched(self, name: str, keys: list[str], args: list[str | int]) -> Any:
+        """Like ``_run``, but the calls of one loop tick share one round trip (a pipeline;
+        each script stays atomic on its own). Sends are many and small: the round trip,
+        not Redis, is their cost."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        self._batch.append((name, keys, args, done))
+        if len(self._batch) == 1:
+            loop.call_soon(self._start_flush)
+        return await done
+
+    def _start_flush(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._flush())
+        self._flushes.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        try:
+            pipe = self._r.pipeline(transaction=False)
+            for name, keys, args, _ in batch:
+                await self._scripts[name](keys=keys, args=args, client=pipe)  # queues EVALSHA
+            results = await pipe.execute(raise_on_error=False)
+            if len(results) != len(batch):
+                raise RuntimeError(f"pipeline answered {len(results)} of {len(batch)} calls")
+        except asyncio.CancelledError:
+            for *_, done in batch:
+                done.cancel()
+            raise
+        except Exception as exc:
+            for *_, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for (*_, done), result in zip(batch, results, strict=True):
+            if done.done():
+                continue
+            if isinstance(result, Exception):
+                done.set_exception(result)
+            else:
+                done.set_result(result)
 
     async def _get(self, cls: type[_Doc], kind: str, ident: str) -> _Doc | None:
         raw = await self._r.get(self._k(kind, ident))
@@ -506,7 +554,7 @@ class RedisStore:
                 ev_doc["data"] = {**ev_doc["data"], "used": _USED}
                 head, _, tail = _dumps(ev_doc).partition(jsoncodec.dumps(_USED))
                 args += [pct, head, tail]
-        reply = await self._run("submit_outbound", keys, args)
+        reply = await self._run_batched("submit_outbound", keys, args)
         if charge is not None:
             if reply[0] == 0:  # refused before the script wrote anything
                 raise CreditLimitExceeded(

@@ -111,3 +111,24 @@ async def test_threshold_event_reports_usage(stores: list[Store], clock: FrozenC
     assert [e.data for e in evs] == [expected]
     stored = await stores[1].list_events(0, 10)
     assert [(e.id, e.seq, e.data) for e in stored] == [(evs[0].id, evs[0].seq, expected)]
+
+
+async def test_pipelined_sends_survive_a_script_flush(
+    stores: list[Store], clock: FrozenClock
+) -> None:
+    # Sends of one tick go out as one pipeline of EVALSHA; after a restart (or SCRIPT
+    # FLUSH) Redis has forgotten the scripts and the pipeline must load them again.
+    store = stores[0]
+    t, m, conv = await contract.setup(store, clock, limit=10**9)
+    assert isinstance(store, RedisStore)
+    await store._r.script_flush()
+    sends = [
+        store.submit_outbound(
+            contract.message(clock, m, conv), contract.charge(t, m), contract.job(clock), []
+        )
+        for _ in range(20)
+    ]
+    await asyncio.gather(*sends)
+    lines, _ = await store.ledger(t.id, "2026-03")
+    assert lines[0].used == 20
+    assert (await store.job_counts())["ready"] == 20
