@@ -43,6 +43,7 @@ from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from gateway import jsoncodec
 from gateway.errors import Conflict, CreditLimitExceeded, Forbidden
@@ -358,12 +359,14 @@ class RedisStore:
     async def _flush(self) -> None:
         batch, self._batch = self._batch, []
         try:
-            pipe = self._r.pipeline(transaction=False)
-            for name, keys, args, _ in batch:
-                await self._scripts[name](keys=keys, args=args, client=pipe)  # queues EVALSHA
-            results = await pipe.execute(raise_on_error=False)
-            if len(results) != len(batch):
-                raise RuntimeError(f"pipeline answered {len(results)} of {len(batch)} calls")
+            results = await self._pipeline(batch)
+            missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            if missing:  # Redis restarted or was flushed: load the scripts, run those again
+                for script in self._scripts.values():
+                    await self._r.script_load(script.script)
+                again = await self._pipeline([batch[i] for i in missing])
+                for i, result in zip(missing, again, strict=True):
+                    results[i] = result
         except asyncio.CancelledError:
             for *_, done in batch:
                 done.cancel()
@@ -380,6 +383,19 @@ class RedisStore:
                 done.set_exception(result)
             else:
                 done.set_result(result)
+
+    async def _pipeline(
+        self, calls: list[tuple[str, list[str], list[str | int], asyncio.Future[Any]]]
+    ) -> list[Any]:
+        """EVALSHA each call in one round trip (no SCRIPT EXISTS first: NOSCRIPT is rare
+        and a call refused with it never ran, so it is safe to send again)."""
+        pipe = self._r.pipeline(transaction=False)
+        for name, keys, args, _ in calls:
+            pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        if len(results) != len(calls):
+            raise RuntimeError(f"pipeline answered {len(results)} of {len(calls)} calls")
+        return results
 
     async def _get(self, cls: type[_Doc], kind: str, ident: str) -> _Doc | None:
         raw = await self._r.get(self._k(kind, ident))
