@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from gateway.clock import Clock
+from gateway.directory import TtlCache
 from gateway.errors import NotFound, Unauthorized
 from gateway.ids import hash_secret, new_id, new_secret
 from gateway.models import ApiKey
@@ -49,9 +49,7 @@ class KeyCache:
 
     def __init__(self, store: Store, ttl: float = 30.0, size: int = 10_000) -> None:
         self._store = store
-        self._ttl = ttl
-        self._size = size
-        self._hits: dict[str, tuple[float, Principal]] = {}
+        self._hits: TtlCache[str, Principal] = TtlCache(ttl, size)
 
     async def resolve(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization: Bearer <key>`` header, or ``Unauthorized``."""
@@ -61,15 +59,12 @@ class KeyCache:
         secret = secret.strip()
         if scheme.lower() != "bearer" or not secret:
             raise Unauthorized("the Authorization header must be: Bearer <api key>")
-        now = time.monotonic()
-        hit = self._hits.get(secret)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        principal = self._hits.get(secret)
+        if principal is not None:
+            return principal
         key = await self._store.api_key_by_hash(hash_secret(secret))
         if key is None:
             raise Unauthorized("unknown API key")
         principal = Principal(key.team_id, key.member_id, key.id)
-        if len(self._hits) >= self._size:
-            self._hits.clear()
-        self._hits[secret] = (now + self._ttl, principal)
+        self._hits.put(secret, principal)
         return principal
