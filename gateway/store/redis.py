@@ -68,7 +68,6 @@ from gateway.store.base import IdemRecord, MessageFilter, Page, StatusUpdate
 IDEM_KEEP = timedelta(hours=24)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CAS_TRIES = 1000  # each failed compare-and-set means another caller made progress
-_USED = "\x00used\x00"  # placeholder for the usage a threshold event reports (see Lua)
 _JOB_STATES = ("ready", "leased", "dead")
 _Doc = TypeVar("_Doc", Team, Member, ApiKey, Attachment, Conversation, Message, Job)
 
@@ -264,6 +263,20 @@ def _event_doc(ev: Event) -> str:
     doc = ev.to_dict()
     doc.pop("seq", None)
     return _dumps(doc)
+
+
+def _threshold_parts(charge: Charge, pct: int, event_id: str, at: datetime) -> tuple[str, str]:
+    """The stored document of ``rules.threshold_event`` around its ``used`` value.
+
+    Written out rather than encoded: every send passes these, and all values are ids,
+    codes and numbers that need no JSON escaping (a test holds it to the real encoding).
+    """
+    head = (
+        f'{{"id":"{event_id}","type":"quota.threshold","team_id":"{charge.team_id}",'
+        f'"data":{{"member_id":"{charge.member_id}","channel":"{charge.channel}",'
+        f'"period":"{charge.period}","threshold":{pct},"included":{charge.included},"used":'
+    )
+    return head, f'}},"created_at":"{iso(at)}"}}'
 
 
 def _no_script(result: object) -> bool:
@@ -589,7 +602,7 @@ class RedisStore:
             doc["charged_period"] = charge.period
         args = self._message_args(message, doc, False)
         args += [job.id, _dumps(job.to_dict()), score]
-        candidates: dict[int, Event] = {}
+        candidates: dict[int, str] = {}
         if charge is None:
             args += ["", 0, 0, 0, 0, len(events), *map(_event_doc, events)]
         else:
@@ -597,13 +610,10 @@ class RedisStore:
             args += [charge.overage_price_micros, charge.credit_limit_micros]
             args += [len(events), *map(_event_doc, events)]
             # Only the script knows the usage, so it picks the thresholds crossed and
-            # splices the usage into these rules.threshold_event documents.
+            # splices the usage into these documents (events are built only for those).
             for pct in charge.thresholds:
-                candidates[pct] = ev = rules.threshold_event(charge, pct, 0, message.created_at)
-                ev_doc = ev.to_dict()
-                ev_doc.pop("seq", None)
-                ev_doc["data"] = {**ev_doc["data"], "used": _USED}
-                head, _, tail = _dumps(ev_doc).partition(jsoncodec.dumps(_USED))
+                candidates[pct] = event_id = new_id("evt")
+                head, tail = _threshold_parts(charge, pct, event_id, message.created_at)
                 args += [pct, head, tail]
         reply = await self._run_batched("submit_outbound", keys, args)
         # "1|crossed thresholds|event seqs|used after", or "0|overage|cost" when refused.
@@ -620,8 +630,11 @@ class RedisStore:
             message.charged_period = charge.period
         out = list(events)
         for crossed in filter(None, fields[1].split(",")):
-            out.append(candidates[int(crossed)])
-            out[-1].data["used"] = int(fields[3])
+            assert charge is not None  # only a charge crosses thresholds
+            pct = int(crossed)
+            event = rules.threshold_event(charge, pct, int(fields[3]), message.created_at)
+            event.id = candidates[pct]
+            out.append(event)
         for ev, seq in zip(out, filter(None, fields[2].split(",")), strict=True):
             ev.seq = int(seq)
         return out

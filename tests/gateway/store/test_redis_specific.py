@@ -132,3 +132,22 @@ async def test_pipelined_sends_survive_a_script_flush(
     lines, _ = await store.ledger(t.id, "2026-03")
     assert lines[0].used == 20
     assert (await store.job_counts())["ready"] == 20
+
+
+def test_threshold_template_is_the_encoded_event() -> None:
+    # The Redis store writes threshold events from a string template (hot path); it must
+    # be exactly what encoding rules.threshold_event gives, with the usage spliced in.
+    from datetime import UTC, datetime
+
+    from gateway import jsoncodec
+    from gateway.models import Charge
+    from gateway.store import rules
+    from gateway.store.redis import _threshold_parts
+
+    at = datetime(2026, 3, 31, 21, 59, 59, 123000, tzinfo=UTC)
+    charge = Charge("team_1", "mem_1", "whatsapp", "2026-03", 3, 1000, 20_000, 10**6)
+    event = rules.threshold_event(charge, 80, 801, at)
+    head, tail = _threshold_parts(charge, 80, event.id, at)
+    doc = event.to_dict()
+    doc.pop("seq")
+    assert head + "801" + tail == jsoncodec.dumps(doc)
