@@ -110,6 +110,9 @@ local function put_message(conv)
   redis.call('SET', KEYS[1], ARGV[2])
   for i = 2, 4 do redis.call('ZADD', KEYS[i], 0, ARGV[1]) end
   redis.call('RPUSH', KEYS[5], ARGV[3])
+  -- The score in the team's conversations is the conversation's last_message_at (reads
+  -- take it from there); the doc is rewritten only when the WhatsApp window moves.
+  redis.call('ZADD', KEYS[7], 'GT', ARGV[5], ARGV[6])
   if not conv then return end
   -- iso() always writes the same width, so the strings compare like the times.
   local at = ARGV[4]
@@ -118,7 +121,6 @@ local function put_message(conv)
   if ARGV[7] == '1' and (wa == cjson.null or at > wa) then conv.last_inbound_whatsapp_at = at end
   -- A conversation doc holds only strings and nulls, so cjson re-encodes it faithfully.
   redis.call('SET', KEYS[6], cjson.encode(conv))
-  redis.call('ZADD', KEYS[7], 'GT', ARGV[5], ARGV[6])
 end
 """
 
@@ -153,7 +155,7 @@ return ARGV[1]
     # then per threshold: pct, doc before the usage, doc after it.
     "submit_outbound": _LUA_LIB
     + """
-local conv = load_conv()
+local conv = nil  -- an outbound send moves only the activity score (see put_message)
 local n, charged, before, after = tonumber(ARGV[16]), ARGV[11] ~= '', 0, 0
 local included = tonumber(ARGV[13])
 if charged then
@@ -263,6 +265,10 @@ def _event_doc(ev: Event) -> str:
     doc = ev.to_dict()
     doc.pop("seq", None)
     return _dumps(doc)
+
+
+def _from_ms(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def _threshold_parts(charge: Charge, pct: int, event_id: str, at: datetime) -> tuple[str, str]:
@@ -543,8 +549,13 @@ class RedisStore:
         return found
 
     async def get_conversation(self, conversation_id: str) -> Conversation | None:
-        """The conversation, or None."""
-        return await self._get(Conversation, "conv", conversation_id)
+        """The conversation, or None (``last_message_at`` from its activity score)."""
+        conv = await self._get(Conversation, "conv", conversation_id)
+        if conv is not None:
+            score = await self._r.zscore(self._k("team", conv.team_id, "convs"), conv.id)
+            if score is not None:
+                conv.last_message_at = _from_ms(int(score))
+        return conv
 
     async def list_conversations(
         self, team_id: str, member_id: str | None, cursor: str | None, limit: int
@@ -566,6 +577,8 @@ class RedisStore:
                 pairs = [(c, s) for c, s in pairs if s < int(top_ms) or c < top_id]
             convs = await self._many(Conversation, "conv", [c for c, _ in pairs])
             scores = dict(pairs)
+            for c in convs:
+                c.last_message_at = _from_ms(scores[c.id])
             found += [(c, scores[c.id]) for c in convs if member_id in (None, c.member_id)]
             if len(rows) < batch:
                 break
