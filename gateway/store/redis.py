@@ -64,182 +64,13 @@ from gateway.models import (
 )
 from gateway.store import rules
 from gateway.store.base import IdemRecord, MessageFilter, Page, StatusUpdate
+from gateway.store.redis_scripts import SCRIPTS
 
 IDEM_KEEP = timedelta(hours=24)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CAS_TRIES = 1000  # each failed compare-and-set means another caller made progress
 _JOB_STATES = ("ready", "leased", "dead")
 _Doc = TypeVar("_Doc", Team, Member, ApiKey, Attachment, Conversation, Message, Job)
-
-_LUA_LIB = """
-local function int(n) return string.format('%d', n) end
--- Append event docs to the log; returns their seqs.
-local function append_events(seq_key, log_key, docs)
-  local seqs = {}
-  for _, doc in ipairs(docs) do
-    local seq = redis.call('INCR', seq_key)
-    redis.call('ZADD', log_key, int(seq), int(seq) .. ' ' .. doc)
-    seqs[#seqs + 1] = seq
-  end
-  return seqs
-end
--- SqliteStore._ledger_add: (before, after), or (nil, overage, cost) past the limit.
-local function ledger_add(key, line, delta, included, price, limit)
-  local fu, fi, fp = 'used:' .. line, 'included:' .. line, 'price:' .. line
-  local cur = redis.call('HMGET', key, fu, fi, fp, 'overage')
-  local before = tonumber(cur[1]) or 0
-  included = included or tonumber(cur[2]) or 0
-  price = price or tonumber(cur[3]) or 0
-  local after = math.max(0, before + delta)
-  local cost = math.max(0, after - included) * price - math.max(0, before - included) * price
-  local overage = tonumber(cur[4]) or 0
-  if limit and cost > 0 and overage + cost > limit then return nil, overage, cost end
-  redis.call('HSET', key, fu, int(after), fi, int(included), fp, int(price),
-    'overage', int(math.max(0, overage + cost)))
-  return before, after
-end
--- Message scripts share KEYS 1-7 (message, team/member/conversation indexes, history,
--- conversation, team's conversations) and ARGV 1-7 (id, doc, first history entry,
--- created_at ISO, created_at ms, conversation id, '1' for inbound WhatsApp).
--- Decode before any write: a script is not rolled back if it fails half-way.
-local function load_conv()
-  local raw = redis.call('GET', KEYS[6])
-  return raw and cjson.decode(raw)
-end
-local function put_message(conv)
-  redis.call('SET', KEYS[1], ARGV[2])
-  for i = 2, 4 do redis.call('ZADD', KEYS[i], 0, ARGV[1]) end
-  redis.call('RPUSH', KEYS[5], ARGV[3])
-  -- The score in the team's conversations is the conversation's last_message_at (reads
-  -- take it from there); the doc is rewritten only when the WhatsApp window moves.
-  redis.call('ZADD', KEYS[7], 'GT', ARGV[5], ARGV[6])
-  if not conv then return end
-  -- iso() always writes the same width, so the strings compare like the times.
-  local at = ARGV[4]
-  if at > conv.last_message_at then conv.last_message_at = at end
-  local wa = conv.last_inbound_whatsapp_at
-  if ARGV[7] == '1' and (wa == cjson.null or at > wa) then conv.last_inbound_whatsapp_at = at end
-  -- A conversation doc holds only strings and nulls, so cjson re-encodes it faithfully.
-  redis.call('SET', KEYS[6], cjson.encode(conv))
-end
-"""
-
-_SCRIPTS = {
-    # KEYS: member, team's members, team's active set, number keys...
-    # ARGV: id, doc, '1' if active, max active
-    "create_member": """
-if ARGV[3] == '1' and redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[4]) then
-  return {'plan_limit', 0}
-end
-for i = 4, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then return {'number_taken', i - 3} end
-end
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
-if ARGV[3] == '1' then redis.call('SADD', KEYS[3], ARGV[1]) end
-for i = 4, #KEYS do redis.call('SET', KEYS[i], ARGV[1]) end
-return {'ok', 0}
-""",
-    # KEYS: triple, new conversation, team's conversations; ARGV: new id, doc, ms
-    "conversation_for": """
-local id = redis.call('GET', KEYS[1])
-if id then return id end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
-return ARGV[1]
-""",
-    # KEYS: 1-7 message, 8 job, 9 job index, 10 ledger, 11 seq, 12 log
-    # ARGV: 1-7 message, 8 job id, 9 job doc, 10 job score, 11 ledger line ('' = no
-    # charge), 12 units, 13 included, 14 price, 15 limit, 16 n events, the event docs,
-    # then per threshold: pct, doc before the usage, doc after it.
-    "submit_outbound": _LUA_LIB
-    + """
-local conv = nil  -- an outbound send moves only the activity score (see put_message)
-local n, charged, before, after = tonumber(ARGV[16]), ARGV[11] ~= '', 0, 0
-local included = tonumber(ARGV[13])
-if charged then
-  local a, b, c = ledger_add(KEYS[10], ARGV[11], tonumber(ARGV[12]), included,
-    tonumber(ARGV[14]), tonumber(ARGV[15]))
-  -- One flat string for a reply: sends are the hot path, and a nested array costs
-  -- the client several reads to parse.
-  if not a then return '0|' .. int(b) .. '|' .. int(c) end
-  before, after = a, b
-end
-local docs, crossed = {}, {}
-for i = 17, 16 + n do docs[#docs + 1] = ARGV[i] end
-if charged and included > 0 then
-  for i = 17 + n, #ARGV, 3 do  -- base.crossed_thresholds, on the same doubles
-    local mark = included * tonumber(ARGV[i]) / 100
-    if before < mark and mark <= after then
-      crossed[#crossed + 1] = tonumber(ARGV[i])
-      docs[#docs + 1] = ARGV[i + 1] .. int(after) .. ARGV[i + 2]
-    end
-  end
-end
-put_message(conv)
-redis.call('SET', KEYS[8], ARGV[9])
-redis.call('ZADD', KEYS[9], ARGV[10], ARGV[8])
-local seqs = append_events(KEYS[11], KEYS[12], docs)
-return '1|' .. table.concat(crossed, ',') .. '|' .. table.concat(seqs, ',') .. '|' .. int(after)
-""",
-    # KEYS: 1-7 message, 8 dedupe, 9 seq, 10 log; ARGV: 1-7 message, event docs...
-    "store_inbound": _LUA_LIB
-    + """
-local prev = redis.call('GET', KEYS[8])
-if prev then return {0, prev} end
-local conv = load_conv()
-redis.call('SET', KEYS[8], ARGV[1])
-put_message(conv)
-local docs = {}
-for i = 8, #ARGV do docs[#docs + 1] = ARGV[i] end
-return {1, append_events(KEYS[9], KEYS[10], docs)}
-""",
-    # KEYS: message, history, carrier index, ledger, seq, log
-    # ARGV: doc read, new doc, carrier id, message id, ledger line to release, units,
-    # history entry, status event ('' = none for each optional part)
-    "update_message": _LUA_LIB
-    + """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-redis.call('SET', KEYS[1], ARGV[2])
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[3], ARGV[4]) end
--- The doc read still had charged_period set, so this release happens exactly once.
-if ARGV[5] ~= '' then ledger_add(KEYS[4], ARGV[5], -tonumber(ARGV[6])) end
-if ARGV[7] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[7]) end
-if ARGV[8] == '' then return 0 end
-return append_events(KEYS[5], KEYS[6], {ARGV[8]})[1]
-""",
-    # KEYS: job, ready, leased, dead; ARGV: doc read, new doc ('' = delete), id, state, score
-    "save_job": """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-for i = 2, 4 do redis.call('ZREM', KEYS[i], ARGV[3]) end
-if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
-redis.call('SET', KEYS[1], ARGV[2])
-local index = {ready = KEYS[2], leased = KEYS[3], dead = KEYS[4]}
-redis.call('ZADD', index[ARGV[4]], ARGV[5], ARGV[3])
-return 1
-""",
-    # KEYS: seq, log; ARGV: event docs
-    "append_events": _LUA_LIB + "return append_events(KEYS[1], KEYS[2], ARGV)\n",
-    # KEYS: record; ARGV: now ms, fingerprint, expires ms, gc ms
-    "idem_claim": """
-local rec = redis.call('HMGET', KEYS[1], 'fp', 'code', 'body', 'exp')
-if rec[1] and tonumber(rec[4]) > tonumber(ARGV[1]) then
-  return {rec[1], rec[2] or '', rec[3] or ''}
-end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'fp', ARGV[2], 'exp', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return false
-""",
-    # KEYS: record; ARGV: status code, body, expires ms, gc ms
-    "idem_complete": """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'code', ARGV[1], 'body', ARGV[2], 'exp', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return 1
-""",
-}
 
 
 def _ms(ts: datetime) -> int:
@@ -351,7 +182,7 @@ class RedisStore:
             raise
         self._client = client
         # EVALSHA, loading the script again if the server lost it (restart, FLUSH).
-        self._scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
+        self._scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
 
     async def aclose(self) -> None:
         """Close the connection pool (after the calls already sent)."""

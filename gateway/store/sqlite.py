@@ -4,7 +4,7 @@ Calls run on the event loop thread: each is a few index lookups and costs micros
 far less than a hop to a thread pool. Writes go through ``sqlite_engine.Engine``: the
 writes of one loop tick share one ``BEGIN IMMEDIATE`` transaction and one COMMIT (so
 several processes — ``gateway serve`` plus ``gateway worker`` — can share one file), and
-sends, the hot path, are written in bulk by ``_submit_batch``. Reads on this connection
+sends, the hot path, are written in bulk by ``submit_batch``. Reads on this connection
 may see writes of the current tick that are not yet committed.
 """
 
@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from gateway import jsoncodec
-from gateway.errors import Conflict, CreditLimitExceeded, Forbidden
+from gateway.errors import Conflict, Forbidden
 from gateway.ids import new_id
 from gateway.models import (
     ApiKey,
@@ -37,7 +36,6 @@ from gateway.store.base import (
     MessageFilter,
     Page,
     StatusUpdate,
-    crossed_thresholds,
     ledger_overage_micros,
 )
 from gateway.store.rules import (
@@ -45,7 +43,15 @@ from gateway.store.rules import (
     lease_or_bury,
     schedule_retry,
     status_event,
-    threshold_event,
+)
+from gateway.store.sqlite_batch import (
+    Send,
+    encode,
+    event_doc,
+    job_row,
+    message_row,
+    submit_batch,
+    to_ms,
 )
 from gateway.store.sqlite_engine import Engine
 
@@ -109,14 +115,6 @@ IDEM_KEEP = timedelta(hours=24)
 T = TypeVar("T")
 
 
-def _ms(ts: datetime) -> int:
-    return int(ts.timestamp() * 1000)
-
-
-def _dumps(doc: dict[str, Any]) -> str:
-    return jsoncodec.dumps(doc)
-
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CONV_COLUMNS = "doc, last_ms, wa_ms"
 
@@ -136,137 +134,6 @@ def _conversation(row: tuple[Any, ...]) -> Conversation:
 def _cursor_parts(cursor: str) -> tuple[int, str]:
     ms, _, ident = cursor.partition(":")
     return int(ms), ident
-
-
-@dataclass(slots=True)
-class _Send:
-    """One ``submit_outbound`` call waiting for its tick's batch."""
-
-    message: Message
-    charge: Charge | None
-    job: Job
-    events: list[Event]
-
-
-def _submit_batch(db: sqlite3.Connection, sends: list[_Send]) -> list[object]:
-    """Write the sends of one tick with a handful of bulk statements.
-
-    The ledger lines and team totals they touch are read once; each send is then charged
-    in order in memory (the transaction holds the write lock, so nothing else changes
-    them), a send over its team's credit limit is refused alone, and the final ledger
-    values, messages, jobs, events and conversation times go in with ``executemany``.
-    """
-    # Per ledger line: [used, included, price]; a line is written only once charged.
-    lines: dict[tuple[str, str, str, str], list[int]] = {}
-    charged: set[tuple[str, str, str, str]] = set()
-    teams: dict[tuple[str, str], int] = {}
-    outcomes: list[object] = []
-    accepted: list[_Send] = []
-    for send in sends:
-        charge = send.charge
-        if charge is not None:
-            key = (charge.team_id, charge.period, charge.member_id, charge.channel)
-            if key not in lines:
-                row = db.execute(
-                    "SELECT used FROM ledger WHERE team_id = ? AND period = ? AND member_id = ? "
-                    "AND channel = ?",
-                    key,
-                ).fetchone()
-                lines[key] = [row[0] if row else 0, 0, 0]
-            tkey = (charge.team_id, charge.period)
-            if tkey not in teams:
-                row = db.execute(
-                    "SELECT overage_micros FROM ledger_team WHERE team_id = ? AND period = ?",
-                    tkey,
-                ).fetchone()
-                teams[tkey] = row[0] if row else 0
-            line = lines[key]
-            before, after = line[0], line[0] + charge.units
-            price = charge.overage_price_micros
-            cost = ledger_overage_micros(after, charge.included, price) - ledger_overage_micros(
-                before, charge.included, price
-            )
-            if cost > 0 and teams[tkey] + cost > charge.credit_limit_micros:
-                outcomes.append(
-                    CreditLimitExceeded(
-                        "this send would take the team's overage past its credit limit",
-                        overage_micros=teams[tkey],
-                        cost_micros=cost,
-                        credit_limit_micros=charge.credit_limit_micros,
-                    )
-                )
-                continue
-            line[:] = [after, charge.included, price]
-            charged.add(key)
-            teams[tkey] += cost
-            send.message.charged_period = charge.period
-            for pct in crossed_thresholds(before, after, charge.included, charge.thresholds):
-                send.events.append(threshold_event(charge, pct, after, send.message.created_at))
-        accepted.append(send)
-        outcomes.append(send.events)
-    if charged:
-        db.executemany(
-            "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (team_id, period, "
-            "member_id, channel) DO UPDATE SET used = excluded.used, "
-            "included = excluded.included, price_micros = excluded.price_micros",
-            [(*key, *lines[key]) for key in charged],
-        )
-        db.executemany(
-            "INSERT INTO ledger_team VALUES (?, ?, ?) ON CONFLICT (team_id, period) "
-            "DO UPDATE SET overage_micros = excluded.overage_micros",
-            [(*tkey, total) for tkey, total in teams.items()],
-        )
-    if not accepted:
-        return outcomes
-    db.executemany(
-        "INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [_message_row(send.message) for send in accepted],
-    )
-    db.executemany(
-        "INSERT INTO jobs VALUES (?, ?, ?, ?, ?)", [_job_row(send.job) for send in accepted]
-    )
-    (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-    event_rows = []
-    for send in accepted:
-        for event in send.events:
-            seq += 1
-            event.seq = seq
-            event_rows.append((seq, _event_doc(event)))
-    db.executemany("INSERT INTO events VALUES (?, ?)", event_rows)
-    latest: dict[str, int] = {}
-    for send in accepted:
-        at = _ms(send.message.created_at)
-        cid = send.message.conversation_id
-        latest[cid] = max(at, latest.get(cid, 0))
-    db.executemany(
-        "UPDATE conversations SET last_ms = ?1 WHERE id = ?2 AND last_ms < ?1",
-        [(at, cid) for cid, at in latest.items()],
-    )
-    return outcomes
-
-
-def _message_row(m: Message) -> tuple[object, ...]:
-    return (
-        m.id,
-        m.team_id,
-        m.member_id,
-        m.conversation_id,
-        m.channel,
-        m.direction,
-        m.status,
-        m.status,
-        _dumps(m.to_dict()),
-    )
-
-
-def _job_row(job: Job) -> tuple[object, ...]:
-    return (job.id, job.state, _ms(job.run_at), None, _dumps(job.to_dict()))
-
-
-def _event_doc(event: Event) -> str:
-    doc = event.to_dict()
-    doc.pop("seq", None)
-    return _dumps(doc)
 
 
 class SqliteStore:
@@ -308,7 +175,7 @@ class SqliteStore:
         """Store a new team."""
 
         def work(db: sqlite3.Connection) -> None:
-            db.execute("INSERT INTO teams VALUES (?, ?)", (team.id, _dumps(team.to_dict())))
+            db.execute("INSERT INTO teams VALUES (?, ?)", (team.id, encode(team.to_dict())))
 
         return await self._write(work)
 
@@ -341,7 +208,7 @@ class SqliteStore:
                     raise Conflict(f"{number} already belongs to a member", code="number_taken")
             db.execute(
                 "INSERT INTO members VALUES (?, ?, ?, ?)",
-                (member.id, member.team_id, int(member.active), _dumps(member.to_dict())),
+                (member.id, member.team_id, int(member.active), encode(member.to_dict())),
             )
             db.executemany(
                 "INSERT INTO numbers VALUES (?, ?)", [(n, member.id) for n in member.numbers()]
@@ -373,7 +240,7 @@ class SqliteStore:
         """Store a new API key."""
 
         def work(db: sqlite3.Connection) -> None:
-            db.execute("INSERT INTO api_keys VALUES (?, ?)", (key.key_hash, _dumps(key.to_dict())))
+            db.execute("INSERT INTO api_keys VALUES (?, ?)", (key.key_hash, encode(key.to_dict())))
 
         return await self._write(work)
 
@@ -389,7 +256,7 @@ class SqliteStore:
         def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT OR REPLACE INTO attachments VALUES (?, ?)",
-                (attachment.id, _dumps(attachment.to_dict())),
+                (attachment.id, encode(attachment.to_dict())),
             )
 
         return await self._write(work)
@@ -434,8 +301,8 @@ class SqliteStore:
                     member_id,
                     member_number,
                     remote_number,
-                    _ms(now),
-                    _dumps(conv.to_dict()),
+                    to_ms(now),
+                    encode(conv.to_dict()),
                 ),
             )
             return conv
@@ -476,21 +343,21 @@ class SqliteStore:
             db.execute(
                 "UPDATE conversations SET last_ms = MAX(last_ms, ?1), "
                 "wa_ms = MAX(COALESCE(wa_ms, ?1), ?1) WHERE id = ?2",
-                (_ms(at), conversation_id),
+                (to_ms(at), conversation_id),
             )
         else:
             db.execute(
                 "UPDATE conversations SET last_ms = ?1 WHERE id = ?2 AND last_ms < ?1",
-                (_ms(at), conversation_id),
+                (to_ms(at), conversation_id),
             )
 
     # -- messages --------------------------------------------------------------------
     def _insert_message(self, db: sqlite3.Connection, m: Message) -> None:
-        db.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", _message_row(m))
+        db.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", message_row(m))
 
     def _append(self, db: sqlite3.Connection, events: list[Event]) -> list[Event]:
         for ev in events:
-            cur = db.execute("INSERT INTO events (doc) VALUES (?)", (_event_doc(ev),))
+            cur = db.execute("INSERT INTO events (doc) VALUES (?)", (event_doc(ev),))
             ev.seq = int(cur.lastrowid or 0)
         return events
 
@@ -532,10 +399,10 @@ class SqliteStore:
     ) -> list[Event]:
         """Book the charge, insert the message, enqueue the job, append events: all or none.
 
-        The hot path: sends of one tick are written together by ``_submit_batch``.
+        The hot path: sends of one tick are written together by ``submit_batch``.
         """
         result: list[Event] = await self._engine.batched(
-            _submit_batch, _Send(message, charge, job, list(events))
+            submit_batch, Send(message, charge, job, list(events))
         )
         return result
 
@@ -617,13 +484,13 @@ class SqliteStore:
                 msg.charged_period = None
             db.execute(
                 "UPDATE messages SET status = ?, doc = ? WHERE id = ?",
-                (msg.status, _dumps(msg.to_dict()), msg.id),
+                (msg.status, encode(msg.to_dict()), msg.id),
             )
             if changed:
                 change = StatusChange(msg.id, msg.status, now, update.detail)
                 db.execute(
                     "INSERT INTO status_history (message_id, doc) VALUES (?, ?)",
-                    (msg.id, _dumps(change.to_dict())),
+                    (msg.id, encode(change.to_dict())),
                 )
                 self._append(db, [status_event(msg, now)])
             return msg, changed
@@ -672,16 +539,16 @@ class SqliteStore:
 
     # -- jobs ------------------------------------------------------------------------
     def _insert_job(self, db: sqlite3.Connection, job: Job) -> None:
-        db.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?)", _job_row(job))
+        db.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?)", job_row(job))
 
     def _save_job(self, db: sqlite3.Connection, job: Job) -> None:
         db.execute(
             "UPDATE jobs SET state = ?, run_ms = ?, lease_ms = ?, doc = ? WHERE id = ?",
             (
                 job.state,
-                _ms(job.run_at),
-                _ms(job.lease_until) if job.lease_until else None,
-                _dumps(job.to_dict()),
+                to_ms(job.run_at),
+                to_ms(job.lease_until) if job.lease_until else None,
+                encode(job.to_dict()),
                 job.id,
             ),
         )
@@ -696,7 +563,7 @@ class SqliteStore:
 
     async def lease_job(self, now: datetime, owner: str, visibility: timedelta) -> Job | None:
         """Lease the earliest due job (or one whose lease expired)."""
-        now_ms = _ms(now)
+        now_ms = to_ms(now)
 
         def work(db: sqlite3.Connection) -> Job | None:
             while True:
@@ -805,11 +672,11 @@ class SqliteStore:
                 "WHERE scope = ? AND key = ?",
                 (scope, key),
             ).fetchone()
-            if row and row[3] > _ms(now):
+            if row and row[3] > to_ms(now):
                 return IdemRecord(row[0], row[1], row[2])
             db.execute(
                 "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, NULL, NULL, ?)",
-                (scope, key, fingerprint, _ms(now + ttl)),
+                (scope, key, fingerprint, to_ms(now + ttl)),
             )
             return None
 
@@ -824,7 +691,7 @@ class SqliteStore:
             db.execute(
                 "UPDATE idempotency SET status_code = ?, body = ?, expires_ms = ? "
                 "WHERE scope = ? AND key = ?",
-                (status_code, body, _ms(now + IDEM_KEEP), scope, key),
+                (status_code, body, to_ms(now + IDEM_KEEP), scope, key),
             )
 
         return await self._write(work)
