@@ -15,7 +15,6 @@ MESSAGE_CREATED = "message.created"
 MESSAGE_RECEIVED = "message.received"
 MESSAGE_STATUS = "message.status"
 QUOTA_THRESHOLD = "quota.threshold"
-EVENT_TYPES = (MESSAGE_CREATED, MESSAGE_RECEIVED, MESSAGE_STATUS, QUOTA_THRESHOLD)
 
 
 def message_event(kind: str, message: Message, now: datetime) -> Event:

@@ -245,20 +245,6 @@ class Conversation:
 
 
 @dataclass(slots=True)
-class MessageError:
-    """Why a message failed: a normalized code, the carrier's raw code, whether retry helps."""
-
-    code: str
-    message: str
-    carrier_code: str | None = None
-    retryable: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """Serialise for the store and the API."""
-        return _dump(self)
-
-
-@dataclass(slots=True)
 class Message:
     """One message on any channel, in either direction."""
 

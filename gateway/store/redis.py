@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -65,17 +65,12 @@ from gateway.models import (
 from gateway.store import rules
 from gateway.store.base import IdemRecord, MessageFilter, Page, StatusUpdate
 from gateway.store.redis_scripts import SCRIPTS
+from gateway.store.rules import event_doc, from_ms, to_ms
 
 IDEM_KEEP = timedelta(hours=24)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CAS_TRIES = 1000  # each failed compare-and-set means another caller made progress
 _JOB_STATES = ("ready", "leased", "dead")
 _Doc = TypeVar("_Doc", Team, Member, ApiKey, Attachment, Conversation, Message, Job)
-
-
-def _ms(ts: datetime) -> int:
-    # Exact integer milliseconds, truncated like iso() so scores agree with the docs.
-    return (ts - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _dumps(doc: dict[str, Any]) -> str:
@@ -90,16 +85,6 @@ def _text(value: object) -> str:
 def _gc_ms(ttl: timedelta) -> int:
     # A real expiry only collects garbage; the ``exp`` field compared with ``now`` decides.
     return 2 * (max(ttl, IDEM_KEEP) // timedelta(milliseconds=1))
-
-
-def _event_doc(ev: Event) -> str:
-    doc = ev.to_dict()
-    doc.pop("seq", None)
-    return _dumps(doc)
-
-
-def _from_ms(ms: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def _threshold_parts(charge: Charge, pct: int, event_id: str, at: datetime) -> tuple[str, str]:
@@ -134,10 +119,10 @@ def _pack(args: list[str | int]) -> bytes:
 def _job_slot(job: Job) -> tuple[str, int]:
     """The index a job belongs in, and its score there."""
     if job.state == "leased" and job.lease_until is not None:
-        return "leased", _ms(job.lease_until)
+        return "leased", to_ms(job.lease_until)
     if job.state == "dead":
         return "dead", 0
-    return "ready", _ms(job.run_at)
+    return "ready", to_ms(job.run_at)
 
 
 def _matches(m: Message, flt: MessageFilter) -> bool:
@@ -370,7 +355,7 @@ class RedisStore:
         keys = [self._k("convkey", team_id, member_number, remote_number)]
         keys += [self._k("conv", conv.id), self._k("team", team_id, "convs")]
         conv_id = await self._run(
-            "conversation_for", keys, [conv.id, _dumps(conv.to_dict()), _ms(now)]
+            "conversation_for", keys, [conv.id, _dumps(conv.to_dict()), to_ms(now)]
         )
         if conv_id == conv.id:
             return conv
@@ -385,7 +370,7 @@ class RedisStore:
         if conv is not None:
             score = await self._r.zscore(self._k("team", conv.team_id, "convs"), conv.id)
             if score is not None:
-                conv.last_message_at = _from_ms(int(score))
+                conv.last_message_at = from_ms(int(score))
         return conv
 
     async def list_conversations(
@@ -409,7 +394,7 @@ class RedisStore:
             convs = await self._many(Conversation, "conv", [c for c, _ in pairs])
             scores = dict(pairs)
             for c in convs:
-                c.last_message_at = _from_ms(scores[c.id])
+                c.last_message_at = from_ms(scores[c.id])
             found += [(c, scores[c.id]) for c in convs if member_id in (None, c.member_id)]
             if len(rows) < batch:
                 break
@@ -427,7 +412,7 @@ class RedisStore:
     @staticmethod
     def _message_args(m: Message, doc: dict[str, Any], inbound_whatsapp: bool) -> list[str | int]:
         first = _dumps(StatusChange(m.id, m.status, m.created_at).to_dict())
-        args: list[str | int] = [m.id, _dumps(doc), first, iso(m.created_at), _ms(m.created_at)]
+        args: list[str | int] = [m.id, _dumps(doc), first, iso(m.created_at), to_ms(m.created_at)]
         return [*args, m.conversation_id, int(inbound_whatsapp)]
 
     def _log_keys(self) -> list[str]:
@@ -448,11 +433,11 @@ class RedisStore:
         args += [job.id, _dumps(job.to_dict()), score]
         candidates: dict[int, str] = {}
         if charge is None:
-            args += ["", 0, 0, 0, 0, len(events), *map(_event_doc, events)]
+            args += ["", 0, 0, 0, 0, len(events), *map(event_doc, events)]
         else:
             args += [f"{charge.member_id}:{charge.channel}", charge.units, charge.included]
             args += [charge.overage_price_micros, charge.credit_limit_micros]
-            args += [len(events), *map(_event_doc, events)]
+            args += [len(events), *map(event_doc, events)]
             # Only the script knows the usage, so it picks the thresholds crossed and
             # splices the usage into these documents (events are built only for those).
             for pct in charge.thresholds:
@@ -489,7 +474,7 @@ class RedisStore:
         """Store an inbound message unless its dedupe key was seen."""
         keys = [*self._message_keys(message), self._k("dedupe", dedupe_key), *self._log_keys()]
         args = self._message_args(message, message.to_dict(), message.channel == "whatsapp")
-        reply = await self._run("store_inbound", keys, [*args, *map(_event_doc, events)])
+        reply = await self._run("store_inbound", keys, [*args, *map(event_doc, events)])
         if reply[0] == 0:
             earlier = await self.get_message(reply[1])
             if earlier is None:  # cannot happen: one script writes the key and the message
@@ -553,7 +538,7 @@ class RedisStore:
             args: list[str | int] = [_text(raw), _dumps(msg.to_dict()), carrier, msg.id, line]
             args += [msg.units, _dumps(change.to_dict()) if change else ""]
             seq = int(
-                await self._run("update_message", keys, [*args, _event_doc(event) if event else ""])
+                await self._run("update_message", keys, [*args, event_doc(event) if event else ""])
             )
             if seq >= 0:
                 if event is not None:
@@ -614,7 +599,7 @@ class RedisStore:
 
     async def lease_job(self, now: datetime, owner: str, visibility: timedelta) -> Job | None:
         """Lease the earliest due job (or one whose lease expired); bury exhausted ones."""
-        now_ms = _ms(now)
+        now_ms = to_ms(now)
         while ids := await self._due(now_ms):
             raws = await self._r.mget([self._k("job", i) for i in ids])
             for job_id, raw in zip(ids, raws, strict=True):
@@ -681,7 +666,7 @@ class RedisStore:
     async def append_events(self, events: list[Event]) -> list[Event]:
         """Append events and number them."""
         if events:
-            seqs = await self._run("append_events", self._log_keys(), [*map(_event_doc, events)])
+            seqs = await self._run("append_events", self._log_keys(), [*map(event_doc, events)])
             for ev, seq in zip(events, seqs, strict=True):
                 ev.seq = int(seq)
         return events
@@ -703,7 +688,7 @@ class RedisStore:
         self, scope: str, key: str, fingerprint: str, now: datetime, ttl: timedelta
     ) -> IdemRecord | None:
         """Claim an idempotency key, or return the record that holds it."""
-        args: list[str | int] = [_ms(now), fingerprint, _ms(now + ttl), _gc_ms(ttl)]
+        args: list[str | int] = [to_ms(now), fingerprint, to_ms(now + ttl), _gc_ms(ttl)]
         rec = await self._run("idem_claim", [self._k("idem", scope, key)], args)
         if rec is None:
             return None
@@ -714,7 +699,7 @@ class RedisStore:
         self, scope: str, key: str, status_code: int, body: str, now: datetime
     ) -> None:
         """Store the response for a claimed key (kept for 24 hours)."""
-        args: list[str | int] = [status_code, body, _ms(now + IDEM_KEEP), _gc_ms(IDEM_KEEP)]
+        args: list[str | int] = [status_code, body, to_ms(now + IDEM_KEEP), _gc_ms(IDEM_KEEP)]
         await self._run("idem_complete", [self._k("idem", scope, key)], args)
 
     async def idem_release(self, scope: str, key: str) -> None:

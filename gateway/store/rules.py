@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from gateway import jsoncodec
 from gateway.events import MESSAGE_STATUS, QUOTA_THRESHOLD, message_event
 from gateway.ids import new_id
 from gateway.models import Charge, Event, Job, Message, Status, can_transition
 from gateway.store.base import StatusUpdate
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_ms(ts: datetime) -> int:
+    """Exact integer milliseconds since the epoch, truncated like ``iso()`` (sort keys)."""
+    return (ts - _EPOCH) // timedelta(milliseconds=1)
+
+
+def from_ms(ms: int) -> datetime:
+    """The UTC time of :func:`to_ms`."""
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def event_doc(event: Event) -> str:
+    """The stored JSON of an event; its ``seq`` is kept beside it by each backend."""
+    doc = event.to_dict()
+    doc.pop("seq", None)
+    return jsoncodec.dumps(doc)
 
 
 def apply_update(msg: Message, update: StatusUpdate, now: datetime) -> bool:

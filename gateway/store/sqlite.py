@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from gateway import jsoncodec
@@ -40,18 +40,19 @@ from gateway.store.base import (
 )
 from gateway.store.rules import (
     apply_update,
+    event_doc,
+    from_ms,
     lease_or_bury,
     schedule_retry,
     status_event,
+    to_ms,
 )
 from gateway.store.sqlite_batch import (
     Send,
     encode,
-    event_doc,
     job_row,
     message_row,
     submit_batch,
-    to_ms,
 )
 from gateway.store.sqlite_engine import Engine
 
@@ -115,19 +116,14 @@ IDEM_KEEP = timedelta(hours=24)
 T = TypeVar("T")
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CONV_COLUMNS = "doc, last_ms, wa_ms"
-
-
-def _from_ms(ms: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def _conversation(row: tuple[Any, ...]) -> Conversation:
     """A conversation from ``doc, last_ms, wa_ms`` (its activity times live in columns)."""
     conv = Conversation.from_dict(jsoncodec.loads(row[0]))
-    conv.last_message_at = _from_ms(row[1])
-    conv.last_inbound_whatsapp_at = None if row[2] is None else _from_ms(row[2])
+    conv.last_message_at = from_ms(row[1])
+    conv.last_inbound_whatsapp_at = None if row[2] is None else from_ms(row[2])
     return conv
 
 

@@ -8,19 +8,13 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from gateway import jsoncodec
 from gateway.errors import CreditLimitExceeded
 from gateway.models import Charge, Event, Job, Message
 from gateway.store.base import crossed_thresholds, ledger_overage_micros
-from gateway.store.rules import threshold_event
-
-
-def to_ms(ts: datetime) -> int:
-    """A time as integer milliseconds since the epoch (the stores' sort keys)."""
-    return int(ts.timestamp() * 1000)
+from gateway.store.rules import event_doc, threshold_event, to_ms
 
 
 def encode(doc: dict[str, Any]) -> str:
@@ -153,10 +147,3 @@ def message_row(m: Message) -> tuple[object, ...]:
 def job_row(job: Job) -> tuple[object, ...]:
     """The ``jobs`` row of a new job."""
     return (job.id, job.state, to_ms(job.run_at), None, encode(job.to_dict()))
-
-
-def event_doc(event: Event) -> str:
-    """The stored document of an event (its ``seq`` is the row's key)."""
-    doc = event.to_dict()
-    doc.pop("seq", None)
-    return encode(doc)
