@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from gateway.models import (
     ApiKey,
@@ -151,6 +151,15 @@ class Store(Protocol):
 
     async def get_attachment(self, attachment_id: str) -> Attachment | None:
         """The attachment, or None."""
+        ...
+
+    # -- settings documents ------------------------------------------------------------
+    async def get_setting(self, scope: str) -> dict[str, Any] | None:
+        """The settings document stored under ``scope`` (e.g. ``policy:team_…``), or None."""
+        ...
+
+    async def put_setting(self, scope: str, doc: dict[str, Any]) -> None:
+        """Store (replace) the settings document under ``scope``."""
         ...
 
     # -- conversations ---------------------------------------------------------------

@@ -9,6 +9,7 @@ model's ``to_dict()``. With P = the prefix:
     P:team:{t}:active                 set of active member ids (the plan limit counts it)
     P:number:{e164}                   owning member id
     P:apikey:{hash}   P:attachment:{id}                 docs
+    P:setting:{scope}                 settings doc (policy, forwarding rules …)
     P:conv:{id}                       conversation doc
     P:convkey:{t}:{member#}:{remote#} conversation id of the triple
     P:team:{t}:convs                  zset, score = last_message_at in ms (ties: id)
@@ -343,6 +344,16 @@ class RedisStore:
     async def get_attachment(self, attachment_id: str) -> Attachment | None:
         """The attachment, or None."""
         return await self._get(Attachment, "attachment", attachment_id)
+
+    # -- settings documents ------------------------------------------------------------
+    async def get_setting(self, scope: str) -> dict[str, Any] | None:
+        """The settings document stored under ``scope``, or None."""
+        raw = await self._r.get(self._k("setting", scope))
+        return None if raw is None else dict(jsoncodec.loads(raw))
+
+    async def put_setting(self, scope: str, doc: dict[str, Any]) -> None:
+        """Store (replace) the settings document under ``scope``."""
+        await self._r.set(self._k("setting", scope), _dumps(doc))
 
     # -- conversations ---------------------------------------------------------------
     async def conversation_for(

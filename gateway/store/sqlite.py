@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS numbers (
     number TEXT PRIMARY KEY, member_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS api_keys (key_hash TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS attachments (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS settings (scope TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY, team_id TEXT NOT NULL, member_id TEXT NOT NULL,
     member_number TEXT NOT NULL, remote_number TEXT NOT NULL, last_ms INTEGER NOT NULL,
@@ -261,6 +262,19 @@ class SqliteStore:
         """The attachment, or None."""
         doc = self._doc("SELECT doc FROM attachments WHERE id = ?", attachment_id)
         return Attachment.from_dict(doc) if doc else None
+
+    # -- settings documents ------------------------------------------------------------
+    async def get_setting(self, scope: str) -> dict[str, Any] | None:
+        """The settings document stored under ``scope``, or None."""
+        return self._doc("SELECT doc FROM settings WHERE scope = ?", scope)
+
+    async def put_setting(self, scope: str, doc: dict[str, Any]) -> None:
+        """Store (replace) the settings document under ``scope``."""
+
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (scope, encode(doc)))
+
+        return await self._write(work)
 
     # -- conversations ---------------------------------------------------------------
     async def conversation_for(

@@ -131,6 +131,16 @@ async def test_concurrent_member_creation_respects_plan(store: Store, clock: Fro
     assert len(await store.list_members(t.id)) == 2
 
 
+async def test_settings_documents_replace_whole(store: Store) -> None:
+    assert await store.get_setting("policy:team_x") is None
+    await store.put_setting("policy:team_x", {"countries": ["DE"], "flood": {"limit": 20}})
+    await store.put_setting("forwarding:mem_y", {"emails": []})
+    assert await store.get_setting("policy:team_x") == {"countries": ["DE"], "flood": {"limit": 20}}
+    await store.put_setting("policy:team_x", {"countries": ["AT"]})
+    assert await store.get_setting("policy:team_x") == {"countries": ["AT"]}
+    assert await store.get_setting("forwarding:mem_y") == {"emails": []}
+
+
 async def test_api_keys_and_attachments(store: Store, clock: FrozenClock) -> None:
     t = team(clock)
     await store.create_team(t)
