@@ -143,6 +143,9 @@ class SendResult:
     carrier_id: str
     segments: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # Every part's carrier id, in order, when the carrier gave one id per part (SMPP
+    # submits one submit_sm per segment); delivery reports may name any of them.
+    part_ids: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)

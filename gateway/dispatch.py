@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from tenacity import (
     AsyncRetrying,
@@ -28,7 +28,9 @@ from connectors.base import (
     OutboundMessage,
     RetryableError,
     SendResult,
+    StatusReport,
 )
+from gateway.inbound import STATUS_RETRY, Inbound
 from gateway.jobs import Retry, handler, periodic
 from gateway.models import Job, Message, Status
 from gateway.outbound import retry_delay
@@ -151,11 +153,38 @@ async def send_job(rt: Runtime, job: Job) -> None:
     meta = dict(result.meta)
     if result.segments is not None and result.segments != msg.segments:
         meta["carrier_segments"] = result.segments
-    await rt.store.update_message(
-        msg.id,
-        StatusUpdate(status=Status.SENT, carrier_id=result.carrier_id, meta=meta or None),
-        rt.clock.now(),
+    parts = [p for p in result.part_ids if p != result.carrier_id]
+    if parts:
+        meta["parts"] = len(parts) + 1
+    update = StatusUpdate(
+        status=Status.SENT, carrier_id=result.carrier_id, meta=meta or None, part_ids=tuple(parts)
     )
+    await rt.store.update_message(msg.id, update, rt.clock.now())
+
+
+@handler("status")
+async def status_job(rt: Runtime, job: Job) -> None:
+    """Apply a parked delivery report whose message was not known when it arrived."""
+    p = job.payload
+    report = StatusReport(
+        str(p["connector_id"]),
+        str(p["carrier_id"]),
+        str(p["status"]),
+        datetime.fromisoformat(str(p["at"])),
+        p.get("error"),
+    )
+    if await Inbound(rt).apply_status(report) is not None:
+        return
+    if job.attempts >= job.max_attempts:
+        log.warning(
+            "status %s for unknown %s:%s dropped after %d tries",
+            report.status,
+            report.connector_id,
+            report.carrier_id,
+            job.attempts,
+        )
+        return
+    raise Retry(rt.clock.now() + STATUS_RETRY * 2**job.attempts, "carrier id not known yet")
 
 
 @periodic

@@ -8,18 +8,21 @@ message, and a delivery report never moves a status backwards.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from connectors.base import InboundMessage, StatusReport
 from gateway import events
 from gateway.ids import new_id
-from gateway.models import Attachment, Channel, Direction, Message, Status
+from gateway.models import Attachment, Channel, Direction, Job, Message, Status
 from gateway.store.base import StatusUpdate
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
 
 log = logging.getLogger("gateway.inbound")
+# First retry of a delivery report whose message is not known yet (see ``status``).
+STATUS_RETRY = timedelta(seconds=2)
 
 
 class Inbound:
@@ -91,14 +94,33 @@ class Inbound:
         return result
 
     async def status(self, report: StatusReport) -> Message | None:
-        """Apply a delivery report to the message the carrier knows by its id."""
+        """Apply a delivery report to the message the carrier knows by its id.
+
+        A report can overtake the send it is about (the carrier's receipt or callback
+        arrives before the send's reply is stored): an unknown id is parked as a
+        ``status`` job and tried again a few times before it is dropped.
+        """
+        msg = await self.apply_status(report)
+        if msg is None:
+            rt = self.rt
+            now = rt.clock.now()
+            payload = {
+                "connector_id": report.connector_id,
+                "carrier_id": report.carrier_id,
+                "status": report.status,
+                "at": report.at.isoformat(),
+                "error": report.error,
+            }
+            job = Job(new_id("job"), "status", payload, now + STATUS_RETRY, 5, created_at=now)
+            await rt.store.enqueue(job)
+        return msg
+
+    async def apply_status(self, report: StatusReport) -> Message | None:
+        """Apply ``report`` now; None when no message has that carrier id (yet)."""
         rt = self.rt
         msg = await rt.store.message_by_carrier_id(report.connector_id, report.carrier_id)
         if msg is None:
-            log.info(
-                "status %s for unknown %s:%s", report.status, report.connector_id, report.carrier_id
-            )
             return None
-        update = StatusUpdate(status=report.status, error=report.error)
+        update = StatusUpdate(status=report.status, error=report.error, part=report.carrier_id)
         result = await rt.store.update_message(msg.id, update, rt.clock.now())
         return result[0] if result else None

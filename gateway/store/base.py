@@ -83,6 +83,10 @@ class StatusUpdate:
     release: bool = False
     detail: dict[str, object] | None = None
     meta: dict[str, object] | None = None
+    # More carrier ids that name this message (one per part of a multi-part SMS).
+    part_ids: tuple[str, ...] = ()
+    # The carrier id of the part a delivery report is about (multi-part aggregation).
+    part: str | None = None
 
 
 class Store(Protocol):

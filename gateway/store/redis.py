@@ -548,9 +548,10 @@ class RedisStore:
             keys += [ledger, *self._log_keys()]
             args: list[str | int] = [_text(raw), _dumps(msg.to_dict()), carrier, msg.id, line]
             args += [msg.units, _dumps(change.to_dict()) if change else ""]
-            seq = int(
-                await self._run("update_message", keys, [*args, event_doc(event) if event else ""])
-            )
+            args.append(event_doc(event) if event else "")
+            if carrier:
+                args += update.part_ids
+            seq = int(await self._run("update_message", keys, args))
             if seq >= 0:
                 if event is not None:
                     event.seq = seq

@@ -132,12 +132,14 @@ return {1, append_events(KEYS[9], KEYS[10], docs)}
 """,
     # KEYS: message, history, carrier index, ledger, seq, log
     # ARGV: doc read, new doc, carrier id, message id, ledger line to release, units,
-    # history entry, status event ('' = none for each optional part)
+    # history entry, status event ('' = none for each optional part), then more carrier ids
     "update_message": LUA_LIB
     + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 redis.call('SET', KEYS[1], ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[3], ARGV[4]) end
+-- ARGV[9..]: the other parts' carrier ids of a multi-part message.
+for i = 9, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], ARGV[4]) end
 -- The doc read still had charged_period set, so this release happens exactly once.
 if ARGV[5] ~= '' then ledger_add(KEYS[4], ARGV[5], -tonumber(ARGV[6])) end
 if ARGV[7] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[7]) end

@@ -12,6 +12,7 @@ from gateway.models import Charge, Event, Job, Message, Status, can_transition
 from gateway.store.base import StatusUpdate
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PART_STATUSES = frozenset({Status.DELIVERED.value, Status.READ.value})
 
 
 def to_ms(ts: datetime) -> int:
@@ -31,10 +32,27 @@ def event_doc(event: Event) -> str:
     return jsoncodec.dumps(doc)
 
 
+def _parts_done(msg: Message, update: StatusUpdate) -> bool:
+    """Record a delivered part of a multi-part message; True once every part is delivered.
+
+    A carrier that bills per segment reports each part; the message is delivered only
+    when all of them are (one failed part fails the message, through the normal rule).
+    """
+    total = msg.meta.get("parts")
+    if update.part is None or not isinstance(total, int) or total < 2:
+        return True
+    done = msg.meta.setdefault("parts_delivered", [])
+    if update.part not in done:
+        done.append(update.part)
+    return len(done) >= total
+
+
 def apply_update(msg: Message, update: StatusUpdate, now: datetime) -> bool:
     """Apply ``update`` to ``msg`` in memory; returns whether the status changed."""
     changed = False
-    if update.status is not None and can_transition(Status(msg.status), Status(update.status)):
+    if update.status in _PART_STATUSES and not _parts_done(msg, update):
+        pass  # more parts to come: the message stays where it is
+    elif update.status is not None and can_transition(Status(msg.status), Status(update.status)):
         msg.status = update.status
         changed = True
     if update.carrier_id is not None:

@@ -485,9 +485,9 @@ class SqliteStore:
             msg = Message.from_dict(jsoncodec.loads(row[0]))
             changed = apply_update(msg, update, now)
             if update.carrier_id and msg.connector_id:
-                db.execute(
+                db.executemany(
                     "INSERT OR REPLACE INTO carrier_ids VALUES (?, ?, ?)",
-                    (msg.connector_id, update.carrier_id, msg.id),
+                    [(msg.connector_id, c, msg.id) for c in (update.carrier_id, *update.part_ids)],
                 )
             if update.release and msg.charged_period:
                 self._release(db, msg)

@@ -5,6 +5,7 @@ It speaks a tiny HTTP carrier protocol when ``carrier_url`` is set (POST JSON, a
 records sends in memory. Programmed failures come from the ``script`` list: each send
 pops the next entry (``"ok"``, ``"retry"``, ``"retry:SECONDS"``, ``"permanent"``, ``"auth"``).
 ``pause_file``: while that file exists, a send waits (to kill a worker mid-job).
+``parts``: in memory, answer with one carrier id per part, as SMPP does per segment.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class FakeConnector:
         self.carrier_url: str | None = config.options.get("carrier_url")
         self.pause_file: str | None = config.options.get("pause_file")
         self.script: list[str] = list(config.options.get("script", []))
+        self.parts = int(config.options.get("parts", 1))  # carrier ids per send (SMPP-like)
         self.sent: list[OutboundMessage] = []
         self.started = False
         self.healthy = True
@@ -79,6 +81,9 @@ class FakeConnector:
             raise RuntimeError("connector bug")
         self.sent.append(message)
         if self.carrier_url is None:
+            if self.parts > 1:
+                ids = [f"fake-{message.id}-{i}" for i in range(1, self.parts + 1)]
+                return SendResult(carrier_id=ids[0], segments=self.parts, part_ids=ids)
             return SendResult(carrier_id=f"fake-{message.id}", segments=1)
         response = await self.ctx.http.post(
             self.carrier_url,

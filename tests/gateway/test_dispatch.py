@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from connectors.base import StatusReport
 from gateway.clock import FrozenClock
 from gateway.jobs import Worker
 from gateway.models import Message
@@ -247,3 +248,62 @@ async def test_a_send_job_buried_by_dying_workers_fails_its_message(
     assert await used(rt, seed) == 0
     assert await fail_dead_sends(rt) == 0  # once
     assert len(await rt.store.list_dead_jobs(10)) == 1  # still listed for the operator
+
+
+async def test_multi_part_message_is_delivered_when_every_part_is(
+    client: httpx.AsyncClient, rt: Runtime, seed: Seed
+) -> None:
+    fake(rt).parts = 3
+    msg = await send(client, seed, "a" * 307)
+    assert await Worker(rt).run_once()
+    sink = rt.connectors["fake1"].connector.ctx.sink  # type: ignore[attr-defined]
+    now = rt.clock.now()
+    ids = [f"fake-{msg['id']}-{i}" for i in (1, 2, 3)]
+    for part in (ids[1], ids[1], ids[0]):  # a duplicate receipt counts once
+        after = await sink.status(StatusReport("fake1", part, "delivered", now))
+        assert after is not None and after.status == "sent"
+    after = await sink.status(StatusReport("fake1", ids[2], "delivered", now))
+    assert after is not None and after.status == "delivered"
+    assert sorted(after.meta["parts_delivered"]) == ids
+
+
+async def test_one_failed_part_fails_the_message(
+    client: httpx.AsyncClient, rt: Runtime, seed: Seed
+) -> None:
+    fake(rt).parts = 2
+    msg = await send(client, seed, "a" * 200)
+    assert await Worker(rt).run_once()
+    sink = rt.connectors["fake1"].connector.ctx.sink  # type: ignore[attr-defined]
+    now = rt.clock.now()
+    await sink.status(StatusReport("fake1", f"fake-{msg['id']}-1", "delivered", now))
+    error = {"code": "unreachable", "message": "UNDELIV", "carrier_code": "1", "retryable": False}
+    after = await sink.status(StatusReport("fake1", f"fake-{msg['id']}-2", "failed", now, error))
+    assert after is not None and after.status == "failed" and after.error == error
+
+
+async def test_a_report_that_overtakes_its_send_is_applied_later(
+    client: httpx.AsyncClient, rt: Runtime, seed: Seed, clock: FrozenClock
+) -> None:
+    msg = await send(client, seed)
+    sink = rt.connectors["fake1"].connector.ctx.sink  # type: ignore[attr-defined]
+    early = StatusReport("fake1", f"fake-{msg['id']}", "delivered", clock.now())
+    assert await sink.status(early) is None  # parked: the send has not been stored yet
+    assert await Worker(rt).run_once()  # the send job (due now); the report job is not due
+    assert (await stored(rt, msg["id"])).status == "sent"
+    clock.advance(seconds=3)
+    assert await Worker(rt).run_once()
+    assert (await stored(rt, msg["id"])).status == "delivered"
+    assert await rt.store.job_counts() == {"ready": 0, "leased": 0, "dead": 0}
+
+
+async def test_a_report_for_an_unknown_id_is_dropped_after_its_tries(
+    rt: Runtime, seed: Seed, clock: FrozenClock
+) -> None:
+    sink = rt.connectors["fake1"].connector.ctx.sink  # type: ignore[attr-defined]
+    assert await sink.status(StatusReport("fake1", "nobody", "delivered", clock.now())) is None
+    runs = 0
+    for _ in range(20):
+        clock.advance(seconds=120)
+        runs += await Worker(rt).run_once()
+    assert runs == 5
+    assert await rt.store.job_counts() == {"ready": 0, "leased": 0, "dead": 0}

@@ -314,6 +314,25 @@ async def test_carrier_id_index(store: Store, clock: FrozenClock) -> None:
     assert await store.message_by_carrier_id("c2", "abc") is None
 
 
+async def test_every_part_id_names_the_message(store: Store, clock: FrozenClock) -> None:
+    _t, m, conv = await setup(store, clock)
+    msg = message(clock, m, conv)
+    await store.submit_outbound(msg, None, job(clock), [])
+    update = StatusUpdate(status="sent", carrier_id="p1", meta={"parts": 2}, part_ids=("p2",))
+    await store.update_message(msg.id, update, clock.now())
+    for part in ("p1", "p2"):
+        found = await store.message_by_carrier_id("c1", part)
+        assert found is not None and found.id == msg.id and found.carrier_id == "p1"
+    half = await store.update_message(
+        msg.id, StatusUpdate(status="delivered", part="p2"), clock.now()
+    )
+    assert half is not None and half[0].status == "sent" and not half[1]
+    done = await store.update_message(
+        msg.id, StatusUpdate(status="delivered", part="p1"), clock.now()
+    )
+    assert done is not None and done[0].status == "delivered" and done[1]
+
+
 async def test_list_messages_filters_and_pages(store: Store, clock: FrozenClock) -> None:
     t, m, conv = await setup(store, clock)
     other = await store.conversation_for(t.id, m.id, m.mobile or "", "+4917699999999", clock.now())
