@@ -1,0 +1,1 @@
+"""Tests of the HTTP SMS connector, its signature and its simulator."""
