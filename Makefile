@@ -6,6 +6,8 @@ PYTHON    ?= python3
 VENV      := .venv
 STAMP     := $(VENV)/.installed
 APT       := DEBIAN_FRONTEND=noninteractive apt-get
+# The npm project of the independent test SMSC (see system-packages).
+SMSC_NODE := tests/connectors/smpp_peers/node
 # Extra arguments for the demo, e.g. `make run DEMO_ARGS="--port 9000"`.
 DEMO_ARGS ?=
 
@@ -22,8 +24,15 @@ test: $(STAMP) system-packages
 	$(VENV)/bin/pytest -q
 
 # The Redis tests start their own throwaway redis-server on a free loopback port.
-system-packages:
+system-packages: $(SMSC_NODE)/node_modules/.installed
 	@command -v redis-server >/dev/null || { $(APT) update && $(APT) install -y redis-server; }
+
+# The SMPP tests also run an independent SMSC on the npm package smpp (node-smpp): Node.js
+# from Debian when missing, then the locked packages, re-installed when the lock changes.
+$(SMSC_NODE)/node_modules/.installed: $(SMSC_NODE)/package.json $(SMSC_NODE)/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || { $(APT) update && $(APT) install -y nodejs npm; }
+	cd $(SMSC_NODE) && npm ci --no-audit --no-fund
+	@touch $@
 
 $(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null || { $(APT) update && $(APT) install -y python3 python3-venv; }

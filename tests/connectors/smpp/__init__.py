@@ -1,0 +1,1 @@
+"""Tests of the SMPP 3.4 stack."""
