@@ -10,7 +10,7 @@ import asyncio
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from connectors.smpp import pdu as P
 from connectors.smpp.content import Received
@@ -88,8 +88,8 @@ class Conn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Count the connection in."""
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport; uvloop's TCPTransport does not subclass asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
         self.sim.conns.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
