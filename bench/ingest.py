@@ -35,35 +35,47 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import functools
 import http.client
-import importlib.util
 import json
 import os
 import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+if not __package__:  # run as a script (bench/ingest.py): make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import (
+    REPO,
+    SENDER,
+    find_py_spy,
+    free_port,
+    hot_spots,
+    pin,
+    seed_sender,
+    server_class,
+    start_py_spy,
+    stop_process,
+    uvicorn_choices,
+    wait_port,
+)
+
 GOAL = 0.5
 PATH = "/v1/messages"
-SENDER = "+4915112345671"
 TEXT = "Hallo! Ihre Bestellung 4711 ist unterwegs und kommt morgen zwischen 9 und 12 Uhr."
 # Requests rotate over this many contacts (one conversation each), so per-contact caches
 # are exercised the way a real sender list would, not flattered by one recipient.
@@ -79,19 +91,11 @@ BODY = BODIES[0]
 # The baseline gets a bearer token of the same length as a real key (``gwk_`` + 43).
 DUMMY_KEY = "gwk_" + "x" * 43
 SERVER_CPU, CLIENT_CPU = 0, 1
-CREDIT_LIMIT_MICROS = 10**12
 
 
 # ---------------------------------------------------------------------------------------
 # Server side (``--serve``): runs in the subprocess
 # ---------------------------------------------------------------------------------------
-def uvicorn_choices() -> tuple[str, str]:
-    """The event loop and HTTP implementation every server of a run uses."""
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    return loop, http
-
-
 def baseline_app() -> Any:
     """A bare Starlette app: parse the JSON body, answer 202 with a message-sized object."""
     from starlette.applications import Starlette
@@ -166,51 +170,20 @@ async def gateway_setup(store_url: str, blobs: str) -> tuple[Any, dict[str, Any]
     """A runtime with the null connector, a business team (huge credit limit), one SMS
     member and a member API key; returns the runtime and what the client needs."""
     from connectors.base import register
-    from gateway.auth import create_key
     from gateway.config import ConnectorConfig, parse_settings
-    from gateway.ids import new_id
-    from gateway.models import Addon, Member, Plan, Team
-    from gateway.numbers import normalize_mobile
     from gateway.runtime import Runtime
 
     register(NullConnector.kind, NullConnector)
+    # The outbound policy's send limits stay on (counting them is part of every send), but
+    # high enough that this load (one member, 1000 contacts) is never refused.
+    limits = {"destination_limit": 10**9, "member_limit": 10**9}
     settings = dataclasses.replace(
-        parse_settings({"gateway": {"store": store_url, "blobs": blobs}}),
+        parse_settings({"gateway": {"store": store_url, "blobs": blobs}, "policy": limits}),
         connectors=(ConnectorConfig("null", NullConnector.kind, frozenset({"sms"}), None, {}),),
     )
     rt = await Runtime.create(settings)
     await rt.wait_started()
-    now = rt.clock.now()
-    team = Team(new_id("team"), "Bench GmbH", Plan.BUSINESS.value, CREDIT_LIMIT_MICROS, "DE", now)
-    await rt.store.create_team(team)
-    member = Member(
-        new_id("mem"),
-        team.id,
-        "Bench Sender",
-        "bench@example.com",
-        normalize_mobile(SENDER, "DE"),
-        None,
-        frozenset({Addon.SMS.value}),
-        True,
-        now,
-    )
-    await rt.store.create_member(member, Plan.BUSINESS.max_members)
-    _, secret = await create_key(rt.store, rt.clock, team.id, member.id)
-    return rt, {"key": secret, "team_id": team.id, "member_id": member.id}
-
-
-def _server_class() -> Any:
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        """uvicorn without its signal capture (it re-raises SIGTERM after ``serve``
-        returns, which would kill the process before the runtime is closed)."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Generator[None, None, None]:
-            yield
-
-    return Server
+    return rt, await seed_sender(rt)
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -234,7 +207,7 @@ async def _serve(args: argparse.Namespace) -> None:
         access_log=False,
         log_level="warning",
     )
-    server = _server_class()(config)
+    server = server_class()(config)
 
     def stop() -> None:
         server.should_exit = True
@@ -357,17 +330,6 @@ def wrk_script(path: Path, key: str) -> Path:
         encoding="utf-8",
     )
     return path
-
-
-def pin(cpu: int | None) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that pins the child to ``cpu`` (None: no pinning)."""
-    if cpu is None:
-        return None
-
-    def run() -> None:
-        os.sched_setaffinity(0, {cpu})
-
-    return run
 
 
 def run_wrk(
@@ -520,38 +482,6 @@ def run_raw(port: int, key: str, seconds: int, connections: int, cpu: int | None
 # ---------------------------------------------------------------------------------------
 # Orchestration
 # ---------------------------------------------------------------------------------------
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    """Block until 127.0.0.1:port accepts connections (or the process died)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the process exited with {proc.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    """SIGTERM our own child, then SIGKILL it if it does not exit in time."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
 @dataclass(slots=True)
 class Served:
     """A running server subprocess."""
@@ -677,55 +607,6 @@ def ensure_wrk(allow_install: bool) -> str | None:
         ok = subprocess.run(install, env=env, capture_output=True, timeout=600).returncode == 0
     print("wrk installed" if ok else "installing wrk failed: using the Python client")
     return shutil.which("wrk")
-
-
-def find_py_spy() -> str | None:
-    """py-spy on PATH or next to this interpreter (``.venv/bin``)."""
-    beside = Path(sys.executable).parent / "py-spy"
-    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
-
-
-def start_py_spy(
-    exe: str, pid: int, seconds: int, out: Path, cpu: int | None
-) -> subprocess.Popen[bytes]:
-    """Sample ``pid`` for ``seconds`` (all samples, idle too) into collapsed stacks."""
-    cmd = [
-        exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200",
-        "--idle", "--format", "raw", "--output", str(out),
-    ]  # fmt: skip
-    return subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pin(cpu)
-    )
-
-
-_OWN_FRAME = re.compile(r"\((gateway|connectors|webhooks|fax)/")
-
-
-def hot_spots(path: Path, top: int = 20) -> str:
-    """The hottest lines of the project's code: each sample is charged to the innermost
-    frame of the project's own code (library time below it included), plus the
-    inclusive share of the project's functions."""
-    own: collections.Counter[str] = collections.Counter()
-    inclusive: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not count.isdigit():
-            continue
-        n = int(count)
-        total += n
-        frames = [f for f in stack.split(";") if f]
-        mine = [f for f in frames if _OWN_FRAME.search(f)]
-        own[mine[-1] if mine else "(outside the project: server, framework, event loop)"] += n
-        for fn in {re.sub(r":\d+\)$", ")", f) for f in mine}:
-            inclusive[fn] += n
-    if not total:
-        return "  (no samples)"
-    lines = [f"  {total} samples; innermost project frame (file:line):"]
-    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(top)]
-    lines.append("  inclusive, by project function:")
-    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in inclusive.most_common(top)]
-    return "\n".join(lines)
 
 
 @dataclass(slots=True)

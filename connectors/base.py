@@ -199,10 +199,17 @@ class InboundSink(Protocol):
 
 @dataclass(slots=True)
 class Health:
-    """A connector's own view of whether it can send now."""
+    """A connector's own view of whether it can send now.
+
+    ``retry_after`` (when not ``ok``): seconds after which a send is worth trying again,
+    e.g. until the next reconnect attempt of a connection that dropped. None means
+    unknown or waiting for an operator (refused credentials): the gateway then parks
+    the connector's sends for a minute.
+    """
 
     ok: bool
     detail: str = "ok"
+    retry_after: float | None = None
 
 
 @dataclass(slots=True)

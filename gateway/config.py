@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gateway.destinations import DEFAULT_POLICY, Policy, PolicyError, parse_fields
 from gateway.errors import ConfigError
 from gateway.models import Channel
 from gateway.numbers import normalize
@@ -49,6 +50,76 @@ class SmtpConfig:
     sender: str = "gateway@localhost"
 
 
+# -- [webhooks]: outbound webhooks to developers (webhooks/) ----------------------------------
+DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """``[webhooks]``: delivery of events to the teams' webhook endpoints."""
+
+    # Seconds before each attempt: the first entry is the first attempt (after the event),
+    # the others the retries after a failed attempt; after the last one a delivery fails.
+    retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    # Deliver to private, loopback, link-local … addresses too (tests, the demo).
+    allow_private_targets: bool = False
+    timeout: float = 15.0  # seconds for one attempt: connect, send, status and headers
+    concurrency: int = 100  # attempts in flight per process
+    poll_interval: float = 0.02  # seconds between looks at the event log and due retries
+    lease_seconds: float = 60.0  # an attempt whose process died is taken over after this
+    disable_after_seconds: float = 5 * 86400.0  # failing this long without a success: disabled
+
+
+def _webhooks(table: Any) -> WebhookSettings:
+    if not isinstance(table, dict):
+        raise ConfigError("webhooks: expected a table")
+    numbers: dict[str, tuple[float, float | None]] = {
+        "timeout": (0.001, 3600.0),
+        "poll_interval": (0.001, 60.0),
+        "lease_seconds": (0.001, None),
+        "disable_after_seconds": (1.0, None),
+    }
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"webhooks.{key}"
+        if key == "retry_schedule":
+            if (
+                not isinstance(value, list)
+                or not 1 <= len(value) <= 30
+                or not all(
+                    isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 604800
+                    for v in value
+                )
+            ):
+                raise ConfigError(
+                    f"{where}: expected a list of 1 to 30 delays in seconds (0 to 604800), "
+                    f"got {value!r}"
+                )
+            values[key] = tuple(float(v) for v in value)
+        elif key == "allow_private_targets":
+            values[key] = _typed(table, key, bool, "webhooks")
+        elif key == "concurrency":
+            values[key] = _typed(table, key, int, "webhooks")
+            if not 1 <= values[key] <= 10000:
+                raise ConfigError(f"{where}: must be from 1 to 10000")
+        elif key in numbers:
+            low, high = numbers[key]
+            values[key] = float(_typed(table, key, (int, float), "webhooks"))
+            if values[key] < low or (high is not None and values[key] > high):
+                bound = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
+                raise ConfigError(f"{where}: must be {bound}, got {value!r}")
+        else:
+            raise ConfigError(f"{where}: unknown key")
+    settings = WebhookSettings(**values)
+    if settings.lease_seconds <= settings.timeout:
+        raise ConfigError(
+            f"webhooks.lease_seconds: must be longer than webhooks.timeout "
+            f"({settings.timeout:g} s), got {settings.lease_seconds:g}"
+        )
+    return settings
+
+
+# -- end [webhooks] ------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the gateway reads from its configuration."""
@@ -58,7 +129,7 @@ class Settings:
     public_url: str = "http://127.0.0.1:8080"
     timezone: str = "Europe/Berlin"
     region: str = "DE"
-    workers: int = 4
+    workers: int = 128  # jobs run at once per process (each mostly waits on a carrier)
     job_visibility_seconds: float = 120.0
     job_max_attempts: int = 10
     poll_interval: float = 0.2
@@ -67,6 +138,8 @@ class Settings:
     connectors: tuple[ConnectorConfig, ...] = ()
     tariff: Tariff = field(default_factory=Tariff.default)
     smtp: SmtpConfig | None = None
+    policy: Policy = DEFAULT_POLICY  # [policy]: the provider-wide outbound policy
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)  # [webhooks]
     source: str | None = None
 
     @property
@@ -236,11 +309,22 @@ def _smtp(table: dict[str, Any]) -> SmtpConfig:
     return SmtpConfig(**values)
 
 
+def _policy(table: Any, region: str) -> Policy:
+    """``[policy]``: the defaults with the listed keys replaced (``false`` turns a limit
+    off; prefixes in national notation are read in ``gateway.region``)."""
+    if not isinstance(table, dict):
+        raise ConfigError("policy: expected a table")
+    try:
+        return Policy.build(DEFAULT_POLICY, parse_fields(table, region, off=False))
+    except PolicyError as exc:
+        raise ConfigError(f"policy.{exc.field}: {exc.message}") from None
+
+
 def parse_settings(data: dict[str, Any], source: str | None = None) -> Settings:
     """Settings from an already-parsed TOML document (plus the environment)."""
     data = _interpolate(data, "config")
     for key in data:
-        if key not in {"gateway", "connectors", "tariff", "smtp"}:
+        if key not in {"gateway", "connectors", "tariff", "smtp", "policy", "webhooks"}:
             raise ConfigError(f"{key}: unknown section")
     values: dict[str, Any] = {"source": source}
     section = data.get("gateway", {})
@@ -259,6 +343,10 @@ def parse_settings(data: dict[str, Any], source: str | None = None) -> Settings:
         values["tariff"] = _tariff(data["tariff"])
     if "smtp" in data:
         values["smtp"] = _smtp(data["smtp"])
+    if "policy" in data:
+        values["policy"] = _policy(data["policy"], values.get("region", "DE"))
+    if "webhooks" in data:
+        values["webhooks"] = _webhooks(data["webhooks"])
     return Settings(**values)
 
 

@@ -1,35 +1,31 @@
 """The send job: take a message, hand it to its connector, record what happened.
 
-Short retries (a carrier hiccup of a second) are declared with tenacity inside one job
-run; anything longer becomes a durable retry (the job's ``run_at``), so no coroutine
+Short retries (a carrier hiccup of a second) happen inside one job run (``_send``);
+anything longer becomes a durable retry (the job's ``run_at``), so no coroutine
 sleeps for minutes. Statuses only move forward; a message that fails permanently before
 the carrier accepted it gives its units back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-)
 
 from connectors.base import (
     AuthError,
     Connector,
     ConnectorError,
     ErrorCode,
+    Health,
     OutboundAttachment,
     OutboundMessage,
     RetryableError,
     SendResult,
     StatusReport,
 )
+from gateway import window
 from gateway.inbound import STATUS_RETRY, Inbound
 from gateway.jobs import Retry, handler, periodic
 from gateway.models import Job, Message, Status
@@ -40,10 +36,23 @@ from gateway.store.base import StatusUpdate
 log = logging.getLogger("gateway.dispatch")
 
 SHORT_ATTEMPTS = 3
+SHORT_RETRY_FIRST = 0.2  # seconds before the second try; doubled before each next one
 # A carrier's retry_after above this is waited out as a durable retry, not in-process.
 SHORT_RETRY_MAX = 2.0
 AUTH_RETRY = timedelta(seconds=60)
+# A connector that says when to try again (``Health.retry_after``, e.g. until its next
+# reconnect) is tried again then, within these bounds.
+UNHEALTHY_RETRY_MIN = timedelta(seconds=1)
 _DONE = {Status.SENT, Status.DELIVERED, Status.READ, Status.FAILED}
+
+
+def unhealthy_delay(health: Health) -> timedelta:
+    """How long a send waits for an unhealthy connector: a minute when it waits for an
+    operator (refused credentials, or it does not say), else until its own retry hint
+    (a bind being re-established), at least a second."""
+    if health.retry_after is None:
+        return AUTH_RETRY
+    return min(max(timedelta(seconds=health.retry_after), UNHEALTHY_RETRY_MIN), AUTH_RETRY)
 
 
 def _short(exc: BaseException) -> bool:
@@ -55,16 +64,20 @@ def _short(exc: BaseException) -> bool:
 
 
 async def _send(connector: Connector, out: OutboundMessage) -> SendResult:
-    retrying = AsyncRetrying(
-        retry=retry_if_exception(_short),
-        stop=stop_after_attempt(SHORT_ATTEMPTS),
-        wait=wait_exponential(multiplier=0.2, max=SHORT_RETRY_MAX),
-        reraise=True,
-    )
-    async for attempt in retrying:
-        with attempt:
+    """``connector.send``, tried up to ``SHORT_ATTEMPTS`` times through a short hiccup:
+    0.2 s, then 0.4 s … (at most ``SHORT_RETRY_MAX``, at least the carrier's
+    ``retry_after``) between tries. A plain loop: the success path (every send) costs one
+    call, where a retry library built its state machine for each send."""
+    attempt = 1
+    while True:
+        try:
             return await connector.send(out)
-    raise AssertionError("unreachable: tenacity reraises")
+        except RetryableError as exc:
+            if attempt >= SHORT_ATTEMPTS or not _short(exc):
+                raise
+            backoff = min(SHORT_RETRY_FIRST * 2 ** (attempt - 1), SHORT_RETRY_MAX)
+            await asyncio.sleep(max(backoff, exc.retry_after or 0.0))
+            attempt += 1
 
 
 async def outbound_message(rt: Runtime, msg: Message) -> OutboundMessage:
@@ -101,11 +114,12 @@ async def fail(rt: Runtime, msg: Message, error: Mapping[str, object]) -> None:
 
 
 @handler("send")
-async def send_job(rt: Runtime, job: Job) -> None:
-    """Send one outbound message through its connector."""
+async def send_job(rt: Runtime, job: Job) -> bool | None:
+    """Send one outbound message through its connector (True: sent, and the job finished
+    with the same write)."""
     msg = await rt.store.get_message(str(job.payload["message_id"]))
     if msg is None or Status(msg.status) in _DONE:
-        return  # already handled (e.g. a lease that expired after the work was done)
+        return None  # already handled (e.g. a lease that expired after the work was done)
     now = rt.clock.now()
     state = rt.connectors.get(msg.connector_id or "")
     if state is None:
@@ -120,11 +134,17 @@ async def send_job(rt: Runtime, job: Job) -> None:
                 "retryable": False,
             },
         )
-        return
+        return None
     health = state.health()
     if not health.ok:
         await rt.store.update_message(msg.id, StatusUpdate(status=Status.QUEUED), now)
-        raise Retry(now + AUTH_RETRY, f"connector unhealthy: {health.detail}", refund=True)
+        raise Retry(
+            now + unhealthy_delay(health), f"connector unhealthy: {health.detail}", refund=True
+        )
+    # The WhatsApp window may have closed while the message waited: Meta would refuse it.
+    closed = await window.closed_before_send(rt, msg)
+    if closed is not None:
+        return await _window_refused(rt, job, msg, closed)
     await rt.store.update_message(msg.id, StatusUpdate(status=Status.SENDING), now)
     connector = state.connector
     try:
@@ -137,7 +157,7 @@ async def send_job(rt: Runtime, job: Job) -> None:
         rt.metrics.inc("gateway_sends_total", connector=connector.id, outcome="retry")
         if job.attempts >= job.max_attempts:
             await fail(rt, msg, exc.as_error())
-            return
+            return None
         delay = retry_delay(job.attempts)
         if exc.retry_after:
             delay = max(delay, timedelta(seconds=exc.retry_after))
@@ -146,9 +166,12 @@ async def send_job(rt: Runtime, job: Job) -> None:
         )
         raise Retry(rt.clock.now() + delay, exc.message) from exc
     except ConnectorError as exc:
+        if exc.code == ErrorCode.WINDOW_CLOSED:  # Meta's 131047
+            rt.metrics.inc("gateway_sends_total", connector=connector.id, outcome="window")
+            return await _window_refused(rt, job, msg, exc.as_error())
         rt.metrics.inc("gateway_sends_total", connector=connector.id, outcome="failed")
         await fail(rt, msg, exc.as_error())
-        return
+        return None
     rt.metrics.inc("gateway_sends_total", connector=connector.id, outcome="sent")
     meta = dict(result.meta)
     if result.segments is not None and result.segments != msg.segments:
@@ -159,7 +182,24 @@ async def send_job(rt: Runtime, job: Job) -> None:
     update = StatusUpdate(
         status=Status.SENT, carrier_id=result.carrier_id, meta=meta or None, part_ids=tuple(parts)
     )
-    await rt.store.update_message(msg.id, update, rt.clock.now())
+    # Recorded sent and the job acked in one write: once the carrier has the message, no
+    # lease can expire into a second send.
+    await rt.store.complete_send(msg.id, update, job.id, job.token or "", rt.clock.now())
+    return True
+
+
+async def _window_refused(
+    rt: Runtime, job: Job, msg: Message, error: Mapping[str, object]
+) -> bool | None:
+    """WhatsApp refused ``msg`` for the 24-hour window: by SMS if it asked for that
+    fallback (moved in one store step, then sent in this run), else failed. Returns what
+    ``send_job`` returns."""
+    if window.falls_back(msg):
+        if (await window.fallback_to_sms(rt, msg, error, requeue=False)).rerouted:
+            return await send_job(rt, job)  # now an SMS with an SMS connector
+        return None
+    await fail(rt, msg, error)
+    return None
 
 
 @handler("status")

@@ -7,9 +7,12 @@
     ├── NotFound                 404 not_found
     ├── Unauthorized             401 unauthorized
     ├── Forbidden                403 sender_not_owned / addon_missing / plan_limit …
+    │   └── DestinationBlocked   403 destination_blocked (outbound policy)
     ├── Conflict                 409 conflict / number_taken / idempotency_in_progress
     ├── CreditLimitExceeded      402 quota_credit_limit
+    ├── RateLimited              429 rate_limited (Retry-After: ``retry_after`` seconds)
     ├── ChannelUnavailable       422 channel_unavailable
+    ├── WindowClosed             422 whatsapp_window_closed (free-form outside 24 h)
     ├── PayloadTooLarge          413 payload_too_large
     └── ConfigError              (start-up only; names the key)
 
@@ -85,6 +88,23 @@ class Forbidden(GatewayError):
     title = "Forbidden"
 
 
+# -- outbound policy (gateway/policy.py) ---------------------------------------------------
+class DestinationBlocked(Forbidden):
+    """The outbound policy refuses the destination (country allowlist, blocked prefix)."""
+
+    code = "destination_blocked"
+    title = "Destination blocked"
+
+
+class RateLimited(GatewayError):
+    """A send limit of the outbound policy is reached; ``retry_after`` says when it frees."""
+
+    status = 429
+    code = "rate_limited"
+    title = "Rate limited"
+
+
+# -- end outbound policy -------------------------------------------------------------------
 class Conflict(GatewayError):
     """The request conflicts with the current state."""
 
@@ -107,6 +127,14 @@ class ChannelUnavailable(GatewayError):
     status = 422
     code = "channel_unavailable"
     title = "Channel unavailable"
+
+
+class WindowClosed(GatewayError):
+    """A free-form WhatsApp message outside the contact's 24-hour window (template or SMS)."""
+
+    status = 422
+    code = "whatsapp_window_closed"
+    title = "WhatsApp window closed"
 
 
 class PayloadTooLarge(GatewayError):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from connectors.base import InboundMessage, StatusReport
-from gateway import events
+from connectors.base import ErrorCode, InboundMessage, StatusReport
+from gateway import events, forwarding, window
 from gateway.ids import new_id
 from gateway.models import Attachment, Channel, Direction, Job, Message, Status
 from gateway.store.base import StatusUpdate
@@ -86,11 +86,16 @@ class Inbound:
             meta=dict(message.meta),
         )
         event = events.message_event(events.MESSAGE_RECEIVED, stored, now)
+        # Forwards are jobs written with the message: none is lost if the process dies
+        # after the carrier got its 2xx, and a duplicate (nothing written) forwards nothing.
+        forwards = await forwarding.jobs_for(rt, member, stored)
         result, created = await rt.store.store_inbound(
-            stored, f"{message.connector_id}:{message.carrier_id}", [event]
+            stored, f"{message.connector_id}:{message.carrier_id}", [event], forwards
         )
         if created:
             rt.metrics.inc("gateway_messages_received_total", channel=channel.value)
+            if forwards:
+                rt.wake_workers()
         return result
 
     async def status(self, report: StatusReport) -> Message | None:
@@ -118,9 +123,42 @@ class Inbound:
     async def apply_status(self, report: StatusReport) -> Message | None:
         """Apply ``report`` now; None when no message has that carrier id (yet)."""
         rt = self.rt
+        error = report.error or {}
+        if report.status != Status.FAILED or error.get("code") != ErrorCode.WINDOW_CLOSED:
+            # Every report but WhatsApp's closed window: found and applied in one store
+            # write (one about an earlier attempt on another connector changes nothing).
+            update = StatusUpdate(status=report.status, error=report.error, part=report.carrier_id)
+            applied = await rt.store.update_by_carrier_id(
+                report.connector_id, report.carrier_id, update, rt.clock.now()
+            )
+            return applied[0] if applied else None
         msg = await rt.store.message_by_carrier_id(report.connector_id, report.carrier_id)
         if msg is None:
             return None
+        # -- the WhatsApp window (gateway/window.py) --
+        if msg.connector_id != report.connector_id:
+            return msg  # about an earlier attempt: the SMS fallback has taken the message over
+        error = report.error or {}
+        if (
+            report.status == Status.FAILED
+            and error.get("code") == ErrorCode.WINDOW_CLOSED
+            and window.falls_back(msg)
+        ):
+            return (await window.fallback_to_sms(rt, msg, error, requeue=True)).message
+        # -- end of the WhatsApp window --
         update = StatusUpdate(status=report.status, error=report.error, part=report.carrier_id)
         result = await rt.store.update_message(msg.id, update, rt.clock.now())
         return result[0] if result else None
+
+    # -- deferred connector work (e.g. WhatsApp media downloads) --
+    async def defer(self, kind: str, payload: dict[str, Any]) -> None:
+        """Park slow work a connector must not do inside a carrier's webhook as a durable
+        job of ``kind`` (its handler is registered by the connector's module): a webhook
+        already answered 2xx loses nothing if the process dies."""
+        rt = self.rt
+        now = rt.clock.now()
+        job = Job(new_id("job"), kind, payload, now, rt.settings.job_max_attempts, created_at=now)
+        await rt.store.enqueue(job)
+        rt.wake_workers()
+
+    # -- end of deferred connector work --

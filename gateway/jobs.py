@@ -1,4 +1,5 @@
-"""Workers over the durable job queue: lease a job, run its handler, ack or retry.
+"""Workers over the durable job queue: lease due jobs (in batches), run each one's
+handler, ack it or retry it.
 
 A job is leased with a visibility timeout; if its worker dies, the lease expires and
 another worker takes it over. Handlers must therefore be safe to run again (the send
@@ -10,16 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.models import Job
 from gateway.runtime import Runtime
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
 
 log = logging.getLogger("gateway.jobs")
 
@@ -33,7 +40,9 @@ class Retry(Exception):
     refund: bool = False
 
 
-Handler = Callable[[Runtime, Job], Awaitable[None]]
+# A handler returns True when its last store write already finished (acked) the job,
+# atomically with what it recorded (``Store.complete_send``); else the worker acks it.
+Handler = Callable[[Runtime, Job], Awaitable[bool | None]]
 HANDLERS: dict[str, Handler] = {}
 Periodic = Callable[[Runtime], Awaitable[object]]
 PERIODIC: list[Periodic] = []
@@ -56,41 +65,128 @@ def periodic(fn: Periodic) -> Periodic:
     return fn
 
 
+# -- extensions: packages of the house that add routes and a service (webhooks/) ---------
+EXTENSION_GROUP = "gateway.extensions"
+
+
+class Extension(Protocol):
+    """What an extension adds to every gateway process. Extensions are found through the
+    entry-point group ``gateway.extensions`` (pyproject.toml), so the core never imports
+    them: ``create_app`` serves their routes, the OpenAPI document includes their part,
+    and ``Worker.run`` runs their service beside the job loops (``serve`` and ``worker``)."""
+
+    name: str
+
+    def routes(self) -> Sequence[BaseRoute]:
+        """Routes served after the core's /v1 routes."""
+        ...
+
+    def openapi(self) -> dict[str, Any]:
+        """Their part of the OpenAPI document: ``paths``, ``schemas``, ``tags``, ``webhooks``."""
+        ...
+
+    async def run(self, rt: Runtime, stop: asyncio.Event) -> None:
+        """The background service, until ``stop`` is set."""
+        ...
+
+
+@functools.cache
+def extensions() -> tuple[Extension, ...]:
+    """The installed extensions, by name (loaded once per process)."""
+    found = sorted(entry_points(group=EXTENSION_GROUP), key=lambda ep: ep.name)
+    return tuple(ep.load() for ep in found)
+
+
+async def _run_extension(ext: Extension, rt: Runtime, stop: asyncio.Event) -> None:
+    try:
+        await ext.run(rt, stop)
+    except Exception:
+        log.exception("extension %s stopped with an error", ext.name)
+
+
+# -- end extensions ------------------------------------------------------------------------
 class Worker:
-    """``concurrency`` loops that lease and run jobs until ``stop`` is set."""
+    """Runs up to ``concurrency`` jobs at once until ``stop`` is set.
+
+    One leaser takes due jobs in batches: one store write leases as many jobs as there
+    are free slots, and each job runs in a task of its own. The leaser sleeps until a
+    job is enqueued in this process (``Runtime.wake_workers``), a slot frees while all
+    were busy, or ``poll_interval`` passes (jobs enqueued by other processes, retries
+    that fell due): an idle process makes no store writes, and a new job wakes one
+    leaser, not every slot.
+    """
 
     def __init__(
         self, rt: Runtime, concurrency: int | None = None, name: str | None = None
     ) -> None:
         # Importing dispatch registers the "send" handler (dispatch imports this module,
-        # so the import cannot sit at the top).
-        from gateway import dispatch  # noqa: F401
+        # so the import cannot sit at the top); forwarding registers "forward".
+        from gateway import dispatch, forwarding  # noqa: F401
 
         self.rt = rt
         self.concurrency = concurrency or rt.settings.workers
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.visibility = timedelta(seconds=rt.settings.job_visibility_seconds)
+        self._running: set[asyncio.Task[None]] = set()
+        self._full = False  # the leaser waits for a free slot (more may be due)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; jobs in flight finish first."""
-        loops = [
-            asyncio.create_task(self._loop(stop, i), name=f"worker-{i}")
-            for i in range(self.concurrency)
+        housekeeping = asyncio.create_task(self._housekeeping(stop), name="worker-housekeeping")
+        leaser = asyncio.create_task(self._lease_loop(stop), name="worker-leaser")
+        services = [
+            asyncio.create_task(_run_extension(ext, self.rt, stop), name=f"extension-{ext.name}")
+            for ext in extensions()
         ]
-        loops.append(asyncio.create_task(self._housekeeping(stop), name="worker-housekeeping"))
-        await stop.wait()
-        self.rt.wake_workers()
-        await asyncio.gather(*loops)
+        try:
+            await stop.wait()
+            self.rt.wake_workers()
+            await leaser
+            while self._running:
+                await asyncio.gather(*self._running)
+            await housekeeping
+            await asyncio.gather(*services)
+        except asyncio.CancelledError:  # not a stop: take down every task started here
+            for task in (leaser, housekeeping, *services, *self._running):
+                task.cancel()
+            raise
 
-    async def _loop(self, stop: asyncio.Event, index: int) -> None:
+    async def _lease_loop(self, stop: asyncio.Event) -> None:
+        rt = self.rt
         while not stop.is_set():
-            try:
-                ran = await self.run_once(f"{self.name}/{index}")
-            except Exception:
-                log.exception("worker loop error; continuing")
-                ran = False
-            if not ran:
-                await self.rt.wait_for_work(self.rt.settings.poll_interval)
+            free = self.concurrency - len(self._running)
+            jobs: list[Job] = []
+            if free > 0:
+                try:
+                    now = rt.clock.now()
+                    jobs = await rt.store.lease_jobs(now, self.name, self.visibility, free)
+                except Exception:
+                    log.exception("leasing jobs failed; trying again")
+                    free = 0  # look again after the wait, not at once
+                for job in jobs:
+                    task = asyncio.create_task(self._run_logged(job), name=f"job-{job.id}")
+                    self._running.add(task)
+                    task.add_done_callback(self._finished)
+            # Every slot asked for was filled, so more may be due: lease again as soon as
+            # a slot is free (at once if jobs finished meanwhile). Otherwise the queue had
+            # nothing more due: only a new job or the poll interval wakes this loop.
+            more = free > 0 and len(jobs) == free
+            if more and len(self._running) < self.concurrency:
+                continue
+            self._full = more or free == 0
+            await rt.wait_for_work(rt.settings.poll_interval)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if self._full:
+            self._full = False
+            self.rt.wake_workers()
+
+    async def _run_logged(self, job: Job) -> None:
+        try:
+            await self._run(job)
+        except Exception:
+            log.exception("job %s (%s): worker error; its lease will expire", job.id, job.kind)
 
     async def _housekeeping(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -105,15 +201,21 @@ class Worker:
     async def run_once(self, owner: str | None = None) -> bool:
         """Lease and run one due job; False when none was due."""
         rt = self.rt
-        job = await rt.store.lease_job(rt.clock.now(), owner or self.name, self.visibility)
-        if job is None:
+        jobs = await rt.store.lease_jobs(rt.clock.now(), owner or self.name, self.visibility, 1)
+        if not jobs:
             return False
+        await self._run(jobs[0])
+        return True
+
+    async def _run(self, job: Job) -> None:
+        """Run a leased job's handler, then ack it, or put it back for a retry."""
+        rt = self.rt
         token = job.token or ""
         fn = HANDLERS.get(job.kind)
         try:
             if fn is None:
                 raise RuntimeError(f"no handler for job kind {job.kind!r}")
-            await fn(rt, job)
+            finished = await fn(rt, job)
         except Retry as r:
             state = await rt.store.retry_job(job.id, token, r.at, r.reason, refund=r.refund)
             log.info("job %s (%s) retry at %s: %s -> %s", job.id, job.kind, r.at, r.reason, state)
@@ -124,5 +226,5 @@ class Worker:
             delay = timedelta(seconds=min(3600, 5 * 2 ** max(0, job.attempts - 1)))
             await rt.store.retry_job(job.id, token, rt.clock.now() + delay, detail)
         else:
-            await rt.store.ack_job(job.id, token)
-        return True
+            if not finished:  # True: the handler acked it with its last write
+                await rt.store.ack_job(job.id, token)

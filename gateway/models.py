@@ -326,9 +326,27 @@ class Message:
         }
         if self.fallback:
             out["fallback"] = self.fallback
+        if self.meta and self.direction == Direction.OUTBOUND:
+            out.update(outbound_extras(self.meta))
         if self.error:
             out["error"] = self.error
         return out
+
+
+def outbound_extras(meta: dict[str, Any]) -> dict[str, Any]:
+    """What an outbound message's view adds from its ``meta`` (``gateway/window.py``): its
+    WhatsApp ``template``, and once the SMS fallback was used ``requested_channel``,
+    ``fallback_used`` and ``fallback_reason``."""
+    out: dict[str, Any] = {}
+    section = meta.get("whatsapp")
+    if isinstance(section, dict) and isinstance(section.get("template"), dict):
+        out["template"] = section["template"]
+    used = meta.get("fallback_used")
+    if isinstance(used, dict):
+        out["requested_channel"] = used.get("from")
+        out["fallback_used"] = used.get("to")
+        out["fallback_reason"] = used.get("reason")
+    return out
 
 
 @dataclass(slots=True)

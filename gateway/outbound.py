@@ -2,17 +2,19 @@
 
 ``draft`` does every check that needs no write and computes units and segments (it is
 also the preview); ``submit`` then writes the message, charges the ledger, enqueues the
-send job and appends the event in ONE store transaction.
+send job and appends the event in ONE store transaction. The team's outbound policy
+(``policy.py``) screens the destination in ``draft``; its send limits are taken in that
+transaction, so only accepted sends count.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, NamedTuple
 
 from connectors.base import Connector
-from gateway import events
+from gateway import events, window
 from gateway.auth import Principal
 from gateway.errors import ChannelUnavailable, NotFound, ValidationError
 from gateway.ids import new_id
@@ -26,16 +28,18 @@ from gateway.models import (
     Message,
     Status,
     Team,
+    outbound_extras,
 )
 from gateway.numbers import normalize
-from gateway.policy import require_addon, sender_member
+from gateway.policy import effective_policy, require_addon, screen, send_limits, sender_member
 from gateway.quota import build_charge, period_of
 from gateway.runtime import Runtime
+from gateway.store.base import Limit
 from gateway.units import sms_info
 
 MAX_TEXT = {Channel.SMS: 1600, Channel.WHATSAPP: 4096, Channel.FAX: 10_000}
 MAX_ATTACHMENTS = {Channel.SMS: 0, Channel.WHATSAPP: 1, Channel.FAX: 10}
-_FIELDS = {"channel", "from", "to", "text", "attachments", "fallback"}
+_FIELDS = {"channel", "from", "to", "text", "attachments", "fallback", "template"}
 
 
 @dataclass(slots=True)
@@ -54,15 +58,25 @@ class Draft:
     units: int
     segments: int
     encoding: str | None
+    limits: tuple[Limit, ...] = ()  # the policy's send limits, taken by submit only
+    # WhatsApp (gateway/window.py): the window as checked, and the message's first meta
+    # (its template; the SMS fallback taken because the window is closed).
+    whatsapp_window: window.Window | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def preview(self) -> dict[str, Any]:
         """What ``POST /v1/messages/preview`` answers."""
-        return {
+        out: dict[str, Any] = {
             "channel": self.channel.value,
             "encoding": self.encoding,
             "segments": self.segments,
             "units": self.units,
         }
+        if self.meta:
+            out.update(outbound_extras(self.meta))
+        if self.whatsapp_window is not None:
+            out["whatsapp_window"] = self.whatsapp_window.view()
+        return out
 
 
 def _field(body: dict[str, Any], name: str, kind: type, required: bool = False) -> Any:
@@ -100,6 +114,8 @@ async def draft(rt: Runtime, principal: Principal, body: Any) -> Draft:
     fallback = _field(body, "fallback", str)
     if fallback is not None and (fallback != "sms" or channel != Channel.WHATSAPP):
         raise ValidationError("'fallback' can only be \"sms\", on WhatsApp", field="fallback")
+    template = window.parse_template(body.get("template"), channel)
+    window.check_request(text, attachment_ids, fallback, template)
     if text is not None and len(text) > MAX_TEXT[channel]:
         raise ValidationError(
             f"'text' is longer than {MAX_TEXT[channel]} characters for {channel.value}",
@@ -110,19 +126,39 @@ async def draft(rt: Runtime, principal: Principal, body: Any) -> Draft:
             f"{channel.value} takes at most {MAX_ATTACHMENTS[channel]} attachment(s)",
             field="attachments",
         )
-    if not text and not attachment_ids:
-        raise ValidationError("a message needs 'text' or 'attachments'", field="text")
+    if not text and not attachment_ids and template is None:
+        raise ValidationError(
+            "a message needs 'text' or 'attachments' (or, on whatsapp, 'template')", field="text"
+        )
     if sender == to:
         raise ValidationError("'from' and 'to' are the same number", field="to")
 
     member = await sender_member(rt.directory, team.id, principal.member_id, channel, sender)
     require_addon(member, channel)
+    policy = await effective_policy(rt, team)
+    screen(policy, channel, to, fallback)
     attachments = []
     for att_id in attachment_ids:
         att = await rt.store.get_attachment(att_id) if isinstance(att_id, str) else None
         if att is None or att.team_id != team.id:
             raise ValidationError(f"attachment {att_id!r} not found", field="attachments")
         attachments.append(att)
+    # -- the WhatsApp window (gateway/window.py): free-form needs it open, or goes by SMS --
+    whatsapp_window, fell_back = None, False
+    if channel == Channel.WHATSAPP:
+        whatsapp_window = await window.current(rt, team.id, sender, to)
+        if template is None and not whatsapp_window.open:
+            sms_connector = rt.route(Channel.SMS, sender)
+            if fallback is None:
+                raise window.closed_error(whatsapp_window, sender, to, sms_connector is not None)
+            require_addon(member, Channel.SMS)
+            if sms_connector is None:
+                raise ChannelUnavailable(
+                    f"the WhatsApp window with {to} is closed and no connector serves sms "
+                    f"from {sender} for the fallback; nothing was queued"
+                )
+            channel, fell_back = Channel.SMS, True
+    # -- end of the WhatsApp window --
     connector = rt.route(channel, sender)
     if connector is None:
         raise ChannelUnavailable(
@@ -146,6 +182,9 @@ async def draft(rt: Runtime, principal: Principal, body: Any) -> Draft:
         units,
         segments,
         encoding,
+        send_limits(policy, team.id, member.id, to),
+        whatsapp_window=whatsapp_window,
+        meta=window.request_meta(template, fell_back),
     )
 
 
@@ -156,14 +195,20 @@ class Accepted(NamedTuple):
     view: dict[str, Any]
 
 
-async def submit(rt: Runtime, principal: Principal, body: Any) -> Accepted:
-    """Accept an outbound message: stored, charged, queued and announced atomically."""
+async def submit(
+    rt: Runtime, principal: Principal, body: Any, *, message_id: str | None = None
+) -> Accepted:
+    """Accept an outbound message: stored, charged, queued and announced atomically.
+
+    ``message_id`` is for internal callers that must not send twice (a forward job that
+    runs again after a crash looks its message up by the id it chose before submitting).
+    """
     d = await draft(rt, principal, body)
     now = rt.clock.now()
     team = d.team
     conversation = await rt.directory.conversation(team.id, d.member.id, d.sender, d.to, now)
     message = Message(
-        id=new_id("msg"),
+        id=message_id or new_id("msg"),
         team_id=team.id,
         member_id=d.member.id,
         conversation_id=conversation.id,
@@ -181,6 +226,7 @@ async def submit(rt: Runtime, principal: Principal, body: Any) -> Accepted:
         updated_at=now,
         connector_id=d.connector.id,
         fallback=d.fallback,
+        meta=dict(d.meta),
     )
     charge = build_charge(
         rt.settings.tariff, team, d.member, d.channel, d.units, period_of(now, rt.settings.tz)
@@ -195,7 +241,7 @@ async def submit(rt: Runtime, principal: Principal, body: Any) -> Accepted:
     )
     view = message.public()
     created = Event(new_id("evt"), events.MESSAGE_CREATED, team.id, view, now)
-    await rt.store.submit_outbound(message, charge, job, [created])
+    await rt.store.submit_outbound(message, charge, job, [created], d.limits)
     rt.metrics.add("gateway_messages_accepted_total", (("channel", d.channel.value),))
     rt.wake_workers()
     return Accepted(message, view)

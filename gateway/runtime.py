@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 import httpx
 
 from connectors import base as connector_base
-from connectors.base import Connector, ConnectorContext, ConnectorError, Health
+from connectors.base import AuthError, Connector, ConnectorContext, ConnectorError, Health
 from gateway.blobs import BlobStore
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
@@ -27,6 +28,8 @@ from gateway.store import make_store
 from gateway.store.base import Store
 
 log = logging.getLogger("gateway")
+# Shortest ``retry_after`` of a connector that is still starting (sends wait that long).
+START_RETRY_MIN = 1.0
 
 
 @dataclass(slots=True)
@@ -37,11 +40,18 @@ class ConnectorState:
     started: bool = False
     last_error: str | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    auth_failed: bool = False  # the last start failed on the carrier's credentials
+    next_try: float | None = None  # time.monotonic() of the next start attempt
 
     def health(self) -> Health:
-        """Unhealthy until started; then the connector's own view."""
+        """Unhealthy until started, worth a try again at the next start attempt (unless
+        the carrier refused the credentials); then the connector's own view."""
         if not self.started:
-            return Health(False, self.last_error or "starting")
+            retry = None
+            if not self.auth_failed:
+                wait = 0.0 if self.next_try is None else self.next_try - time.monotonic()
+                retry = max(wait, START_RETRY_MIN)
+            return Health(False, self.last_error or "starting", retry)
         return self.connector.health()
 
 
@@ -120,13 +130,16 @@ class Runtime:
                 await state.connector.start()
             except ConnectorError as exc:
                 state.last_error = f"{type(exc).__name__}: {exc.message}"
+                state.auth_failed = isinstance(exc, AuthError)
                 log.warning("connector %s not ready: %s", state.connector.id, exc.message)
             except Exception as exc:  # a bug in a connector must not stop the others
                 state.last_error = f"{type(exc).__name__}: {exc}"
+                state.auth_failed = False
                 log.exception("connector %s failed to start", state.connector.id)
             else:
-                state.started, state.last_error = True, None
+                state.started, state.last_error, state.auth_failed = True, None, False
                 return
+            state.next_try = time.monotonic() + delay
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 

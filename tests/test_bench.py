@@ -26,3 +26,45 @@ def test_ingest_bench_smoke() -> None:
     assert re.search(r"^ACCEPTED sqlite: stored [1-9]\d* messages.* -> MATCH$", out.stdout, re.M), (
         text
     )
+
+
+@pytest.mark.slow
+def test_sms_bench_smoke() -> None:
+    """Two seconds of end-to-end load (gateway, SMSC simulator, client): every accepted
+    message reaches ``delivered`` and the figures are printed."""
+    cmd = [sys.executable, str(REPO / "bench" / "sms.py"), "--seconds", "2", "--connections",
+           "4", "--drain", "60"]  # fmt: skip
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    row = r"\s+[1-9]\d*\s+[\d,]+\s+[\d,.]+\s+[\d,.]+$"
+    assert re.search(r"^POST -> 202 \(accepted\)" + row, out.stdout, re.M), text
+    assert re.search(r"^POST -> delivered" + row, out.stdout, re.M), text
+    assert re.search(
+        r"^RATIO delivered/s vs goal: \d+\.\d+ .*GOAL (MET|MISSED)$", out.stdout, re.M
+    ), text
+    assert re.search(r"^DELIVERED (\d+) of \1 accepted messages -> ALL$", out.stdout, re.M), text
+    assert re.search(r"^  gateway\s+[\d.]+ s CPU .* us/message$", out.stdout, re.M), text
+
+
+@pytest.mark.slow
+def test_whatsapp_inbound_bench_smoke() -> None:
+    """A second of each run (baseline, max, paced) against the real gateway with its
+    whatsapp_cloud connector: every 200 is one stored inbound message."""
+    cmd = [sys.executable, str(REPO / "bench" / "whatsapp_inbound.py"), "--seconds", "1",
+           "--warmup", "0.5", "--connections", "4", "--rate", "200",
+           "--paced-connections", "8"]  # fmt: skip
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    row = r"\s+[1-9]\d*\s+[\d,]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\d+\s+0\s+[\d,]+$"
+    for name in ("baseline max", "max 4 conn", "paced 200/s"):
+        assert re.search(rf"^{name}{row}", out.stdout, re.M), text
+    assert re.search(r"^GOAL >= 1,000 webhooks/s .*: GOAL (MET|MISSED)$", out.stdout, re.M), text
+    assert re.search(r"^CPU per webhook .*: [\d,]+ us -> ", out.stdout, re.M), text
+    assert re.search(
+        r"^STORED (\d+) inbound messages for \1 x 200 .*, (\d+) conversations, \2 with an "
+        r"open window -> MATCH$",
+        out.stdout,
+        re.M,
+    ), text

@@ -85,7 +85,15 @@ MAX_REROUTES = 10
 class _Bind:
     """One of the connector's transceiver sessions and its state."""
 
-    __slots__ = ("auth_failed", "index", "last_error", "paused_until", "session", "task")
+    __slots__ = (
+        "auth_failed",
+        "index",
+        "last_error",
+        "next_try",
+        "paused_until",
+        "session",
+        "task",
+    )
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -93,6 +101,7 @@ class _Bind:
         self.paused_until = 0.0
         self.last_error: str | None = None
         self.auth_failed = False
+        self.next_try = 0.0  # loop time of the next bind attempt while the bind is down
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -213,6 +222,7 @@ class SmppConnector:
                         _describe(exc),
                         delay,
                     )
+            b.next_try = loop.time() + delay
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.opts.reconnect_max)
 
@@ -249,7 +259,13 @@ class SmppConnector:
         if up:
             return Health(True, f"{up}/{len(self._binds)} binds up")
         errors = {b.last_error for b in self._binds if b.last_error}
-        return Health(False, "no bind up" + (f": {'; '.join(sorted(errors))}" if errors else ""))
+        detail = "no bind up" + (f": {'; '.join(sorted(errors))}" if errors else "")
+        if any(b.auth_failed for b in self._binds):
+            return Health(False, detail)  # refused credentials: the operator must act
+        # Sends are worth trying again when the next bind attempt is due, not in a minute.
+        now = asyncio.get_running_loop().time()
+        due = min((b.next_try for b in self._binds), default=now)
+        return Health(False, detail, retry_after=max(0.0, due - now))
 
     # -- sending -------------------------------------------------------------------------
     async def send(self, message: OutboundMessage) -> SendResult:

@@ -113,12 +113,24 @@ OPS_ROUTES = [
 
 def create_app(rt: Runtime, *, workers: bool = True) -> Starlette:
     """The ASGI app of one gateway process; with ``workers`` it also runs the job workers."""
-    # Starlette tries routes in order: the sends, by far the most requests, come first.
-    routes: list[BaseRoute] = [*v1.ROUTES, *OPS_ROUTES]
+    # Starlette tries routes in order, one regex each. Carrier webhooks come first: a send
+    # pays one prefix check per connector for them, while a webhook placed after the
+    # /v1 routes would pay all of theirs (webhooks are as many as sends, or more).
+    routes: list[BaseRoute] = []
     for cid, state in rt.connectors.items():
         hooks = list(state.connector.routes())
+        # A connector's root route also answers without the trailing slash: carriers
+        # (Meta) are given /hooks/{id} and do not follow Mount's 307 to /hooks/{id}/.
+        for hook in hooks:
+            if isinstance(hook, Route) and hook.path == "/":
+                routes.append(Route(f"/hooks/{cid}", hook.endpoint, methods=hook.methods))
         if hooks:
             routes.append(Mount(f"/hooks/{cid}", routes=hooks))
+    # Extensions' routes (webhooks/) come after the core's; they are found through their
+    # entry points (gateway.jobs.extensions), never imported by name.
+    from gateway.jobs import extensions
+
+    routes += [*v1.ROUTES, *(r for ext in extensions() for r in ext.routes()), *OPS_ROUTES]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -3,8 +3,9 @@ the same key with another body answers 422, a key whose first request is still r
 answers 409.
 
 The key is claimed in the store before the work runs (so two concurrent requests with one
-key cannot both act), and the response is stored after it. Server errors (5xx) release
-the claim: they say nothing about the request, and the client may try again.
+key cannot both act), and the response is stored after it. Server errors (5xx) and 429 (a
+send limit: try again later) release the claim: they say nothing final about the
+request, and the client may try again with the same key.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ async def idempotent(
     except BaseException:
         await rt.store.idem_release(scope, key)
         raise
-    if response.status_code >= 500:
+    if response.status_code >= 500 or response.status_code == 429:
         await rt.store.idem_release(scope, key)
     else:
         await rt.store.idem_complete(

@@ -20,6 +20,10 @@ from gateway import __version__
 from gateway.api.idempotency import MAX_KEY
 from gateway.api.problems import PROBLEM_TYPE
 from gateway.api.v1 import DEFAULT_LIMIT, MAX_LIMIT
+from gateway.destinations import FIELDS as POLICY_FIELDS
+from gateway.destinations import MAX_LIMIT as MAX_POLICY_LIMIT
+from gateway.destinations import MAX_PREFIXES, MAX_WINDOW_SECONDS
+from gateway.forwarding import FORWARDABLE, MAX_EMAIL, MAX_SMS
 from gateway.models import Channel, Direction, Status
 from gateway.outbound import MAX_ATTACHMENTS, MAX_TEXT
 
@@ -56,6 +60,13 @@ CODES: dict[str, tuple[str, str]] = {
         "Channel unavailable",
         "no configured connector serves this channel and sender; nothing was queued",
     ),
+    "whatsapp_window_closed": (
+        "WhatsApp window closed",
+        "a free-form WhatsApp message outside the contact's 24-hour window (the contact has "
+        "not written to this number on WhatsApp in the last 24 hours); send a `template`, "
+        'or repeat with `"fallback": "sms"` to send it by SMS (`fallback` names it when an '
+        "SMS connector serves the sender); nothing was charged or queued",
+    ),
     "sender_not_owned": (
         "Forbidden",
         "`from` is not a number of the calling member (member key) or of a member of the "
@@ -63,9 +74,26 @@ CODES: dict[str, tuple[str, str]] = {
     ),
     "member_inactive": ("Forbidden", "the sending member is deactivated"),
     "addon_missing": ("Forbidden", "the sending member has not booked the channel's add-on"),
+    "forbidden": ("Forbidden", "the API key may not act on this object"),
+    "smtp_not_configured": (
+        "Invalid request",
+        "the gateway has no SMTP relay configured (`[smtp]`), so it cannot send email",
+    ),
     "quota_credit_limit": (
         "Credit limit reached",
         "the send would take the team's overage past its credit limit",
+    ),
+    "destination_blocked": (
+        "Destination blocked",
+        "the team's outbound policy refuses the destination: its country is not in the "
+        "allowlist, or it matches a blocked prefix (`rule` says which; see "
+        "`GET /v1/policy`); nothing was charged or queued",
+    ),
+    "rate_limited": (
+        "Rate limited",
+        "a send limit of the team's outbound policy is reached (`limit`: `destination`, "
+        "messages to one number, or `member`, messages by one member); retry after "
+        "`retry_after` seconds (also the `Retry-After` header); nothing was charged or queued",
     ),
     "not_found": ("Not found", "the object does not exist or belongs to another team"),
     "payload_too_large": (
@@ -115,7 +143,12 @@ IDEMPOTENCY: Codes = {
 }
 JSON_BODY: Codes = {400: [Case("malformed_request", "the body is not valid JSON")]}
 SEND_ERRORS: Codes = {
-    403: [Case("sender_not_owned"), Case("member_inactive"), Case("addon_missing")],
+    403: [
+        Case("sender_not_owned"),
+        Case("member_inactive"),
+        Case("addon_missing"),
+        Case("destination_blocked"),
+    ],
     404: [Case("not_found", "the API key's team no longer exists")],
     422: [
         Case(
@@ -125,6 +158,7 @@ SEND_ERRORS: Codes = {
         ),
         Case("invalid_number"),
         Case("channel_unavailable"),
+        Case("whatsapp_window_closed"),
     ],
 }
 
@@ -199,6 +233,8 @@ def _problem_response(
     }
     if status == 401:
         response["headers"] = {"WWW-Authenticate": {"$ref": "#/components/headers/WWWAuthenticate"}}
+    if status == 429:
+        response["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
     return response
 
 
@@ -224,6 +260,9 @@ def _errors(*groups: Codes) -> dict[str, Any]:
             },
         }
     }
+    extension.update(_policy_problem_members(merged))
+    for status, members in _window_problem_members(merged).items():
+        extension[status] = {**extension.get(status, {}), **members}
     return {
         str(status): _problem_response(status, merged[status], extension.get(status))
         for status in sorted(merged)
@@ -272,6 +311,7 @@ def _message_properties() -> dict[str, Any]:
             "enum": ["sms"],
             "description": "As requested: a WhatsApp message that falls back to SMS.",
         },
+        **_window_message_properties(),
         "error": _schema("MessageError"),
     }
 
@@ -368,8 +408,14 @@ def _schemas() -> dict[str, Any]:
                     "type": ["string", "null"],
                     "enum": ["sms", None],
                     "description": 'Only on whatsapp: "sms" sends the message as SMS when '
-                    "WhatsApp cannot deliver it.",
+                    "WhatsApp refuses it for the 24-hour window: at once when the window is "
+                    "closed (the answer then has `channel` sms, `requested_channel` whatsapp "
+                    "and `fallback_used` sms; SMS add-on, units and segments), or later if "
+                    "WhatsApp refuses it all the same (error 131047): its WhatsApp units go "
+                    "back and the SMS units are charged. The message must fit an SMS: text "
+                    f"only, at most {MAX_TEXT[Channel.SMS]} characters.",
                 },
+                "template": _schema("WhatsAppTemplate"),
             },
         },
         "MessageError": {
@@ -431,6 +477,7 @@ def _schemas() -> dict[str, Any]:
                 "remote_number",
                 "created_at",
                 "last_message_at",
+                "whatsapp_window",
             ],
             "properties": {
                 "id": _id("conv", "conversation"),
@@ -439,6 +486,7 @@ def _schemas() -> dict[str, Any]:
                 "remote_number": {"type": "string", "description": "The contact's number."},
                 "created_at": _timestamp("When the conversation started"),
                 "last_message_at": _timestamp("The latest message in either direction"),
+                "whatsapp_window": _schema("WhatsAppWindow"),
             },
         },
         "ConversationList": {
@@ -473,6 +521,11 @@ def _schemas() -> dict[str, Any]:
                 },
                 "segments": {"type": "integer", "minimum": 1},
                 "units": {"type": "integer", "minimum": 1},
+                **_window_message_properties(),
+                "whatsapp_window": {
+                    **_schema("WhatsAppWindow"),
+                    "description": "On whatsapp: the contact's 24-hour window now.",
+                },
             },
         },
         "Quota": {
@@ -518,6 +571,9 @@ def _schemas() -> dict[str, Any]:
                 },
             },
         },
+        **_forwarding_schemas(),
+        **_policy_schemas(),
+        **_window_schemas(),
         "Problem": {
             "type": "object",
             "description": "An RFC 9457 problem document; further members may appear.",
@@ -685,11 +741,17 @@ def _paths() -> dict[str, Any]:
                         IDEMPOTENCY,
                         SEND_ERRORS,
                         {402: [Case("quota_credit_limit")]},
+                        {429: [Case("rate_limited")]},
                         INTERNAL,
                     ),
                 },
                 description="Accepts an outbound SMS, WhatsApp or fax message. A team key "
-                "may send from any member's number, a member key only from its own.",
+                "may send from any member's number, a member key only from its own.\n\n"
+                "**WhatsApp 24-hour window**: a free-form WhatsApp message goes out only while "
+                "the contact's window is open (they wrote to this number on WhatsApp in the "
+                "last 24 hours; see `whatsapp_window` on the conversation). Outside it, send "
+                'a `template`, or add `"fallback": "sms"` to send the text by SMS; without '
+                "either the answer is 422 `whatsapp_window_closed`.",
                 parameters=[_param("IdempotencyKey")],
                 request_body=_send_body("The message to send."),
             ),
@@ -746,7 +808,8 @@ def _paths() -> dict[str, Any]:
                     **_errors(AUTH, JSON_BODY, IDEMPOTENCY, SEND_ERRORS, INTERNAL),
                 },
                 description="Runs every check of `POST /v1/messages` that needs no write "
-                "and answers what the message would cost; nothing is stored or charged.",
+                "and answers what the message would cost; nothing is stored or charged. On "
+                "whatsapp it shows the window, and whether the message would go by SMS.",
                 parameters=[_param("IdempotencyKey")],
                 request_body=_send_body("The message to preview."),
             ),
@@ -911,6 +974,8 @@ def _paths() -> dict[str, Any]:
                 },
             ),
         },
+        **_forwarding_paths(),
+        **_policy_paths(),
         "/v1/quota": {
             "get": _operation(
                 "getQuota",
@@ -1000,6 +1065,326 @@ def _paths() -> dict[str, Any]:
     }
 
 
+# -- forwarding rules (GET/PUT /v1/members/{id}/forwarding) ------------------------------
+def _forwarding_properties() -> dict[str, Any]:
+    return {
+        "enabled": {
+            "type": "boolean",
+            "description": "Off: nothing is forwarded (the lists are kept).",
+            "default": True,
+        },
+        "channels": {
+            "type": "array",
+            "items": {"type": "string", "enum": list(FORWARDABLE)},
+            "uniqueItems": True,
+            "maxItems": len(FORWARDABLE),
+            "description": "The inbound channels whose messages are forwarded.",
+            "default": list(FORWARDABLE),
+        },
+        "email": {
+            "type": "array",
+            "items": {"type": "string", "format": "email"},
+            "maxItems": MAX_EMAIL,
+            "description": "Addresses that get each inbound message as an email (free): "
+            "the text, the time and the channel, with WhatsApp media attached. Bare "
+            "addresses only (no display names); needs the gateway's SMTP relay.",
+            "examples": [["anna@acme.example"]],
+        },
+        "sms": {
+            "type": "array",
+            "items": {"type": "string"},
+            "maxItems": MAX_SMS,
+            "description": "Mobile numbers that get each inbound message as an SMS "
+            "(`Fwd <sender>: <text>`) from the member's mobile number. Each forward is "
+            "an outbound SMS charged to the member like any other (units x recipients); "
+            "needs the sms add-on (WhatsApp includes it). A forward the credit limit "
+            "refuses is not sent and not retried (a `forward.failed` event says so). "
+            "E.164 or national format; answered in E.164.",
+            "examples": [["+4917612345678"]],
+        },
+    }
+
+
+def _forwarding_schemas() -> dict[str, Any]:
+    return {
+        "ForwardingRules": {
+            "type": "object",
+            "description": "A member's forwarding rules (the default forwards nothing).",
+            "required": ["member_id", "enabled", "channels", "email", "sms", "updated_at"],
+            "properties": {
+                "member_id": _id("mem", "member"),
+                **_forwarding_properties(),
+                "updated_at": {
+                    **_nullable("string", format="date-time"),
+                    "description": "When the rules were last replaced; null if never.",
+                },
+            },
+        },
+        "ForwardingRulesUpdate": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "The new rules; they replace the old ones whole, and a field "
+            "left out takes its default. `member_id` and `updated_at` (as GET answers them) "
+            "may be sent back: `member_id` must name the member, `updated_at` is ignored.",
+            "properties": {
+                **_forwarding_properties(),
+                "member_id": {"type": "string", "description": "Must be the path's member."},
+                "updated_at": {"description": "Ignored."},
+            },
+        },
+    }
+
+
+def _forwarding_paths() -> dict[str, Any]:
+    access: Codes = {
+        403: [Case("forbidden", "a member key asked about another member of its team")],
+        404: [Case("not_found", "no such member in the API key's team")],
+    }
+    return {
+        "/v1/members/{id}/forwarding": {
+            "parameters": _path_id("member"),
+            "get": _operation(
+                "getForwarding",
+                "Get a member's forwarding rules",
+                "Forwarding",
+                {
+                    "200": _json_response("The rules.", _schema("ForwardingRules")),
+                    **_errors(AUTH, access, INTERNAL),
+                },
+                description="A team key may read any member's rules, a member key only its own.",
+            ),
+            "put": _operation(
+                "putForwarding",
+                "Replace a member's forwarding rules",
+                "Forwarding",
+                {
+                    "200": _json_response("The rules as stored.", _schema("ForwardingRules")),
+                    **_errors(
+                        AUTH,
+                        JSON_BODY,
+                        access,
+                        {
+                            403: [
+                                Case(
+                                    "addon_missing",
+                                    "`sms` lists numbers but the member has not booked the "
+                                    "sms (or whatsapp) add-on",
+                                )
+                            ],
+                            413: [Case("payload_too_large", "the body is larger than 64 KiB")],
+                            422: [
+                                Case(
+                                    "validation_error",
+                                    "a field is wrong; `field` names it, with the index in a "
+                                    "list (`email[1]`): not an address, a duplicate, too "
+                                    "many entries, the member's own number, an unknown field",
+                                ),
+                                Case(
+                                    "invalid_number",
+                                    "an `sms` entry is not a valid mobile number (`field` "
+                                    "names it)",
+                                ),
+                                Case("smtp_not_configured"),
+                            ],
+                        },
+                        INTERNAL,
+                    ),
+                },
+                description="Replaces the rules whole. Inbound SMS and WhatsApp messages "
+                "received from then on are forwarded; each forward is a durable job, retried "
+                "while the SMTP relay is unavailable. A team key may change any member's "
+                "rules, a member key only its own.",
+                request_body={
+                    "required": True,
+                    "content": {JSON: {"schema": _schema("ForwardingRulesUpdate")}},
+                },
+            ),
+        },
+    }
+
+
+# -- outbound policy (GET/PUT /v1/policy; destination_blocked, rate_limited) -------------
+def _policy_problem_members(merged: Codes) -> dict[int, dict[str, Any]]:
+    """The extension members of the policy's problems, for the statuses that answer them."""
+    out: dict[int, dict[str, Any]] = {}
+    if any(case.code == "destination_blocked" for case in merged.get(403, [])):
+        out[403] = {
+            "rule": {
+                "type": "string",
+                "enum": ["country", "blocked_prefix"],
+                "description": "`destination_blocked`: the rule that refused the destination.",
+            },
+            "country": {
+                "type": "string",
+                "description": "`destination_blocked` by `country`: the destination's country "
+                "(absent for international networks, which have none).",
+            },
+            "prefix": {
+                "type": "string",
+                "description": "`destination_blocked` by `blocked_prefix`: the matching prefix.",
+            },
+        }
+    if 429 in merged:
+        out[429] = {
+            "limit": {"type": "string", "enum": ["destination", "member"]},
+            "max": {"type": "integer", "description": "Sends allowed per window."},
+            "window_seconds": {"type": "integer", "description": "The window's length."},
+            "retry_after": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Seconds until the limit has room again (as `Retry-After`).",
+            },
+        }
+    return out
+
+
+def _policy_properties(stored: bool) -> dict[str, Any]:
+    """The policy's fields; ``stored``: as answered (normal form) rather than as sent."""
+    prefix: dict[str, Any] = (
+        {"type": "string", "pattern": r"^\+[0-9]{1,15}$"}
+        if stored
+        else {
+            "type": "string",
+            "description": "E.164 (`+49900`) or national notation in the team's region "
+            "(`0900`, `118`).",
+        }
+    )
+    limit = "null" if stored else "null to turn the limit off"
+    window = {"type": "integer", "minimum": 1, "maximum": MAX_WINDOW_SECONDS}
+    return {
+        "countries": {
+            "type": "array",
+            "items": {"type": "string", "pattern": r"^([A-Za-z]{2}|\*)$"},
+            "description": "ISO 3166-1 alpha-2 countries a screened destination may be in; "
+            '`["*"]`: any. Default: the EU-27.',
+        },
+        "blocked_prefixes": {
+            "type": "array",
+            "items": prefix,
+            "maxItems": MAX_PREFIXES,
+            "description": "Number prefixes that refuse a screened destination. Default: "
+            "the German premium and special ranges +49137, +49180, +49190, +49900, +49118.",
+        },
+        "allowed_prefixes": {
+            "type": "array",
+            "items": prefix,
+            "maxItems": MAX_PREFIXES,
+            "description": "Exceptions: the longest prefix of the number found in either "
+            "list decides (an allowed `+491801234` re-opens part of a blocked `+49180`); "
+            "an allowed prefix also admits a country not in `countries`.",
+        },
+        "destination_channels": {
+            "type": "array",
+            "items": _schema("Channel"),
+            "uniqueItems": True,
+            "description": "The channels whose destinations are screened. Default: sms, fax "
+            "(WhatsApp is delivered by Meta, not a phone carrier; a WhatsApp message with "
+            "the SMS `fallback` is screened as an SMS when sms is listed).",
+        },
+        "destination_limit": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "maximum": MAX_POLICY_LIMIT,
+            "description": "Accepted sends (every channel) to one number per "
+            f"`destination_window_seconds`; {limit}. Default: 20.",
+        },
+        "destination_window_seconds": {**window, "description": "Default: 3600."},
+        "member_limit": {
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "maximum": MAX_POLICY_LIMIT,
+            "description": "Accepted sends (every channel) by one member per "
+            f"`member_window_seconds`; {limit}. Default: 60.",
+        },
+        "member_window_seconds": {**window, "description": "Default: 60."},
+    }
+
+
+def _policy_schemas() -> dict[str, Any]:
+    return {
+        "Policy": {
+            "type": "object",
+            "description": "The team's effective outbound policy: the provider's defaults "
+            "with the team's override on top.",
+            "required": [*POLICY_FIELDS, "team_fields", "updated_at"],
+            "properties": {
+                **_policy_properties(stored=True),
+                "team_fields": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": list(POLICY_FIELDS)},
+                    "description": "The fields the team's override sets (the others are "
+                    "the provider's defaults).",
+                },
+                "updated_at": {
+                    **_nullable("string", format="date-time"),
+                    "description": "When the team's override was stored; null if never.",
+                },
+            },
+        },
+        "PolicyUpdate": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "The team's new override; it replaces the old one whole, and a "
+            "field left out takes the provider's default (`{}` resets everything).",
+            "properties": _policy_properties(stored=False),
+        },
+    }
+
+
+def _policy_paths() -> dict[str, Any]:
+    team_gone: Codes = {404: [Case("not_found", "the API key's team no longer exists")]}
+    return {
+        "/v1/policy": {
+            "get": _operation(
+                "getPolicy",
+                "Get the outbound policy",
+                "Policy",
+                {
+                    "200": _json_response("The effective policy.", _schema("Policy")),
+                    **_errors(AUTH, team_gone, INTERNAL),
+                },
+                description="Destination screening (country allowlist, prefix rules) and "
+                "send limits that every send of the team passes: API, portal, email-to-fax "
+                "and forwards.",
+            ),
+            "put": _operation(
+                "putPolicy",
+                "Replace the team's outbound policy",
+                "Policy",
+                {
+                    "200": _json_response("The effective policy as stored.", _schema("Policy")),
+                    **_errors(
+                        AUTH,
+                        JSON_BODY,
+                        {403: [Case("forbidden", "a member key; only a team key may")]},
+                        team_gone,
+                        {413: [Case("payload_too_large", "the body is larger than 1 MiB")]},
+                        {
+                            422: [
+                                Case(
+                                    "validation_error",
+                                    "the body is not an object of the documented fields, or "
+                                    "a field is wrong (`field` names it): an unknown field, "
+                                    "a country code, a prefix, a limit that is not a positive "
+                                    "whole number, a prefix both blocked and allowed",
+                                )
+                            ]
+                        },
+                        INTERNAL,
+                    ),
+                },
+                description="Team keys only. Takes effect at once in the process that "
+                "answers, and within 5 seconds in every other.",
+                request_body={
+                    "required": True,
+                    "content": {JSON: {"schema": _schema("PolicyUpdate")}},
+                },
+            ),
+        },
+    }
+
+
+# -- end outbound policy -----------------------------------------------------------------
 def _build(server_url: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -1023,6 +1408,16 @@ def _build(server_url: str) -> dict[str, Any]:
             {"name": "Conversations", "description": "A member's threads with one contact."},
             {"name": "Attachments", "description": "Files for WhatsApp media and faxes."},
             {"name": "Quota", "description": "Monthly units, overage and credit limit."},
+            {
+                "name": "Forwarding",
+                "description": "Members' rules for forwarding inbound SMS and WhatsApp "
+                "messages by email (free) and SMS (charged).",
+            },
+            {
+                "name": "Policy",
+                "description": "The team's outbound policy: destination countries and "
+                "prefixes, and send limits.",
+            },
             {"name": "Operations", "description": "Health, readiness, metrics, this document."},
         ],
         "security": [{BEARER: []}],
@@ -1046,6 +1441,10 @@ def _build(server_url: str) -> dict[str, Any]:
                     "description": "`Bearer`.",
                     "schema": {"type": "string"},
                 },
+                "RetryAfter": {
+                    "description": "Seconds until the send limit has room again.",
+                    "schema": {"type": "string", "pattern": "^[1-9][0-9]*$"},
+                },
             },
             "schemas": _schemas(),
         },
@@ -1054,7 +1453,25 @@ def _build(server_url: str) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=8)
 def _cached(server_url: str) -> dict[str, Any]:
-    return _build(server_url)
+    return _with_extensions(_build(server_url))
+
+
+# -- extensions (gateway.jobs.extensions: webhooks/) document their own routes ----------
+def _with_extensions(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with each extension's paths, schemas, tags and webhooks merged in."""
+    from gateway.jobs import extensions
+
+    for ext in extensions():
+        part = ext.openapi()
+        doc["paths"].update(part.get("paths", {}))
+        doc["components"]["schemas"].update(part.get("schemas", {}))
+        doc["tags"] += part.get("tags", [])
+        if part.get("webhooks"):
+            doc.setdefault("webhooks", {}).update(part["webhooks"])
+    return doc
+
+
+# -- end extensions ------------------------------------------------------------------------
 
 
 def openapi_document(server_url: str) -> dict[str, Any]:
@@ -1065,3 +1482,126 @@ def openapi_document(server_url: str) -> dict[str, Any]:
     change anything.
     """
     return _cached(server_url)
+
+
+# -- the WhatsApp window and its SMS fallback (gateway/window.py) -------------------------
+def _window_message_properties() -> dict[str, Any]:
+    """What messages and previews show about a template and a fallback that was used."""
+    return {
+        "template": _schema("WhatsAppTemplate"),
+        "requested_channel": {
+            "type": "string",
+            "enum": [Channel.WHATSAPP.value],
+            "description": "Only when the SMS fallback was used: the channel the message was "
+            "sent for (`channel` is where it goes now).",
+        },
+        "fallback_used": {
+            "type": "string",
+            "enum": ["sms"],
+            "description": "Only when the SMS fallback was used: the channel it went to.",
+        },
+        "fallback_reason": {
+            "type": "string",
+            "enum": ["whatsapp_window_closed"],
+            "description": "Only when the SMS fallback was used: why.",
+        },
+    }
+
+
+def _window_schemas() -> dict[str, Any]:
+    return {
+        "WhatsAppWindow": {
+            "type": "object",
+            "description": "The 24-hour customer service window of this member's number with "
+            "this contact on WhatsApp: it opens (or restarts) with each WhatsApp message the "
+            "contact sends (their message's own timestamp), and free-form WhatsApp messages "
+            "go out only while it is open.",
+            "required": ["open", "expires_at"],
+            "properties": {
+                "open": {"type": "boolean"},
+                "expires_at": {
+                    **_timestamp(
+                        "When the window closes (in the past: when it closed); null when "
+                        "the contact never wrote on WhatsApp"
+                    ),
+                    "type": ["string", "null"],
+                },
+            },
+        },
+        "WhatsAppTemplate": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "Only on whatsapp: send this approved message template instead of "
+            "`text` and `attachments`. Templates may be sent outside the 24-hour window, so "
+            "they take no `fallback`. One unit per template message.",
+            "required": ["name", "language"],
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "pattern": "^[a-z0-9_]{1,512}$",
+                    "examples": ["order_update"],
+                },
+                "language": {
+                    "description": 'The template\'s language code (`"de"`, `"en_US"`); '
+                    'answers show it as `{"code": …}`, the form WhatsApp takes.',
+                    "oneOf": [
+                        {"type": "string", "pattern": "^[a-z]{2,3}(_[A-Za-z]{2,4})?$"},
+                        {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["code"],
+                            "properties": {
+                                "code": {
+                                    "type": "string",
+                                    "pattern": "^[a-z]{2,3}(_[A-Za-z]{2,4})?$",
+                                }
+                            },
+                        },
+                    ],
+                },
+                "components": {
+                    "type": "array",
+                    "description": "The template's parameters, as WhatsApp's Cloud API takes "
+                    "them (header, body, button …).",
+                    "items": {
+                        "type": "object",
+                        "required": ["type"],
+                        "additionalProperties": True,
+                        "properties": {
+                            "type": {
+                                "type": "string",
+                                "enum": [
+                                    "header",
+                                    "body",
+                                    "footer",
+                                    "button",
+                                    "carousel",
+                                    "limited_time_offer",
+                                ],
+                            }
+                        },
+                    },
+                },
+            },
+        },
+    }
+
+
+def _window_problem_members(merged: Codes) -> dict[int, dict[str, Any]]:
+    """The members of a ``whatsapp_window_closed`` problem, for the statuses that answer it."""
+    if not any(case.code == "whatsapp_window_closed" for case in merged.get(422, [])):
+        return {}
+    return {
+        422: {
+            "whatsapp_window": {
+                **_schema("WhatsAppWindow"),
+                "description": "`whatsapp_window_closed`: the window as checked.",
+            },
+            "fallback": {
+                "type": "string",
+                "enum": ["sms"],
+                "description": '`whatsapp_window_closed`: repeat with `"fallback": "sms"` to '
+                "send the message by SMS (absent when no connector serves sms from the sender).",
+            },
+        }
+    }

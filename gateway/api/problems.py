@@ -42,6 +42,8 @@ def problem(
         body["instance"] = instance
     body.update(extra)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 429 and "retry_after" in extra:  # rate_limited: when to try again
+        headers = {"Retry-After": str(extra["retry_after"])}
     return Response(jsoncodec.dumpb(body), status, headers=headers, media_type=PROBLEM_TYPE)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -11,12 +12,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import jsoncodec, outbound
+from gateway import forwarding, jsoncodec, outbound, policy, window
 from gateway.api.idempotency import idempotent
 from gateway.api.problems import from_error
 from gateway.auth import Principal
 from gateway.errors import (
     BadRequest,
+    Forbidden,
     GatewayError,
     NotFound,
     PayloadTooLarge,
@@ -24,7 +26,7 @@ from gateway.errors import (
     ValidationError,
 )
 from gateway.ids import new_id
-from gateway.models import Attachment, Channel, Conversation, Direction, Status, iso
+from gateway.models import Attachment, Channel, Conversation, Direction, Status, Team, iso
 from gateway.quota import check_period, period_of, quota_report
 from gateway.runtime import Runtime
 from gateway.store.base import MessageFilter
@@ -149,8 +151,8 @@ async def list_messages(request: Request) -> Response:
 
 
 # -- conversations -----------------------------------------------------------------------
-def conversation_view(conv: Conversation) -> dict[str, Any]:
-    """A conversation as the API shows it."""
+def conversation_view(conv: Conversation, now: datetime) -> dict[str, Any]:
+    """A conversation as the API shows it, with its WhatsApp window at ``now``."""
     return {
         "id": conv.id,
         "member_id": conv.member_id,
@@ -158,6 +160,7 @@ def conversation_view(conv: Conversation) -> dict[str, Any]:
         "remote_number": conv.remote_number,
         "created_at": iso(conv.created_at),
         "last_message_at": iso(conv.last_message_at),
+        "whatsapp_window": window.of_conversation(conv, now).view(),
     }
 
 
@@ -171,7 +174,10 @@ async def list_conversations(request: Request) -> Response:
         _limit(request),
     )
     return _json(
-        {"data": [conversation_view(c) for c in page.items], "next_cursor": page.next_cursor}
+        {
+            "data": [conversation_view(c, rt.clock.now()) for c in page.items],
+            "next_cursor": page.next_cursor,
+        }
     )
 
 
@@ -185,7 +191,7 @@ async def get_conversation(request: Request) -> Response:
         or not principal.sees_member(conv.member_id)
     ):
         raise NotFound("conversation not found")
-    return _json(conversation_view(conv))
+    return _json(conversation_view(conv, rt.clock.now()))
 
 
 # -- attachments -------------------------------------------------------------------------
@@ -286,6 +292,55 @@ async def get_quota(request: Request) -> Response:
     return _json(await quota_report(rt.store, rt.settings.tariff, team, members, period))
 
 
+# -- forwarding rules --------------------------------------------------------------------
+FORWARDING_BODY_LIMIT = 64 * 1024
+
+
+async def get_forwarding(request: Request) -> Response:
+    """GET /v1/members/{id}/forwarding: the member's forwarding rules."""
+    rt, principal = _rt(request), await _principal(request)
+    return _json(await forwarding.get_rules(rt, principal, request.path_params["id"]))
+
+
+async def put_forwarding(request: Request) -> Response:
+    """PUT /v1/members/{id}/forwarding: replace the member's forwarding rules."""
+    rt, principal = _rt(request), await _principal(request)
+    body = _parse(await _bounded_body(request, FORWARDING_BODY_LIMIT))
+    rules = await forwarding.put_rules(rt, principal, request.path_params["id"], body)
+    return _json(rules)
+
+
+# -- outbound policy ---------------------------------------------------------------------
+POLICY_BODY_LIMIT = 1024 * 1024  # room for thousands of prefixes
+
+
+async def _policy_team(rt: Runtime, principal: Principal) -> Team:
+    team = await rt.store.get_team(principal.team_id)
+    if team is None:
+        raise NotFound("team not found")
+    return team
+
+
+async def get_policy(request: Request) -> Response:
+    """GET /v1/policy: the team's effective outbound policy, and which fields it sets."""
+    rt, principal = _rt(request), await _principal(request)
+    team = await _policy_team(rt, principal)
+    return _json((await policy.book(rt).effective(team, rt.settings.policy)).view())
+
+
+async def put_policy(request: Request) -> Response:
+    """PUT /v1/policy: replace the team's override of the outbound policy (team keys)."""
+    rt, principal = _rt(request), await _principal(request)
+    if principal.member_id is not None:
+        raise Forbidden("only a team key may change the team's outbound policy")
+    team = await _policy_team(rt, principal)
+    body = _parse(await _bounded_body(request, POLICY_BODY_LIMIT))
+    book = policy.book(rt)
+    effective = await book.replace(team, body, rt.settings.policy, rt.clock.now())
+    return _json(effective.view())
+
+
+# -- end outbound policy -----------------------------------------------------------------
 ROUTES = [
     Route("/v1/messages", create_message, methods=["POST"]),
     Route("/v1/messages", list_messages, methods=["GET"]),
@@ -297,4 +352,8 @@ ROUTES = [
     Route("/v1/attachments/{id}", get_attachment, methods=["GET"]),
     Route("/v1/attachments/{id}/content", get_attachment_content, methods=["GET"]),
     Route("/v1/quota", get_quota, methods=["GET"]),
+    Route("/v1/policy", get_policy, methods=["GET"]),
+    Route("/v1/policy", put_policy, methods=["PUT"]),
+    Route("/v1/members/{id}/forwarding", get_forwarding, methods=["GET"]),
+    Route("/v1/members/{id}/forwarding", put_forwarding, methods=["PUT"]),
 ]

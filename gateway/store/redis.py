@@ -24,6 +24,7 @@ model's ``to_dict()``. With P = the prefix:
     P:events:seq                      counter           P:events  zset, score = seq,
                                                          member = "{seq} {doc without seq}"
     P:idem:{scope}:{key}              hash fp, code, body, exp (ms, compared with ``now``)
+    P:rate:{limit key}                zset of accepted sends: message id, score = created ms
 
 Atomicity comes from Lua scripts, which Redis runs one at a time. Inserts that check
 shared state (plan limit, conversation triple, dedupe key, ledger, idempotency claim)
@@ -38,7 +39,7 @@ Scripts touch only their KEYS, but one operation spans many keys: use one Redis 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -64,7 +65,20 @@ from gateway.models import (
     iso,
 )
 from gateway.store import rules
-from gateway.store.base import IdemRecord, MessageFilter, Page, StatusUpdate
+from gateway.store.base import (
+    DELIVERY_PENDING,
+    WEBHOOK_LOG_KEEP,
+    Delivery,
+    DeliveryOutcome,
+    FinishResult,
+    IdemRecord,
+    Limit,
+    MessageFilter,
+    Page,
+    Reroute,
+    StatusUpdate,
+    WebhookEndpoint,
+)
 from gateway.store.redis_scripts import SCRIPTS
 from gateway.store.rules import event_doc, from_ms, to_ms
 
@@ -384,6 +398,13 @@ class RedisStore:
                 conv.last_message_at = from_ms(int(score))
         return conv
 
+    async def find_conversation(
+        self, team_id: str, member_number: str, remote_number: str
+    ) -> Conversation | None:
+        """The conversation of the triple as stored now, or None (never created here)."""
+        conv_id = await self._r.get(self._k("convkey", team_id, member_number, remote_number))
+        return None if conv_id is None else await self.get_conversation(_text(conv_id))
+
     async def list_conversations(
         self, team_id: str, member_id: str | None, cursor: str | None, limit: int
     ) -> Page[Conversation]:
@@ -430,9 +451,15 @@ class RedisStore:
         return [self._k("events", "seq"), self._k("events")]
 
     async def submit_outbound(
-        self, message: Message, charge: Charge | None, job: Job, events: list[Event]
+        self,
+        message: Message,
+        charge: Charge | None,
+        job: Job,
+        events: list[Event],
+        limits: Sequence[Limit] = (),
     ) -> list[Event]:
-        """Book the charge, insert the message, enqueue the job, append events: all or none."""
+        """Take the limits' slots, book the charge, insert the message, enqueue the job,
+        append events: all or none, in the one script (and round trip) of the send."""
         state, score = _job_slot(job)
         keys = [*self._message_keys(message), self._k("job", job.id), self._k("jobs", state)]
         period = charge.period if charge else "-"
@@ -455,9 +482,15 @@ class RedisStore:
                 candidates[pct] = event_id = new_id("evt")
                 head, tail = _threshold_parts(charge, pct, event_id, message.created_at)
                 args += [pct, head, tail]
+        for limit in limits:  # KEYS 13… and the last 2 ARGV per limit (see the script)
+            keys.append(self._k("rate", limit.key))
+            args += [limit.cap, limit.window_ms]
         reply = await self._run_batched("submit_outbound", keys, args)
-        # "1|crossed thresholds|event seqs|used after", or "0|overage|cost" when refused.
+        # "1|crossed thresholds|event seqs|used after", or "0|overage|cost" when refused,
+        # or "L|limit number|ms until it frees" when a limit is full.
         fields = _text(reply).split("|")
+        if fields[0] == "L":
+            raise limits[int(fields[1]) - 1].refusal(int(fields[2]))
         if fields[0] == "0":  # refused before the script wrote anything
             assert charge is not None
             raise CreditLimitExceeded(
@@ -480,12 +513,23 @@ class RedisStore:
         return out
 
     async def store_inbound(
-        self, message: Message, dedupe_key: str, events: list[Event]
+        self,
+        message: Message,
+        dedupe_key: str,
+        events: list[Event],
+        jobs: Sequence[Job] = (),
     ) -> tuple[Message, bool]:
-        """Store an inbound message unless its dedupe key was seen."""
+        """Store an inbound message (and enqueue ``jobs``) unless its dedupe key was seen."""
         keys = [*self._message_keys(message), self._k("dedupe", dedupe_key), *self._log_keys()]
+        keys += [self._k("jobs", "ready"), *(self._k("job", job.id) for job in jobs)]
         args = self._message_args(message, message.to_dict(), message.channel == "whatsapp")
-        reply = await self._run("store_inbound", keys, [*args, *map(event_doc, events)])
+        args += [len(events), *map(event_doc, events)]
+        for job in jobs:
+            state, score = _job_slot(job)
+            if state != "ready":
+                raise ValueError(f"job {job.id} must be ready to be enqueued, not {state}")
+            args += [job.id, _dumps(job.to_dict()), score]
+        reply = await self._run("store_inbound", keys, args)
         if reply[0] == 0:
             earlier = await self.get_message(reply[1])
             if earlier is None:  # cannot happen: one script writes the key and the message
@@ -526,42 +570,156 @@ class RedisStore:
         self, message_id: str, update: StatusUpdate, now: datetime
     ) -> tuple[Message, bool] | None:
         """Apply a status update atomically (forward only), retrying if the doc moved."""
+        return await self._update(message_id, update, now)
+
+    async def _update(
+        self, message_id: str, update: StatusUpdate, now: datetime, connector_id: str | None = None
+    ) -> tuple[Message, bool] | None:
+        """``update_message``; with ``connector_id``, only while the message is on it."""
         key = self._k("msg", message_id)
         for _ in range(_CAS_TRIES):
             raw = await self._r.get(key)
             if raw is None:
                 return None
             msg = Message.from_dict(jsoncodec.loads(raw))
-            changed = rules.apply_update(msg, update, now)
-            carrier = update.carrier_id if update.carrier_id and msg.connector_id else ""
-            ledger = self._k("ledger", msg.team_id, msg.charged_period or "-")
-            line = ""
-            if update.release and msg.charged_period:
-                line, msg.charged_period = f"{msg.member_id}:{msg.channel}", None
-            event = rules.status_event(msg, now) if changed else None
-            change = StatusChange(msg.id, msg.status, now, update.detail) if changed else None
-            keys = [
-                key,
-                self._k("msg", msg.id, "history"),
-                self._k("carrier", msg.connector_id or "-"),
-            ]
-            keys += [ledger, *self._log_keys()]
-            args: list[str | int] = [_text(raw), _dumps(msg.to_dict()), carrier, msg.id, line]
-            args += [msg.units, _dumps(change.to_dict()) if change else ""]
-            args.append(event_doc(event) if event else "")
-            if carrier:
-                args += update.part_ids
-            seq = int(await self._run("update_message", keys, args))
+            if connector_id is not None and msg.connector_id != connector_id:
+                return msg, False
+            changed, event, keys, args, parts = self._message_update(msg, _text(raw), update, now)
+            seq = int(await self._run("update_message", keys, [*args, *parts]))
             if seq >= 0:
                 if event is not None:
                     event.seq = seq
                 return msg, changed
         raise RuntimeError(f"message {message_id}: too much contention")
 
+    def _message_update(
+        self, msg: Message, raw: str, update: StatusUpdate, now: datetime
+    ) -> tuple[bool, Event | None, list[str], list[str | int], list[str | int]]:
+        """Apply ``update`` to ``msg`` (read as ``raw``) in memory; whether its status
+        changed, its event, and the KEYS, ARGV 1-8 and more carrier ids of the
+        ``update_message`` script (``complete_send`` takes the same)."""
+        changed = rules.apply_update(msg, update, now)
+        carrier = update.carrier_id if update.carrier_id and msg.connector_id else ""
+        ledger = self._k("ledger", msg.team_id, msg.charged_period or "-")
+        line = ""
+        if update.release and msg.charged_period:
+            line, msg.charged_period = f"{msg.member_id}:{msg.channel}", None
+        event = rules.status_event(msg, now) if changed else None
+        change = StatusChange(msg.id, msg.status, now, update.detail) if changed else None
+        keys = [
+            self._k("msg", msg.id),
+            self._k("msg", msg.id, "history"),
+            self._k("carrier", msg.connector_id or "-"),
+        ]
+        keys += [ledger, *self._log_keys()]
+        args: list[str | int] = [raw, _dumps(msg.to_dict()), carrier, msg.id, line]
+        args += [msg.units, _dumps(change.to_dict()) if change else ""]
+        args.append(event_doc(event) if event else "")
+        parts: list[str | int] = list(update.part_ids) if carrier else []
+        return changed, event, keys, args, parts
+
+    # -- the send and receipt paths: one script each ------------------------------------
+    async def complete_send(
+        self, message_id: str, update: StatusUpdate, job_id: str, token: str, now: datetime
+    ) -> tuple[Message, bool] | None:
+        """Apply ``update`` to the message and ack the job, in one script (retried if the
+        message doc moved)."""
+        key, job_key = self._k("msg", message_id), self._k("job", job_id)
+        for _ in range(_CAS_TRIES):
+            raw, job_raw = await self._r.mget([key, job_key])
+            if raw is None:
+                await self.ack_job(job_id, token)
+                return None
+            held = ""  # the job doc the script deletes if it is still this one
+            if job_raw is not None:
+                job = Job.from_dict(jsoncodec.loads(job_raw))
+                if job.state == "leased" and job.token == token:
+                    held = _text(job_raw)
+            msg = Message.from_dict(jsoncodec.loads(raw))
+            changed, event, keys, args, parts = self._message_update(msg, _text(raw), update, now)
+            keys += [job_key, *(self._k("jobs", s) for s in _JOB_STATES)]
+            reply = await self._run("complete_send", keys, [*args, held, job_id, *parts])
+            seq = int(reply[0])
+            if seq >= 0:
+                if event is not None:
+                    event.seq = seq
+                return msg, changed
+        raise RuntimeError(f"message {message_id}: too much contention")
+
+    async def update_by_carrier_id(
+        self, connector_id: str, carrier_id: str, update: StatusUpdate, now: datetime
+    ) -> tuple[Message, bool] | None:
+        """Find the message by its carrier id and apply ``update`` (unless it moved to
+        another connector since)."""
+        message_id = await self._r.hget(self._k("carrier", connector_id), carrier_id)
+        if message_id is None:
+            return None
+        return await self._update(_text(message_id), update, now, connector_id)
+
+    # -- end of the send and receipt paths ----------------------------------------------
     async def message_by_carrier_id(self, connector_id: str, carrier_id: str) -> Message | None:
         """The message a carrier knows by ``carrier_id``."""
         message_id = await self._r.hget(self._k("carrier", connector_id), carrier_id)
         return await self.get_message(_text(message_id)) if message_id is not None else None
+
+    async def reroute_message(
+        self, message_id: str, reroute: Reroute, charge: Charge, job: Job | None, now: datetime
+    ) -> tuple[Message, bool] | None:
+        """Move a message to another channel: release, charge, requeue — one script,
+        retried if the message doc moved meanwhile."""
+        key = self._k("msg", message_id)
+        for _ in range(_CAS_TRIES):
+            raw = await self._r.get(key)
+            if raw is None:
+                return None
+            msg = Message.from_dict(jsoncodec.loads(raw))
+            if not rules.can_reroute(msg, reroute):
+                return msg, False
+            release = f"{msg.member_id}:{msg.channel}" if msg.charged_period else ""
+            keys = [key, self._k("msg", msg.id, "history")]
+            keys += [self._k("ledger", msg.team_id, msg.charged_period or "-")]
+            keys += [self._k("ledger", charge.team_id, charge.period), *self._log_keys()]
+            keys += [self._k("job", job.id if job else "-"), self._k("jobs", "ready")]
+            released = msg.units
+            rules.apply_reroute(msg, reroute, charge.period, now)
+            event = rules.status_event(msg, now)
+            change = StatusChange(msg.id, msg.status, now, reroute.detail)
+            args: list[str | int] = [_text(raw), _dumps(msg.to_dict()), release, released]
+            args += [f"{charge.member_id}:{charge.channel}", charge.units, charge.included]
+            args += [charge.overage_price_micros, charge.credit_limit_micros]
+            args += [_dumps(change.to_dict()), event_doc(event)]
+            if job is not None:
+                state, score = _job_slot(job)
+                if state != "ready":
+                    raise ValueError(f"job {job.id} must be ready to be enqueued, not {state}")
+                args += [job.id, _dumps(job.to_dict()), score]
+            else:
+                args += ["", "", 0]
+            candidates: dict[int, str] = {}
+            for pct in charge.thresholds:
+                candidates[pct] = event_id = new_id("evt")
+                head, tail = _threshold_parts(charge, pct, event_id, now)
+                args += [pct, head, tail]
+            fields = _text(await self._run("reroute_message", keys, args)).split("|")
+            if fields[0] == "-1":
+                continue  # the doc changed since it was read: read it again
+            if fields[0] == "0":  # refused before the script wrote anything
+                raise CreditLimitExceeded(
+                    "this send would take the team's overage past its credit limit",
+                    overage_micros=int(fields[1]),
+                    cost_micros=int(fields[2]),
+                    credit_limit_micros=charge.credit_limit_micros,
+                )
+            events = [event]
+            for crossed in filter(None, fields[1].split(",")):
+                pct = int(crossed)
+                threshold = rules.threshold_event(charge, pct, int(fields[3]), now)
+                threshold.id = candidates[pct]
+                events.append(threshold)
+            for ev, seq in zip(events, filter(None, fields[2].split(",")), strict=True):
+                ev.seq = int(seq)
+            return msg, True
+        raise RuntimeError(f"message {message_id}: too much contention")
 
     async def status_history(self, message_id: str) -> list[StatusChange]:
         """The message's status changes, oldest first."""
@@ -584,12 +742,16 @@ class RedisStore:
         return lines, overage
 
     # -- jobs ------------------------------------------------------------------------
-    async def _save_job(self, raw: str, job: Job | None, job_id: str) -> bool:
-        """Compare-and-set: write ``job`` (None deletes it) if its doc is still ``raw``."""
+    async def _save_job(
+        self, raw: str, job: Job | None, job_id: str, batched: bool = False
+    ) -> bool:
+        """Compare-and-set: write ``job`` (None deletes it) if its doc is still ``raw``
+        (``batched``: in this tick's pipeline, see ``_run_batched``)."""
         state, score = _job_slot(job) if job else ("ready", 0)
         keys = [self._k("job", job_id), *(self._k("jobs", s) for s in ("ready", "leased", "dead"))]
         args: list[str | int] = [raw, _dumps(job.to_dict()) if job else "", job_id, state, score]
-        return bool(await self._run("save_job", keys, args))
+        run = self._run_batched if batched else self._run
+        return bool(await run("save_job", keys, args))
 
     async def enqueue(self, job: Job) -> None:
         """Add a ready job."""
@@ -598,34 +760,46 @@ class RedisStore:
             self._k("job", job.id), job.to_dict(), self._k("jobs", state), job.id, score
         )
 
-    async def _due(self, now_ms: int) -> list[str]:
-        """Ids of a few due jobs and expired leases, earliest first."""
+    async def _due(self, now_ms: int, limit: int = 10) -> list[str]:
+        """Ids of up to ``limit`` due jobs and expired leases, earliest first."""
         async with self._r.pipeline(transaction=False) as pipe:
             for state in ("ready", "leased"):
                 pipe.zrange(self._k("jobs", state), "-inf", now_ms, byscore=True,
-                            offset=0, num=10, withscores=True)  # fmt: skip
+                            offset=0, num=limit, withscores=True)  # fmt: skip
             ready, leased = await pipe.execute()
         # Earliest key first, as sqlite; on a tie a ready job goes before an expired lease.
         rows = sorted([(s, 0, _text(i)) for i, s in ready] + [(s, 1, _text(i)) for i, s in leased])
-        return [job_id for _, _, job_id in rows]
+        return [job_id for _, _, job_id in rows[:limit]]
 
     async def lease_job(self, now: datetime, owner: str, visibility: timedelta) -> Job | None:
         """Lease the earliest due job (or one whose lease expired); bury exhausted ones."""
+        jobs = await self.lease_jobs(now, owner, visibility, 1)
+        return jobs[0] if jobs else None
+
+    async def lease_jobs(
+        self, now: datetime, owner: str, visibility: timedelta, limit: int
+    ) -> list[Job]:
+        """Lease up to ``limit`` due jobs (and expired leases), earliest first; bury
+        exhausted ones. Each job is a compare-and-set of its own (all in one round trip):
+        one another worker won is skipped."""
         now_ms = to_ms(now)
-        while ids := await self._due(now_ms):
+        leased: list[Job] = []
+        while len(leased) < limit and (ids := await self._due(now_ms, limit - len(leased))):
             raws = await self._r.mget([self._k("job", i) for i in ids])
-            for job_id, raw in zip(ids, raws, strict=True):
+            tries: list[tuple[str, Job, bool]] = []
+            for raw in raws:
                 if raw is None:  # acked since the index was read
                     continue
                 job = Job.from_dict(jsoncodec.loads(raw))
                 state, score = _job_slot(job)
                 if state == "dead" or score > now_ms:  # changed since the index was read
                     continue
-                leased = rules.lease_or_bury(job, now, owner, visibility)
-                # A failed compare-and-set means another worker got it first: try the next.
-                if await self._save_job(_text(raw), job, job_id) and leased:
-                    return job
-        return None
+                tries.append((_text(raw), job, rules.lease_or_bury(job, now, owner, visibility)))
+            saved = await asyncio.gather(
+                *(self._save_job(raw, job, job.id, batched=True) for raw, job, _ in tries)
+            )
+            leased += [job for (_, job, ok), won in zip(tries, saved, strict=True) if ok and won]
+        return leased
 
     async def _holding(self, job_id: str, token: str) -> tuple[str, Job] | None:
         raw = await self._r.get(self._k("job", job_id))
@@ -717,3 +891,258 @@ class RedisStore:
     async def idem_release(self, scope: str, key: str) -> None:
         """Drop a claim."""
         await self._r.delete(self._k("idem", scope, key))
+
+    # -- webhooks (layout: redis_scripts.py, "webhooks") ------------------------------------
+    #   P:whep:{id} endpoint doc   P:whep:{id}:failing ms   P:team:{t}:wheps / P:wheps zsets
+    #   P:wh:version counter       P:wh:cursor hash seq|owner|lease   P:wh:due zset
+    #   P:whd:{id} delivery hash   P:whd:{id}:log list      P:whep:{id}:whd zset (score seq)
+    #   P:whlane:{lane} zset of the lane's pending deliveries (score seq)
+    def _wh_lane_key(self, delivery_id: str, lane: str) -> str:
+        return self._k("whd", delivery_id) if lane == delivery_id else self._k("whlane", lane)
+
+    async def create_webhook_endpoint(self, endpoint: WebhookEndpoint, max_per_team: int) -> None:
+        """Store a new endpoint unless the team has ``max_per_team`` already."""
+        keys = [self._k("whep", endpoint.id), self._k("team", endpoint.team_id, "wheps")]
+        keys += [self._k("wheps"), self._k("wh", "version")]
+        args: list[str | int] = [endpoint.id, _dumps(endpoint.to_dict()), max_per_team]
+        if not int(await self._run("wh_create_endpoint", keys, args)):
+            raise Conflict(
+                f"the team already has {max_per_team} webhook endpoints, the most it may",
+                code="webhook_endpoint_limit",
+            )
+
+    async def _wh_endpoints(self, ids: Sequence[object]) -> list[WebhookEndpoint]:
+        keys: list[str] = []
+        for i in ids:
+            keys += [self._k("whep", _text(i)), self._k("whep", _text(i), "failing")]
+        raws = await self._r.mget(keys) if keys else []
+        out = []
+        for doc, failing in zip(raws[::2], raws[1::2], strict=True):
+            if doc is not None:
+                since = from_ms(int(failing)) if failing else None
+                out.append(WebhookEndpoint.from_dict(jsoncodec.loads(doc), since))
+        return out
+
+    async def get_webhook_endpoint(self, endpoint_id: str) -> WebhookEndpoint | None:
+        """The endpoint, or None."""
+        found = await self._wh_endpoints([endpoint_id])
+        return found[0] if found else None
+
+    async def list_webhook_endpoints(self, team_id: str | None) -> list[WebhookEndpoint]:
+        """The team's (or every) endpoint, oldest first (ids sort by creation time)."""
+        index = self._k("wheps") if team_id is None else self._k("team", team_id, "wheps")
+        return await self._wh_endpoints(await self._r.zrange(index, 0, -1))
+
+    async def update_webhook_endpoint(
+        self, endpoint: WebhookEndpoint, reset_failing: bool = False
+    ) -> bool:
+        """Replace the endpoint if its stored version is the one before ``endpoint``'s."""
+        keys = [self._k("whep", endpoint.id), self._k("whep", endpoint.id, "failing")]
+        keys.append(self._k("wh", "version"))
+        args: list[str | int] = [endpoint.version - 1, _dumps(endpoint.to_dict())]
+        args.append("1" if reset_failing else "")
+        return bool(int(await self._run("wh_update_endpoint", keys, args)))
+
+    async def delete_webhook_endpoint(self, endpoint_id: str) -> bool:
+        """Delete the endpoint, then its deliveries a chunk at a time."""
+        endpoint = await self.get_webhook_endpoint(endpoint_id)
+        if endpoint is None:
+            return False
+        keys = [self._k("whep", endpoint_id), self._k("whep", endpoint_id, "failing")]
+        keys += [self._k("team", endpoint.team_id, "wheps"), self._k("wheps")]
+        keys.append(self._k("wh", "version"))
+        if not int(await self._run("wh_delete_endpoint", keys, [endpoint_id])):
+            return False
+        # The endpoint is gone (and the version moved, so no fan-out adds to it): what is
+        # left can go in pieces.
+        index = self._k("whep", endpoint_id, "whd")
+        while ids := [_text(i) for i in await self._r.zrange(index, 0, 499)]:
+            async with self._r.pipeline(transaction=False) as pipe:
+                for i in ids:
+                    pipe.hget(self._k("whd", i), "lane")
+                lanes = await pipe.execute()
+            keys = [self._k("wh", "due"), index]
+            for i, lane in zip(ids, lanes, strict=True):
+                keys += [self._k("whd", i), self._k("whd", i, "log")]
+                keys.append(self._wh_lane_key(i, _text(lane) if lane is not None else i))
+            await self._run("wh_drop_deliveries", keys, list(ids))
+        return True
+
+    async def webhook_endpoints_version(self) -> int:
+        """The endpoints' change counter."""
+        return int(await self._r.get(self._k("wh", "version")) or 0)
+
+    async def lease_webhook_fanout(self, owner: str, now: datetime, ttl: timedelta) -> int | None:
+        """Take or renew the fan-out lease; the cursor, or None while another holds it."""
+        args: list[str | int] = [owner, to_ms(now), to_ms(now + ttl)]
+        cursor = int(await self._run("wh_lease_fanout", [self._k("wh", "cursor")], args))
+        return None if cursor < 0 else cursor
+
+    async def webhook_fanout(
+        self,
+        after_seq: int,
+        new_seq: int,
+        endpoints_version: int,
+        deliveries: Sequence[Delivery],
+        token: str,
+        lease_until: datetime,
+        lease_limit: int,
+        now: datetime,
+    ) -> list[Delivery] | None:
+        """Advance the cursor and add deliveries, leasing the new lane heads (one script)."""
+        keys = [self._k("wh", "cursor"), self._k("wh", "version"), self._k("wh", "due")]
+        args: list[str | int] = [after_seq, new_seq, endpoints_version, token]
+        args += [to_ms(lease_until), lease_limit, to_ms(now)]
+        for d in deliveries:
+            keys += [self._k("whd", d.id), self._wh_lane_key(d.id, d.lane)]
+            keys.append(self._k("whep", d.endpoint_id, "whd"))
+            args += [d.id, _dumps(d.static_doc()), d.lane, d.seq]
+        leased = await self._run_batched("wh_fanout", keys, args)
+        if leased is None:
+            return None
+        chosen = {_text(i) for i in leased}
+        out = []
+        for d in deliveries:
+            if d.id in chosen:
+                d.status, d.attempts, d.token, d.due_at = DELIVERY_PENDING, 1, token, lease_until
+                d.last_attempt, d.updated_at = None, now
+                out.append(d)
+        return out
+
+    async def lease_webhook_deliveries(
+        self, now: datetime, token: str, lease_until: datetime, limit: int
+    ) -> list[Delivery]:
+        """Lease up to ``limit`` due deliveries (earliest first)."""
+        if limit < 1:
+            return []
+        due = self._k("wh", "due")
+        now_ms = to_ms(now)
+        out: list[Delivery] = []
+        # Concurrent callers read the same candidates: take what is left, then read again
+        # (a leased delivery's score moved past now) until the limit or the due ones end.
+        while len(out) < limit:
+            want = 2 * (limit - len(out))
+            ids = [_text(i) for i in await self._r.zrange(due, "-inf", now_ms, byscore=True,
+                                                          offset=0, num=want)]  # fmt: skip
+            if not ids:
+                break
+            keys = [due, *(self._k("whd", i) for i in ids)]
+            args: list[str | int] = [now_ms, token, to_ms(lease_until), limit - len(out), *ids]
+            for doc, status, attempts, lane, last in await self._run("wh_lease", keys, args):
+                d = Delivery.from_static(jsoncodec.loads(doc), _text(lane))
+                d.status, d.attempts, d.token = _text(status), int(attempts), token
+                d.due_at, d.updated_at = lease_until, now
+                d.last_attempt = jsoncodec.loads(last) if last else None
+                out.append(d)
+            if len(ids) < want:
+                break
+        return out
+
+    async def finish_webhook_delivery(
+        self, delivery: Delivery, outcome: DeliveryOutcome, now: datetime
+    ) -> FinishResult | None:
+        """Record an attempt of a leased delivery; promote its lane's next on a final one."""
+        lane = self._wh_lane_key(delivery.id, delivery.lane)
+        nxt = ""
+        if outcome.status != DELIVERY_PENDING and lane != self._k("whd", delivery.id):
+            members = await self._r.zrange(lane, 0, 1)
+            nxt = next((_text(m) for m in members if _text(m) != delivery.id), "")
+        pending = outcome.status == DELIVERY_PENDING
+        due = to_ms(outcome.retry_at or now) if pending else ""
+        ok = {True: "1", False: "0", None: ""}[outcome.endpoint_ok]
+        for _ in range(_CAS_TRIES):
+            keys = [self._k("whd", delivery.id), self._k("whd", delivery.id, "log")]
+            keys += [self._k("wh", "due"), lane, self._k("whd", nxt or delivery.id)]
+            keys.append(self._k("whep", delivery.endpoint_id, "failing"))
+            args: list[str | int] = [delivery.id, delivery.token or "", outcome.status, due]
+            args += [_dumps(outcome.attempt), to_ms(now), nxt, ok, WEBHOOK_LOG_KEEP]
+            reply = await self._run_batched("wh_finish", keys, args)
+            if int(reply[0]) == 0:
+                return None
+            if int(reply[0]) == -1:  # the lane changed since it was read: its next is this
+                nxt = _text(reply[1])
+                continue
+            failing = from_ms(int(reply[1])) if reply[1] else None
+            return FinishResult(failing, _text(reply[2]) or None)
+        raise RuntimeError(f"delivery {delivery.id}: too much contention")
+
+    def _wh_delivery(self, fields: Sequence[Any]) -> Delivery:
+        """A delivery from its hash fields d, st, n, due, tok, lane, last, up."""
+        doc, status, attempts, due, token, lane, last, updated = map(_text, fields)
+        d = Delivery.from_static(jsoncodec.loads(doc), lane)
+        d.status, d.attempts, d.token = status, int(attempts), token or None
+        d.due_at = from_ms(int(due)) if due else None
+        d.last_attempt = jsoncodec.loads(last) if last else None
+        d.updated_at = from_ms(int(updated))
+        return d
+
+    async def requeue_webhook_deliveries(
+        self, deliveries: Sequence[Delivery], now: datetime
+    ) -> list[Delivery]:
+        """Send deliveries again, each in no lane (see the protocol); one script each."""
+        calls = []
+        for d in deliveries:
+            keys = [self._k("whd", d.id), self._k("wh", "due")]
+            keys.append(self._k("whep", d.endpoint_id, "whd"))
+            args: list[str | int] = [d.id, _dumps(d.static_doc()), d.seq, to_ms(now)]
+            calls.append(self._run_batched("wh_requeue", keys, args))
+        return [self._wh_delivery(fields) for fields in await asyncio.gather(*calls)]
+
+    async def get_webhook_delivery(self, delivery_id: str) -> Delivery | None:
+        """The delivery with its attempt log."""
+        key = self._k("whd", delivery_id)
+        async with self._r.pipeline(transaction=False) as pipe:
+            pipe.hmget(key, _WH_FIELDS)
+            pipe.lrange(self._k("whd", delivery_id, "log"), 0, -1)
+            fields, log = await pipe.execute()
+        if fields[0] is None:
+            return None
+        d = self._wh_delivery(fields)
+        d.log = [jsoncodec.loads(r) for r in log]
+        return d
+
+    async def list_webhook_deliveries(
+        self, endpoint_id: str, status: str | None, cursor: str | None, limit: int
+    ) -> Page[Delivery]:
+        """The endpoint's deliveries, newest event first (cursor: the last seq returned)."""
+        index = self._k("whep", endpoint_id, "whd")
+        top, batch = f"({int(cursor)}" if cursor else "+inf", max(2 * (limit + 1), 50)
+        found: list[Delivery] = []
+        while len(found) <= limit:
+            ids = await self._r.zrange(index, top, "-inf", desc=True, byscore=True,
+                                       offset=0, num=batch, withscores=True)  # fmt: skip
+            if not ids:
+                break
+            async with self._r.pipeline(transaction=False) as pipe:
+                for member, _score in cast(list[tuple[str, float]], ids):
+                    pipe.hmget(self._k("whd", _text(member)), _WH_FIELDS)
+                rows = await pipe.execute()
+            for fields in rows:
+                if fields[0] is not None and (status is None or _text(fields[1]) == status):
+                    found.append(self._wh_delivery(fields))
+            if len(ids) < batch:
+                break
+            top = f"({int(ids[-1][1])}"
+        items = found[:limit]
+        return Page(items, str(items[-1].seq) if len(found) > limit else None)
+
+    async def events_at(self, seqs: Sequence[int]) -> list[Event]:
+        """The events with these seqs, in seq order (one round trip)."""
+        wanted = sorted(set(seqs))
+        if not wanted:
+            return []
+        async with self._r.pipeline(transaction=False) as pipe:
+            for seq in wanted:
+                pipe.zrange(self._k("events"), seq, seq, byscore=True)
+            results = await pipe.execute()
+        out = []
+        for rows in results:
+            for row in rows:
+                number, _, doc = _text(row).partition(" ")
+                out.append(Event.from_dict(jsoncodec.loads(doc)))
+                out[-1].seq = int(number)
+        return out
+
+
+_WH_FIELDS = ["d", "st", "n", "due", "tok", "lane", "last", "up"]
+# -- end webhooks --------------------------------------------------------------------------

@@ -87,11 +87,31 @@ return ARGV[1]
     # KEYS: 1-7 message, 8 job, 9 job index, 10 ledger, 11 seq, 12 log
     # ARGV: 1-7 message, 8 job id, 9 job doc, 10 job score, 11 ledger line ('' = no
     # charge), 12 units, 13 included, 14 price, 15 limit, 16 n events, the event docs,
-    # then per threshold: pct, doc before the usage, doc after it.
+    # then per threshold: pct, doc before the usage, doc after it; then per send limit
+    # (KEYS 13…, one sliding log each): cap, window ms.
     "submit_outbound": LUA_LIB
     + """
 local conv = nil  -- an outbound send moves only the activity score (see put_message)
 local n, charged, before, after = tonumber(ARGV[16]), ARGV[11] ~= '', 0, 0
+-- Send limits first: a full one refuses before anything is written (dropping expired
+-- log entries changes no answer). The log holds one entry per accepted send; expired
+-- ones are dropped only when they could matter (the log holds cap entries or more) and
+-- every 64 entries, so a send usually costs one ZCARD per limit here.
+local nlim = #KEYS - 12
+local last = #ARGV - 2 * nlim
+local now = tonumber(ARGV[5])
+for j = 1, nlim do
+  local key, cap = KEYS[12 + j], tonumber(ARGV[last + 2 * j - 1])
+  local win = tonumber(ARGV[last + 2 * j])
+  local held = redis.call('ZCARD', key)
+  if held >= cap or (held > 0 and held % 64 == 0) then
+    held = held - redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - win))
+  end
+  if held >= cap then  -- free again when the entry that puts it over the cap expires
+    local at = redis.call('ZRANGE', key, held - cap, held - cap, 'WITHSCORES')
+    return 'L|' .. j .. '|' .. int(tonumber(at[2]) + win - now)
+  end
+end
 local included = tonumber(ARGV[13])
 if charged then
   local a, b, c = ledger_add(KEYS[10], ARGV[11], tonumber(ARGV[12]), included,
@@ -104,7 +124,7 @@ end
 local docs, crossed = {}, {}
 for i = 17, 16 + n do docs[#docs + 1] = ARGV[i] end
 if charged and included > 0 then
-  for i = 17 + n, #ARGV, 3 do  -- base.crossed_thresholds, on the same doubles
+  for i = 17 + n, last, 3 do  -- base.crossed_thresholds, on the same doubles
     local mark = included * tonumber(ARGV[i]) / 100
     if before < mark and mark <= after then
       crossed[#crossed + 1] = tonumber(ARGV[i])
@@ -116,9 +136,14 @@ put_message(conv)
 redis.call('SET', KEYS[8], ARGV[9])
 redis.call('ZADD', KEYS[9], ARGV[10], ARGV[8])
 local seqs = append_events(KEYS[11], KEYS[12], docs)
+for j = 1, nlim do  -- the real expiry only collects garbage (2 windows: clock skew)
+  redis.call('ZADD', KEYS[12 + j], ARGV[5], ARGV[1])
+  redis.call('PEXPIRE', KEYS[12 + j], int(2 * tonumber(ARGV[last + 2 * j]) + 60000))
+end
 return '1|' .. table.concat(crossed, ',') .. '|' .. table.concat(seqs, ',') .. '|' .. int(after)
 """,
-    # KEYS: 1-7 message, 8 dedupe, 9 seq, 10 log; ARGV: 1-7 message, event docs...
+    # KEYS: 1-7 message, 8 dedupe, 9 seq, 10 log, 11 ready jobs, 12... one per job
+    # ARGV: 1-7 message, 8 n events, the event docs, then per job: id, doc, run_at ms
     "store_inbound": LUA_LIB
     + """
 local prev = redis.call('GET', KEYS[8])
@@ -126,8 +151,15 @@ if prev then return {0, prev} end
 local conv = load_conv()
 redis.call('SET', KEYS[8], ARGV[1])
 put_message(conv)
+local n = tonumber(ARGV[8])
 local docs = {}
-for i = 8, #ARGV do docs[#docs + 1] = ARGV[i] end
+for i = 9, 8 + n do docs[#docs + 1] = ARGV[i] end
+local k = 12
+for i = 9 + n, #ARGV, 3 do
+  redis.call('SET', KEYS[k], ARGV[i + 1])
+  redis.call('ZADD', KEYS[11], ARGV[i + 2], ARGV[i])
+  k = k + 1
+end
 return {1, append_events(KEYS[9], KEYS[10], docs)}
 """,
     # KEYS: message, history, carrier index, ledger, seq, log
@@ -145,6 +177,54 @@ if ARGV[5] ~= '' then ledger_add(KEYS[4], ARGV[5], -tonumber(ARGV[6])) end
 if ARGV[7] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[7]) end
 if ARGV[8] == '' then return 0 end
 return append_events(KEYS[5], KEYS[6], {ARGV[8]})[1]
+""",
+    # KEYS: message, history, ledger of the release, ledger of the charge, seq, log, job,
+    # ready jobs. ARGV: 1 doc read, 2 new doc, 3 line to release ('' = none), 4 units
+    # released, 5 line to charge, 6 units, 7 included, 8 price, 9 limit, 10 history
+    # entry, 11 status event, 12 job id ('' = none), 13 job doc, 14 job score, then per
+    # threshold: pct, doc before the usage, doc after it.
+    "reroute_message": LUA_LIB
+    + """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return '-1' end
+local units, included, price = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+-- Check the charge against the overage as it stands after the release, before writing
+-- anything: a script is not rolled back.
+local released = 0
+if ARGV[3] ~= '' then
+  local l = ARGV[3]
+  local cur = redis.call('HMGET', KEYS[3], 'used:' .. l, 'included:' .. l, 'price:' .. l)
+  local used, inc, pr = tonumber(cur[1]) or 0, tonumber(cur[2]) or 0, tonumber(cur[3]) or 0
+  local left = math.max(0, used - tonumber(ARGV[4]))
+  released = math.max(0, left - inc) * pr - math.max(0, used - inc) * pr
+end
+local cur = redis.call('HMGET', KEYS[4], 'used:' .. ARGV[5], 'overage')
+local before, overage = tonumber(cur[1]) or 0, tonumber(cur[2]) or 0
+if KEYS[3] == KEYS[4] then overage = math.max(0, overage + released) end
+local after = before + units
+local cost = math.max(0, after - included) * price - math.max(0, before - included) * price
+if cost > 0 and overage + cost > tonumber(ARGV[9]) then
+  return '0|' .. int(overage) .. '|' .. int(cost)
+end
+if ARGV[3] ~= '' then ledger_add(KEYS[3], ARGV[3], -tonumber(ARGV[4])) end
+ledger_add(KEYS[4], ARGV[5], units, included, price)
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('RPUSH', KEYS[2], ARGV[10])
+local docs, crossed = {ARGV[11]}, {}
+if included > 0 then
+  for i = 15, #ARGV, 3 do  -- base.crossed_thresholds, on the same doubles
+    local mark = included * tonumber(ARGV[i]) / 100
+    if before < mark and mark <= after then
+      crossed[#crossed + 1] = tonumber(ARGV[i])
+      docs[#docs + 1] = ARGV[i + 1] .. int(after) .. ARGV[i + 2]
+    end
+  end
+end
+if ARGV[12] ~= '' then
+  redis.call('SET', KEYS[7], ARGV[13])
+  redis.call('ZADD', KEYS[8], ARGV[14], ARGV[12])
+end
+local seqs = append_events(KEYS[5], KEYS[6], docs)
+return '1|' .. table.concat(crossed, ',') .. '|' .. table.concat(seqs, ',') .. '|' .. int(after)
 """,
     # KEYS: job, ready, leased, dead; ARGV: doc read, new doc ('' = delete), id, state, score
     "save_job": """
@@ -177,3 +257,202 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return 1
 """,
 }
+
+# -- webhooks: endpoints and deliveries (RedisStore's webhook methods) -----------------------
+# A delivery is a hash: d (its fixed fields as JSON), st (status), n (attempts), due (ms or
+# ''), tok (lease token or ''), lane, last (the last attempt's JSON or ''), up (ms); its log
+# is a list beside it. Only lane heads and leases are in the due zset. A lane zset holds
+# the lane's pending deliveries (score = seq); an unordered delivery passes its own hash
+# key as its lane key and has none.
+SCRIPTS.update(
+    {
+        # KEYS: doc, team's endpoints, all endpoints, version; ARGV: id, doc, max per team
+        "wh_create_endpoint": """
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+redis.call('INCR', KEYS[4])
+return 1
+""",
+        # KEYS: doc, failing since, version; ARGV: version expected, new doc, '1' = reset
+        "wh_update_endpoint": """
+local raw = redis.call('GET', KEYS[1])
+if not raw or cjson.decode(raw).version ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+if ARGV[3] == '1' then redis.call('DEL', KEYS[2]) end
+redis.call('INCR', KEYS[3])
+return 1
+""",
+        # KEYS: doc, failing since, team's endpoints, all endpoints, version; ARGV: id
+        "wh_delete_endpoint": """
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('INCR', KEYS[5])
+return 1
+""",
+        # KEYS: due, endpoint's deliveries, then per delivery: hash, log, lane
+        # ARGV: the delivery ids
+        "wh_drop_deliveries": """
+for i, id in ipairs(ARGV) do
+  local b = 3 * i
+  if KEYS[b + 2] ~= KEYS[b] then redis.call('ZREM', KEYS[b + 2], id) end
+  redis.call('DEL', KEYS[b], KEYS[b + 1])
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZREM', KEYS[2], id)
+end
+return #ARGV
+""",
+        # KEYS: cursor; ARGV: owner, now ms, lease until ms → the cursor, or -1 (held)
+        "wh_lease_fanout": """
+local cur = redis.call('HMGET', KEYS[1], 'seq', 'owner', 'lease')
+if cur[2] and cur[2] ~= ARGV[1] and tonumber(cur[3]) > tonumber(ARGV[2]) then return -1 end
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'lease', ARGV[3])
+return tonumber(cur[1]) or 0
+""",
+        # KEYS: 1 cursor, 2 version, 3 due, then per delivery: hash, lane, endpoint's list
+        # ARGV: 1 after seq, 2 new seq, 3 version, 4 token, 5 lease until ms, 6 lease
+        # limit, 7 now ms, then per delivery: id, fixed doc, lane, seq → leased ids or nil
+        "wh_fanout": """
+if (tonumber(redis.call('HGET', KEYS[1], 'seq')) or 0) ~= tonumber(ARGV[1]) then
+  return false
+end
+if (tonumber(redis.call('GET', KEYS[2])) or 0) ~= tonumber(ARGV[3]) then return false end
+redis.call('HSET', KEYS[1], 'seq', ARGV[2])
+local leased, limit, now = {}, tonumber(ARGV[6]), ARGV[7]
+for i = 0, (#ARGV - 7) / 4 - 1 do
+  local a, k = 8 + 4 * i, 4 + 3 * i
+  local id = ARGV[a]
+  if redis.call('EXISTS', KEYS[k]) == 0 then
+    local head = true
+    if KEYS[k + 1] ~= KEYS[k] then
+      head = redis.call('ZCARD', KEYS[k + 1]) == 0
+      redis.call('ZADD', KEYS[k + 1], ARGV[a + 3], id)
+    end
+    local n, due, tok = 0, '', ''
+    if head and #leased < limit then
+      n, due, tok = 1, ARGV[5], ARGV[4]
+      leased[#leased + 1] = id
+    elseif head then
+      due = now
+    end
+    redis.call('HSET', KEYS[k], 'd', ARGV[a + 1], 'st', 'pending', 'n', n, 'due', due,
+      'tok', tok, 'lane', ARGV[a + 2], 'last', '', 'up', now)
+    if due ~= '' then redis.call('ZADD', KEYS[3], due, id) end
+    redis.call('ZADD', KEYS[k + 2], ARGV[a + 3], id)
+  end
+end
+return leased
+""",
+        # KEYS: 1 due, then the deliveries' hashes; ARGV: 1 now ms, 2 token, 3 lease until
+        # ms, 4 limit, then the candidate ids → per leased delivery: d, st, n, lane, last
+        "wh_lease": """
+local out = {}
+for i = 5, #ARGV do
+  if #out >= tonumber(ARGV[4]) then break end
+  local id, key = ARGV[i], KEYS[i - 3]
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score and tonumber(score) <= tonumber(ARGV[1]) then
+    if redis.call('EXISTS', key) == 1 then
+      local n = redis.call('HINCRBY', key, 'n', 1)
+      redis.call('HSET', key, 'tok', ARGV[2], 'due', ARGV[3], 'up', ARGV[1])
+      redis.call('ZADD', KEYS[1], ARGV[3], id)
+      local f = redis.call('HMGET', key, 'd', 'st', 'lane', 'last')
+      out[#out + 1] = {f[1], f[2], n, f[3], f[4]}
+    else
+      redis.call('ZREM', KEYS[1], id)  -- its endpoint was deleted
+    end
+  end
+end
+return out
+""",
+        # KEYS: 1 hash, 2 log, 3 due, 4 lane, 5 next in the lane's hash, 6 endpoint's
+        # failing since. ARGV: 1 id, 2 token, 3 status, 4 due ms ('' = none), 5 attempt
+        # record, 6 now ms, 7 next id ('' = none), 8 endpoint ok ('1', '0', ''), 9 log
+        # entries kept → {1, failing since ms or '', promoted id or ''}, {0} (lease lost)
+        # or {-1, next id} (the lane's next is not ARGV[7]: nothing written)
+        "wh_finish": """
+if ARGV[2] == '' or redis.call('HGET', KEYS[1], 'tok') ~= ARGV[2] then return {0} end
+local ordered, final = KEYS[4] ~= KEYS[1], ARGV[3] ~= 'pending'
+if final and ordered then
+  local nxt = ''
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[4], 0, 1)) do
+    if m ~= ARGV[1] then nxt = m break end
+  end
+  if nxt ~= ARGV[7] then return {-1, nxt} end
+end
+redis.call('HSET', KEYS[1], 'st', ARGV[3], 'due', ARGV[4], 'tok', '', 'last', ARGV[5],
+  'up', ARGV[6])
+redis.call('RPUSH', KEYS[2], ARGV[5])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[9]), -1)
+if ARGV[4] ~= '' then
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+else
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
+local promoted = ''
+if final and ordered then
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  if ARGV[7] ~= '' and redis.call('HGET', KEYS[5], 'due') == '' then
+    redis.call('HSET', KEYS[5], 'due', ARGV[6], 'up', ARGV[6])
+    redis.call('ZADD', KEYS[3], ARGV[6], ARGV[7])
+    promoted = ARGV[7]
+  end
+end
+if ARGV[8] == '1' then
+  redis.call('DEL', KEYS[6])
+elseif ARGV[8] == '0' then
+  redis.call('SET', KEYS[6], ARGV[6], 'NX')
+end
+return {1, redis.call('GET', KEYS[6]) or '', promoted}
+""",
+        # KEYS: hash, due, endpoint's deliveries; ARGV: id, fixed doc, seq, now ms
+        # → the hash's d, st, n, due, tok, lane, last, up afterwards
+        "wh_requeue": """
+local f = redis.call('HMGET', KEYS[1], 'st', 'due', 'tok')
+if not f[1] then
+  redis.call('HSET', KEYS[1], 'd', ARGV[2], 'st', 'pending', 'n', 0, 'due', ARGV[4],
+    'tok', '', 'lane', ARGV[1], 'last', '', 'up', ARGV[4])
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+elseif f[1] ~= 'pending' then
+  redis.call('HSET', KEYS[1], 'st', 'pending', 'n', 0, 'due', ARGV[4], 'lane', ARGV[1],
+    'up', ARGV[4])
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+elseif f[3] == '' and f[2] ~= '' then
+  redis.call('HSET', KEYS[1], 'due', ARGV[4], 'up', ARGV[4])
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+end
+return redis.call('HMGET', KEYS[1], 'd', 'st', 'n', 'due', 'tok', 'lane', 'last', 'up')
+""",
+    }
+)
+# -- end webhooks --------------------------------------------------------------------------
+
+# -- the send path: the message's update and the job's ack in one script --------------------
+# KEYS: 1-6 as update_message (message, history, carrier index, ledger, seq, log), 7 job,
+# 8-10 ready, leased, dead. ARGV: 1-8 as update_message, 9 the job doc read ('' = its
+# lease is not held: leave the job alone), 10 job id, then more carrier ids.
+# → {event seq (0 = none, -1 = the message doc moved: nothing written), 1 if acked}
+SCRIPTS["complete_send"] = (
+    LUA_LIB
+    + """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {-1, 0} end
+local acked = 0
+if ARGV[9] ~= '' and redis.call('GET', KEYS[7]) == ARGV[9] then
+  redis.call('DEL', KEYS[7])
+  for i = 8, 10 do redis.call('ZREM', KEYS[i], ARGV[10]) end
+  acked = 1
+end
+redis.call('SET', KEYS[1], ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[3], ARGV[4]) end
+for i = 11, #ARGV do redis.call('HSET', KEYS[3], ARGV[i], ARGV[4]) end
+if ARGV[5] ~= '' then ledger_add(KEYS[4], ARGV[5], -tonumber(ARGV[6])) end
+if ARGV[7] ~= '' then redis.call('RPUSH', KEYS[2], ARGV[7]) end
+if ARGV[8] == '' then return {0, acked} end
+return {append_events(KEYS[5], KEYS[6], {ARGV[8]})[1], acked}
+"""
+)
+# -- end of the send path --------------------------------------------------------------------

@@ -9,7 +9,7 @@ from gateway import jsoncodec
 from gateway.events import MESSAGE_STATUS, QUOTA_THRESHOLD, message_event
 from gateway.ids import new_id
 from gateway.models import Charge, Event, Job, Message, Status, can_transition
-from gateway.store.base import StatusUpdate
+from gateway.store.base import Reroute, StatusUpdate
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PART_STATUSES = frozenset({Status.DELIVERED.value, Status.READ.value})
@@ -65,6 +65,32 @@ def apply_update(msg: Message, update: StatusUpdate, now: datetime) -> bool:
         msg.meta.update(update.meta)
     msg.updated_at = now
     return changed
+
+
+# A message can change channel only before anyone got it: once delivered, read or
+# failed, a late trigger (a duplicate report) must leave it alone.
+_REROUTABLE = frozenset(
+    {Status.ACCEPTED.value, Status.QUEUED.value, Status.SENDING.value, Status.SENT.value}
+)
+
+
+def can_reroute(msg: Message, reroute: Reroute) -> bool:
+    """Whether ``msg`` may still be moved as ``reroute`` says (see ``reroute_message``)."""
+    return msg.channel == reroute.from_channel and msg.status in _REROUTABLE
+
+
+def apply_reroute(msg: Message, reroute: Reroute, period: str, now: datetime) -> None:
+    """Move ``msg`` to the reroute's channel in memory, charged to ``period``, ``queued``."""
+    msg.channel = reroute.channel
+    msg.connector_id = reroute.connector_id
+    msg.units = reroute.units
+    msg.segments = reroute.segments
+    msg.encoding = reroute.encoding
+    msg.carrier_id = None
+    msg.meta.update(reroute.meta)
+    msg.charged_period = period
+    msg.status = Status.QUEUED.value
+    msg.updated_at = now
 
 
 def status_event(msg: Message, now: datetime) -> Event:

@@ -7,14 +7,16 @@ row encoders here are shared with the store's single-row writes.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from gateway import jsoncodec
 from gateway.errors import CreditLimitExceeded
 from gateway.models import Charge, Event, Job, Message
-from gateway.store.base import crossed_thresholds, ledger_overage_micros
+from gateway.store.base import Limit, crossed_thresholds, ledger_overage_micros
 from gateway.store.rules import event_doc, threshold_event, to_ms
+from gateway.store.sqlite_rates import RateLog
 
 
 def encode(doc: dict[str, Any]) -> str:
@@ -30,6 +32,7 @@ class Send:
     charge: Charge | None
     job: Job
     events: list[Event]
+    limits: Sequence[Limit] = ()  # send limits: checked and taken by ``sqlite_rates``
 
 
 def submit_batch(db: sqlite3.Connection, sends: list[Send]) -> list[object]:
@@ -46,7 +49,14 @@ def submit_batch(db: sqlite3.Connection, sends: list[Send]) -> list[object]:
     teams: dict[tuple[str, str], int] = {}
     outcomes: list[object] = []
     accepted: list[Send] = []
+    rates = RateLog(db, (limit for send in sends for limit in send.limits))
     for send in sends:
+        if send.limits:  # checked first; a slot is taken only once the charge passed
+            now_ms = to_ms(send.message.created_at)
+            refused = rates.refusal(send.limits, now_ms)
+            if refused is not None:
+                outcomes.append(refused)
+                continue
         charge = send.charge
         if charge is not None:
             key = (charge.team_id, charge.period, charge.member_id, charge.channel)
@@ -86,8 +96,11 @@ def submit_batch(db: sqlite3.Connection, sends: list[Send]) -> list[object]:
             send.message.charged_period = charge.period
             for pct in crossed_thresholds(before, after, charge.included, charge.thresholds):
                 send.events.append(threshold_event(charge, pct, after, send.message.created_at))
+        if send.limits:
+            rates.take(send.limits, now_ms, send.message.id)
         accepted.append(send)
         outcomes.append(send.events)
+    rates.flush()
     if charged:
         db.executemany(
             "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (team_id, period, "

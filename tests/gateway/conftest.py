@@ -11,12 +11,14 @@ import httpx
 import pytest
 
 import tests.connectors.fake  # noqa: F401  (registers kind "fake")
+from connectors.base import InboundMessage
 from gateway.api.app import create_app
 from gateway.auth import create_key
 from gateway.clock import FrozenClock
 from gateway.config import ConnectorConfig, parse_settings
 from gateway.ids import new_id
-from gateway.models import Member, Team
+from gateway.inbound import Inbound
+from gateway.models import Member, Message, Team
 from gateway.runtime import Runtime
 
 MOBILE_A = "+4915112345671"
@@ -116,3 +118,15 @@ async def client(rt: Runtime) -> AsyncIterator[httpx.AsyncClient]:
 def auth(key: str) -> dict[str, str]:
     """The Authorization header for ``key``."""
     return {"Authorization": f"Bearer {key}"}
+
+
+async def open_whatsapp_window(
+    rt: Runtime, member_number: str = MOBILE_A, contact: str = CONTACT, text: str = "Hallo"
+) -> Message:
+    """The contact writes on WhatsApp now (through the fake connector's sink), which opens
+    the 24-hour window for free-form answers; returns the stored inbound message."""
+    wamid = f"wamid.{new_id('x')}"
+    msg = InboundMessage("fake1", "whatsapp", wamid, contact, member_number, text, rt.clock.now())
+    stored = await Inbound(rt).inbound(msg)
+    assert stored is not None
+    return stored

@@ -481,3 +481,53 @@ def test_console_script_as_subprocess(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert proc.stderr.strip() == "error: team team_nope does not exist"
+
+
+# -- the demo's SMS through its SMSC simulator (connectors/smpp) --------------------------
+async def test_demo_sms_is_delivered_and_arrives_for_the_member(tmp_path: Path) -> None:
+    import httpx
+
+    from gateway.api.app import create_app
+    from gateway.demo import SMS_CONNECTOR_ID, smsc_banner, start_smsc
+    from gateway.jobs import Worker
+    from gateway.runtime import Runtime
+    from gateway.store.base import MessageFilter
+
+    settings, smsc = await start_smsc(demo_settings(tmp_path, "127.0.0.1", 8080))
+    smsc.receipt_delay = 0.05  # the demo waits a second; the test need not
+    try:
+        rt = await Runtime.create(settings)
+        try:
+            info = await create_demo(rt.store, rt.clock, settings)
+            await rt.wait_started()
+            assert rt.health()[SMS_CONNECTOR_ID].ok
+            assert f"127.0.0.1:{smsc.port}" in smsc_banner(smsc)
+            anna, ben = info.members[0], info.members[1]
+            body = {"channel": "sms", "from": anna.mobile, "to": ben.mobile, "text": "Hallo!"}
+            transport = httpx.ASGITransport(app=create_app(rt, workers=False))
+            async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
+                headers = {"Authorization": f"Bearer {info.key}"}
+                resp = await client.post("/v1/messages", json=body, headers=headers)
+                assert resp.status_code == 202, resp.text
+                message_id = resp.json()["id"]
+                assert await Worker(rt).run_once()
+                async with asyncio.timeout(10):
+                    while True:
+                        msg = await client.get(f"/v1/messages/{message_id}", headers=headers)
+                        if msg.json()["status"] == "delivered":
+                            break
+                        await asyncio.sleep(0.02)
+                flt = MessageFilter(info.team.id, member_id=ben.id, direction="inbound")
+                async with asyncio.timeout(10):
+                    while not (page := await rt.store.list_messages(flt, None, 10)).items:  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+                [inbound] = page.items
+                assert (inbound.from_, inbound.to, inbound.text) == (
+                    anna.mobile,
+                    ben.mobile,
+                    "Hallo!",
+                )
+        finally:
+            await rt.aclose()
+    finally:
+        await smsc.stop()

@@ -282,7 +282,10 @@ async def test_smsc_restart_loses_nothing_and_sends_nothing_twice(
         await send_like_the_job(i)
     await sim.stop()
     await eventually(lambda: not c.health().ok)
-    assert "no bind up" in c.health().detail
+    down = c.health()
+    assert "no bind up" in down.detail
+    # Reconnecting, not refused: sends are worth retrying at the next bind attempt.
+    assert down.retry_after is not None and down.retry_after <= 30
     with pytest.raises(RetryableError):
         await c.send(out("while down", "msg_x"))
 
@@ -314,6 +317,7 @@ async def test_bad_password(make: Make, sim: SmscSimulator) -> None:
         await c.start()
     assert "ESME_RINVPASWD" in e.value.message and e.value.carrier_code == "ESME_RINVPASWD"
     assert not c.health().ok and "ESME_RINVPASWD" in c.health().detail
+    assert c.health().retry_after is None  # refused credentials wait for the operator
     assert sim.binds == [("gw", P.ESME_RINVPASWD)]
 
 

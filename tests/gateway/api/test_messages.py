@@ -13,7 +13,15 @@ from gateway.api.app import create_app
 from gateway.clock import FrozenClock
 from gateway.config import ConnectorConfig
 from gateway.runtime import Runtime
-from tests.gateway.conftest import CONTACT, FAX_A, MOBILE_A, MOBILE_B, Seed, auth
+from tests.gateway.conftest import (
+    CONTACT,
+    FAX_A,
+    MOBILE_A,
+    MOBILE_B,
+    Seed,
+    auth,
+    open_whatsapp_window,
+)
 
 pytestmark = pytest.mark.anyio
 PROBLEM = "application/problem+json"
@@ -70,7 +78,10 @@ async def test_national_numbers_are_normalized(client: httpx.AsyncClient, seed: 
     assert (resp.json()["from"], resp.json()["to"]) == (MOBILE_A, CONTACT)
 
 
-async def test_sms_and_whatsapp_share_a_conversation(client: httpx.AsyncClient, seed: Seed) -> None:
+async def test_sms_and_whatsapp_share_a_conversation(
+    client: httpx.AsyncClient, seed: Seed, rt: Runtime
+) -> None:
+    await open_whatsapp_window(rt)  # the contact wrote on WhatsApp: free-form may answer
     a = await client.post("/v1/messages", json=sms(), headers=auth(seed.anna_key))
     wa = {**sms(), "channel": "whatsapp"}
     b = await client.post("/v1/messages", json=wa, headers=auth(seed.anna_key))
@@ -286,8 +297,9 @@ async def test_preview(client: httpx.AsyncClient, seed: Seed, rt: Runtime) -> No
     assert listed.json()["data"] == []
 
 
-async def test_list_filters_and_cursor(client: httpx.AsyncClient, seed: Seed) -> None:
+async def test_list_filters_and_cursor(client: httpx.AsyncClient, seed: Seed, rt: Runtime) -> None:
     key = auth(seed.anna_key)
+    inbound = await open_whatsapp_window(rt)  # the contact wrote first: WhatsApp may answer
     ids = []
     for i in range(5):
         body = {**sms(f"m{i}"), "channel": "whatsapp" if i % 2 else "sms"}
@@ -300,9 +312,9 @@ async def test_list_filters_and_cursor(client: httpx.AsyncClient, seed: Seed) ->
             await client.get(f"/v1/messages?limit=2&cursor={page['next_cursor']}", headers=key)
         ).json()
         seen += [m["id"] for m in page["data"]]
-    assert seen == ids[::-1]
+    assert seen == [*ids[::-1], inbound.id]
     wa = (await client.get("/v1/messages?channel=whatsapp", headers=key)).json()
-    assert [m["id"] for m in wa["data"]] == [ids[3], ids[1]]
+    assert [m["id"] for m in wa["data"]] == [ids[3], ids[1], inbound.id]
     await expect_problem(
         await client.get("/v1/messages?limit=500", headers=key), 422, "validation_error"
     )

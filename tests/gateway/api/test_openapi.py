@@ -225,7 +225,9 @@ def test_components_and_parameters(doc: dict[str, Any]) -> None:
     send = schemas["SendRequest"]
     assert send["additionalProperties"] is False
     assert set(send["required"]) == {"channel", "from", "to"}
-    assert set(send["properties"]) == {"channel", "from", "to", "text", "attachments", "fallback"}
+    assert set(send["properties"]) == {
+        "channel", "from", "to", "text", "attachments", "fallback", "template"
+    }  # fmt: skip
     problem = schemas["Problem"]
     assert problem["additionalProperties"] is True
     assert {"type", "title", "status", "code", "detail", "instance"} <= set(problem["properties"])

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from gateway.clock import FrozenClock
-from gateway.errors import Conflict, CreditLimitExceeded, Forbidden
+from gateway.errors import Conflict, CreditLimitExceeded, Forbidden, RateLimited
 from gateway.ids import new_id
 from gateway.models import (
     ApiKey,
@@ -22,7 +22,7 @@ from gateway.models import (
     Team,
 )
 from gateway.store import make_store
-from gateway.store.base import MessageFilter, StatusUpdate, Store
+from gateway.store.base import Limit, MessageFilter, StatusUpdate, Store
 
 pytestmark = pytest.mark.anyio
 
@@ -380,6 +380,33 @@ async def test_inbound_dedupe_and_window(store: Store, clock: FrozenClock) -> No
     assert c is not None and c.last_inbound_whatsapp_at == clock.now()
 
 
+async def test_inbound_enqueues_its_jobs_once(store: Store, clock: FrozenClock) -> None:
+    """Jobs given with an inbound message (its forwards) are written with it, and not
+    again for a duplicate; events and jobs keep their own order and payloads."""
+    _t, m, conv = await setup(store, clock)
+    first = message(clock, m, conv, direction="inbound", status="received")
+    event = Event(new_id("evt"), "message.received", m.team_id, {"n": 1}, clock.now())
+    jobs = [job(clock, to="a@example.com"), job(clock, to="+4917612345678")]
+    jobs[1].run_at = clock.now() + timedelta(seconds=5)
+    _, created = await store.store_inbound(first, "c1:sms.1", [event], jobs)
+    assert created and event.seq > 0
+    assert [(await store.get_job(j.id)) == j for j in jobs] == [True, True]
+    dup = message(clock, m, conv, direction="inbound", status="received")
+    again = [job(clock, to="a@example.com")]
+    _, created = await store.store_inbound(dup, "c1:sms.1", [], again)
+    assert not created and await store.get_job(again[0].id) is None
+    assert (await store.job_counts())["ready"] == 2
+    vis = timedelta(seconds=30)
+    leased = await store.lease_job(clock.now(), "w1", vis)
+    assert leased is not None and leased.payload == {"to": "a@example.com"}
+    assert await store.lease_job(clock.now(), "w1", vis) is None  # the other is not due yet
+    clock.advance(seconds=5)
+    later = await store.lease_job(clock.now(), "w1", vis)
+    assert later is not None and later.id == jobs[1].id
+    [logged] = [e for e in await store.list_events(0, 100) if e.id == event.id]
+    assert logged.data == {"n": 1}
+
+
 # -- jobs --------------------------------------------------------------------------------
 async def test_job_lease_ack_retry_dead(store: Store, clock: FrozenClock) -> None:
     j = job(clock, max_attempts=2, n=1)
@@ -500,3 +527,142 @@ async def test_idempotency_claim_complete_release(store: Store, clock: FrozenClo
 async def test_ping(store: Store) -> None:
     await store.ping()
     assert Status.ACCEPTED == "accepted"
+
+
+# -- send limits of the outbound policy (submit_outbound's ``limits``) ---------------------
+def limit(count: int = 3, seconds: int = 60, key: str = "dest:t:+4917600000000") -> Limit:
+    what = "member" if key.startswith("member:") else "destination"
+    return Limit(key, count, seconds * 1000, what, key.rpartition(":")[2])
+
+
+async def limited_send(
+    store: Store,
+    clock: FrozenClock,
+    m: Member,
+    conv: str,
+    *limits: Limit,
+    fee: Charge | None = None,
+) -> Message:
+    msg = message(clock, m, conv)
+    await store.submit_outbound(msg, fee, job(clock), [], limits)
+    return msg
+
+
+async def test_limit_is_an_exact_sliding_window(store: Store, clock: FrozenClock) -> None:
+    _t, m, conv = await setup(store, clock)
+    lim, start = limit(count=3, seconds=60), clock.now()
+    for offset in (0, 10, 20):
+        clock.set(start + timedelta(seconds=offset))
+        await limited_send(store, clock, m, conv, lim)
+    for at, retry in ((30, 30), (59.999, 1)):  # free when the send at 0 is 60 s old
+        clock.set(start + timedelta(seconds=at))
+        with pytest.raises(RateLimited) as exc:
+            await limited_send(store, clock, m, conv, lim)
+        assert exc.value.extra == {
+            "limit": "destination", "max": 3, "window_seconds": 60, "retry_after": retry,
+        }  # fmt: skip
+    clock.set(start + timedelta(seconds=60))
+    await limited_send(store, clock, m, conv, lim)
+    with pytest.raises(RateLimited) as exc:
+        await limited_send(store, clock, m, conv, lim)
+    assert exc.value.extra["retry_after"] == 10  # now the send at 10 s is the oldest
+    # Another key has its own log.
+    await limited_send(store, clock, m, conv, limit(count=3, key="dest:t:+4917600000001"))
+
+
+async def test_a_refused_send_writes_nothing(store: Store, clock: FrozenClock) -> None:
+    t, m, conv = await setup(store, clock)
+    lim = limit(count=1)
+    await limited_send(store, clock, m, conv, lim, fee=charge(t, m))
+    events = await store.list_events(0, 100)
+    refused = message(clock, m, conv)
+    j = job(clock)
+    with pytest.raises(RateLimited):
+        await store.submit_outbound(refused, charge(t, m, 5), j, [], [lim])
+    assert await store.get_message(refused.id) is None and await store.get_job(j.id) is None
+    assert refused.charged_period is None
+    assert (await store.job_counts())["ready"] == 1
+    lines, _ = await store.ledger(t.id, "2026-03")
+    assert [ln.used for ln in lines] == [1]
+    assert await store.list_events(0, 100) == events
+
+
+async def test_only_accepted_sends_take_a_slot(store: Store, clock: FrozenClock) -> None:
+    t, m, conv = await setup(store, clock, limit=0)  # no credit: nothing past `included`
+    lim = limit(count=2)
+    await limited_send(store, clock, m, conv, lim, fee=charge(t, m, 10))  # all included
+    with pytest.raises(CreditLimitExceeded):
+        await limited_send(store, clock, m, conv, lim, fee=charge(t, m, 1))
+    await limited_send(store, clock, m, conv, lim)  # the refused send left the 2nd slot
+    with pytest.raises(RateLimited):
+        await limited_send(store, clock, m, conv, lim)
+
+
+async def test_every_limit_must_have_room(store: Store, clock: FrozenClock) -> None:
+    _t, m, conv = await setup(store, clock)
+    a, b = limit(count=2, key="dest:t:a"), limit(count=2, key="dest:t:b")
+    member = limit(count=3, key=f"member:{m.id}")
+    for _ in range(2):
+        await limited_send(store, clock, m, conv, a, member)
+    with pytest.raises(RateLimited) as exc:
+        await limited_send(store, clock, m, conv, a, member)
+    assert exc.value.extra["limit"] == "destination"
+    await limited_send(store, clock, m, conv, b, member)  # the refusal took no member slot
+    with pytest.raises(RateLimited) as exc:
+        await limited_send(store, clock, m, conv, b, member)
+    assert exc.value.extra["limit"] == "member" and m.id in exc.value.detail
+
+
+async def test_retry_after_a_lowered_cap(store: Store, clock: FrozenClock) -> None:
+    _t, m, conv = await setup(store, clock)
+    start = clock.now()
+    for second in range(5):
+        clock.set(start + timedelta(seconds=second))
+        await limited_send(store, clock, m, conv, limit(count=5))
+    clock.set(start + timedelta(seconds=10))
+    with pytest.raises(RateLimited) as exc:
+        await limited_send(store, clock, m, conv, limit(count=2))
+    # 5 in the window, 2 allowed: room again once the 4th oldest (sent at 3 s) is 60 s old.
+    assert exc.value.extra["retry_after"] == 53
+
+
+async def test_a_busy_log_stays_exact(store: Store, clock: FrozenClock) -> None:
+    # A send every second for 5 minutes against 50 per minute: expired entries are dropped
+    # along the way (backends may do so lazily), yet every minute admits exactly 50.
+    _t, m, conv = await setup(store, clock)
+    lim, start, accepted = limit(count=50, seconds=60), clock.now(), []
+    for second in range(300):
+        clock.set(start + timedelta(seconds=second))
+        try:
+            await limited_send(store, clock, m, conv, lim)
+            accepted.append(second)
+        except RateLimited as exc:  # free when the window's first send is a minute old
+            assert exc.extra["retry_after"] == 60 - second % 60
+    assert accepted == [s for s in range(300) if s % 60 < 50]
+
+
+async def test_concurrent_sends_never_pass_a_limit(url: str, clock: FrozenClock) -> None:
+    # Several connections (as several processes would) race for the last slots.
+    stores = [make_store(url) for _ in range(4)]
+    for s in stores:
+        await s.open()
+    try:
+        _t, m, conv = await setup(stores[0], clock)
+
+        async def send(s: Store) -> bool:
+            try:
+                await limited_send(s, clock, m, conv, limit(count=7))
+                return True
+            except RateLimited:
+                return False
+
+        results = await asyncio.gather(*(send(stores[i % 4]) for i in range(40)))
+        assert sum(results) == 7
+        assert (await stores[1].job_counts())["ready"] == 7
+        assert not await send(stores[2])
+    finally:
+        for s in stores:
+            await s.aclose()
+
+
+# -- end send limits -----------------------------------------------------------------------
