@@ -4,7 +4,10 @@ Every send reads its team, its member and its conversation; asking the store eac
 costs more than the send itself. Teams and members are cached for ``ttl`` seconds (an
 operator's change is seen by every process within that time); a conversation's identity
 (team, member, numbers → id) never changes, so it is cached until evicted. Misses are
-never cached: a member created a moment ago is found at once.
+never cached: a member created a moment ago is found at once. Settings documents (e.g.
+forwarding rules, read on every inbound message) are the exception: "none stored" is
+the common case and is cached too; a change made in this process is seen at once, one
+made in another process within ``ttl``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from gateway.models import Conversation, Member, Team
 from gateway.store.base import Store
@@ -58,6 +61,21 @@ class Directory:
         self._conversations: TtlCache[tuple[str, str, str], Conversation] = TtlCache(
             float("inf"), size
         )
+        # Wrapped in a 1-tuple so that "no document" (None) is cacheable.
+        self._settings: TtlCache[str, tuple[dict[str, Any] | None]] = TtlCache(ttl, size)
+
+    async def setting(self, scope: str) -> dict[str, Any] | None:
+        """The settings document under ``scope`` (cached, absence included)."""
+        hit = self._settings.get(scope)
+        if hit is None:
+            hit = (await self.store.get_setting(scope),)
+            self._settings.put(scope, hit)
+        return hit[0]
+
+    async def put_setting(self, scope: str, doc: dict[str, Any]) -> None:
+        """Store a settings document and see it at once in this process."""
+        await self.store.put_setting(scope, doc)
+        self._settings.put(scope, (doc,))
 
     async def team(self, team_id: str) -> Team | None:
         """The team (cached)."""

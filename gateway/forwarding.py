@@ -233,7 +233,7 @@ async def put_rules(rt: Runtime, principal: Principal, member_id: str, body: Any
     rules = validate(
         body, team, member, smtp_configured=rt.settings.smtp is not None, now=rt.clock.now()
     )
-    await rt.store.put_setting(scope(member.id), rules.to_doc())
+    await rt.directory.put_setting(scope(member.id), rules.to_doc())
     return rules.view(member.id)
 
 
@@ -242,7 +242,7 @@ async def jobs_for(rt: Runtime, member: Member, message: Message) -> list[Job]:
     """The forward jobs of a new inbound message, to be stored with it (may be none)."""
     if message.channel not in FORWARDABLE:
         return []
-    rules = Rules.from_doc(await rt.store.get_setting(scope(member.id)))
+    rules = Rules.from_doc(await rt.directory.setting(scope(member.id)))
     if not rules.applies_to(message.channel):
         return []
     now = rt.clock.now()
