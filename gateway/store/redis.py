@@ -44,7 +44,9 @@ from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway import jsoncodec
 from gateway.errors import Conflict, CreditLimitExceeded, Forbidden
@@ -110,11 +112,33 @@ def _no_script(result: object) -> bool:
 
 def _pack(args: list[str | int]) -> bytes:
     """One command in the Redis protocol (RESP): an array of bulk strings."""
-    out = [b"*%d\r\n" % len(args)]
+    # Built as one text and encoded once: a send has about forty arguments, mostly
+    # ASCII, whose byte length is then their length.
+    parts = [f"*{len(args)}\r\n"]
     for arg in args:
-        data = arg.encode() if isinstance(arg, str) else b"%d" % arg
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
+        text = arg if type(arg) is str else str(arg)
+        size = len(text) if text.isascii() else len(text.encode())
+        parts.append(f"${size}\r\n{text}\r\n")
+    return "".join(parts).encode()
+
+
+async def _replies(conn: Any, n: int) -> list[Any]:
+    """The next ``n`` replies on ``conn``; an error reply is returned, not raised.
+
+    Read straight from the connection's parser: ``read_response`` wraps every reply in
+    a timeout and error handling of its own, most of the cost of reading a batch of
+    sends. Here the batch gets them once, with the same timeout and errors.
+    """
+    parser = conn._parser
+    try:
+        async with asyncio.timeout(conn.socket_timeout):
+            return [await parser.read_response() for _ in range(n)]
+    except TimeoutError:
+        raise RedisTimeoutError(f"Timeout reading from {conn._host_error()}") from None
+    except OSError as exc:
+        raise RedisConnectionError(
+            f"Error while reading from {conn._host_error()} : {exc.args}"
+        ) from None
 
 
 def _job_slot(job: Job) -> tuple[str, int]:
@@ -145,6 +169,7 @@ class RedisStore:
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
         self.prefix = dict(query).get("prefix") or "gw"
+        self._p = f"{self.prefix}:"  # what every key starts with
         # redis-py turns unknown query parameters into client options: drop ours.
         rest = urlencode([(k, v) for k, v in query if k != "prefix"])
         self._client_url = urlunsplit(parts._replace(query=rest))
@@ -255,12 +280,7 @@ class RedisStore:
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             await conn.send_packed_command(packed, check_health=False)
-            results: list[Any] = []
-            for _ in calls:
-                try:
-                    results.append(await conn.read_response())
-                except ResponseError as exc:
-                    results.append(exc)
+            results = await _replies(conn, len(calls))
         except BaseException:
             await conn.disconnect()
             raise
@@ -415,10 +435,17 @@ class RedisStore:
 
     # -- messages --------------------------------------------------------------------
     def _message_keys(self, m: Message) -> list[str]:
-        k = self._k
-        keys = [k("msg", m.id), k("team", m.team_id, "msgs"), k("member", m.member_id, "msgs")]
-        keys += [k("conv", m.conversation_id, "msgs"), k("msg", m.id, "history")]
-        return [*keys, k("conv", m.conversation_id), k("team", m.team_id, "convs")]
+        # What _k builds, spelled out: every send and inbound message needs these seven.
+        p, mid, conv = self._p, m.id, m.conversation_id
+        return [
+            f"{p}msg:{mid}",
+            f"{p}team:{m.team_id}:msgs",
+            f"{p}member:{m.member_id}:msgs",
+            f"{p}conv:{conv}:msgs",
+            f"{p}msg:{mid}:history",
+            f"{p}conv:{conv}",
+            f"{p}team:{m.team_id}:convs",
+        ]
 
     @staticmethod
     def _message_args(m: Message, doc: dict[str, Any], inbound_whatsapp: bool) -> list[str | int]:
@@ -427,16 +454,17 @@ class RedisStore:
         return [*args, m.conversation_id, int(inbound_whatsapp)]
 
     def _log_keys(self) -> list[str]:
-        return [self._k("events", "seq"), self._k("events")]
+        return [f"{self._p}events:seq", f"{self._p}events"]
 
     async def submit_outbound(
         self, message: Message, charge: Charge | None, job: Job, events: list[Event]
     ) -> list[Event]:
         """Book the charge, insert the message, enqueue the job, append events: all or none."""
         state, score = _job_slot(job)
-        keys = [*self._message_keys(message), self._k("job", job.id), self._k("jobs", state)]
-        period = charge.period if charge else "-"
-        keys += [self._k("ledger", message.team_id, period), *self._log_keys()]
+        p, period = self._p, charge.period if charge else "-"
+        keys = self._message_keys(message)
+        keys += [f"{p}job:{job.id}", f"{p}jobs:{state}", f"{p}ledger:{message.team_id}:{period}"]
+        keys += self._log_keys()
         doc = message.to_dict()
         if charge is not None:  # the object gets it only once the script has succeeded
             doc["charged_period"] = charge.period

@@ -151,3 +151,30 @@ def test_threshold_template_is_the_encoded_event() -> None:
     doc = event.to_dict()
     doc.pop("seq")
     assert head + "801" + tail == jsoncodec.dumps(doc)
+
+
+def test_packed_commands_count_bytes_not_characters() -> None:
+    # RESP lengths are byte counts: a document with non-ASCII text must say so.
+    from gateway.store.redis import _pack
+
+    assert _pack(["SET", "k", "Grüße €", 7]) == (
+        b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$11\r\n" + "Grüße €".encode() + b"\r\n$1\r\n7\r\n"
+    )
+
+
+async def test_a_failing_script_fails_only_its_own_call(stores: list[Store]) -> None:
+    # One pipeline carries the calls of a tick; an error reply belongs to its call alone.
+    store = stores[0]
+    assert isinstance(store, RedisStore)
+    base = f"{store.prefix}:pipetest"
+    await store._r.set(f"{base}:bad", "not a number")
+    calls = [
+        store._run_batched("append_events", [f"{base}:seq", f"{base}:log"], ["{}"]),
+        # INCR of a key that holds text: the script raises inside Redis.
+        store._run_batched("append_events", [f"{base}:bad", f"{base}:log"], ["{}"]),
+        store._run_batched("append_events", [f"{base}:seq", f"{base}:log"], ["{}", "{}"]),
+    ]
+    first, failed, last = await asyncio.gather(*calls, return_exceptions=True)
+    assert first == [1]
+    assert isinstance(failed, aioredis.ResponseError)
+    assert last == [2, 3]
