@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api import problems, v1
+from gateway.api.fastpath import SendFastPath
 from gateway.auth import KeyCache
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
@@ -175,5 +176,7 @@ def create_app(rt: Runtime, *, workers: bool = True) -> Starlette:
     )
     app.state.rt = rt
     app.state.keys = KeyCache(rt.store)
+    # The last added is the outermost: metrics count what the fast path serves too.
+    app.add_middleware(SendFastPath, rt=rt, keys=app.state.keys)
     app.add_middleware(MetricsMiddleware, metrics=rt.metrics)
     return app
