@@ -87,6 +87,11 @@ class Engine:
         # NORMAL in WAL mode is durable against process crashes (the WAL is written
         # before commit returns); only an OS crash can lose the last transactions.
         db.execute("PRAGMA synchronous=NORMAL")
+        # Every write runs in a savepoint, whose undo copies (the statement journal) went
+        # to a new temporary file per transaction: a create, an unlink and ~10 KB of
+        # writes per send. They only undo a savepoint inside a live transaction (crash
+        # recovery is the WAL's job), so memory is the right place for them.
+        db.execute("PRAGMA temp_store=MEMORY")
         db.executescript(schema)
         # From now on a busy lock fails at once; writers wait in _begin, off the loop.
         db.execute("PRAGMA busy_timeout=0")
