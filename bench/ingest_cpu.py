@@ -131,9 +131,10 @@ class _Transport(asyncio.Transport):
 class Driver:
     """Serves a number of requests over simulated connections; counts 202 answers."""
 
-    def __init__(self, requests: list[bytes], connections: int) -> None:
+    def __init__(self, requests: list[bytes], connections: int, spread: int = 1) -> None:
         self.requests = requests
         self.connections = connections
+        self.spread = spread
         self.sent = 0
         self.answered = 0
         self.todo = 0
@@ -163,14 +164,24 @@ class Driver:
         self.done = loop.create_future()
         state = ServerState()
         protocols = []
-        for _ in range(self.connections):
-            proto = H11Protocol(config, state, {}, loop)
 
-            def on_answer(status: int, proto: H11Protocol = proto) -> None:
+        def later(ticks: int, proto: H11Protocol, data: bytes) -> None:
+            if ticks:
+                loop.call_soon(later, ticks - 1, proto, data)
+            else:
+                proto.data_received(data)
+
+        for i in range(self.connections):
+            proto = H11Protocol(config, state, {}, loop)
+            # The client's next request, a loop tick later, or up to ``spread`` ticks
+            # later (connection i always waits 1 + i % spread ticks).
+            wait = i % self.spread
+
+            def on_answer(status: int, proto: H11Protocol = proto, wait: int = wait) -> None:
                 self._answer(status)
                 data = self._next()
-                if data is not None:  # the client's next request, a loop tick later
-                    loop.call_soon(proto.data_received, data)
+                if data is not None:
+                    loop.call_soon(later, wait, proto, data)
 
             proto.connection_made(_Transport(on_answer))
             protocols.append(proto)
@@ -277,7 +288,7 @@ async def served(kind: str, work: Path) -> AsyncIterator[tuple[Any, str]]:
 async def measure(kind: str, layer: str, args: argparse.Namespace, work: Path) -> list[float]:
     """CPU µs per request of each run (after one warm-up run)."""
     async with served(kind, work) as (config, key):
-        driver = Driver(raw_requests(key), args.connections)
+        driver = Driver(raw_requests(key), args.connections, args.spread)
 
         async def one(n: int) -> float:
             start = time.process_time()
@@ -314,6 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=20_000, help="requests per run")
     p.add_argument("--runs", type=int, default=5, help="measured runs (median shown)")
     p.add_argument("--connections", type=int, default=32)
+    p.add_argument(
+        "--spread",
+        type=int,
+        default=1,
+        help="http layer: connection i sends its next request 1 + i %% SPREAD loop ticks "
+        "after its answer (1: all in the next tick, as from one fast client)",
+    )
     p.add_argument("--cprofile", metavar="PREFIX", help="cProfile one extra gateway run")
     args = p.parse_args(argv)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
@@ -328,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"CPU per POST /v1/messages, in process: python {platform.python_version()}, "
         f"uvicorn {uvicorn.__version__} (h11), starlette {starlette.__version__}; "
-        f"{args.requests} requests x {args.runs} runs, {args.connections} connections"
+        f"{args.requests} requests x {args.runs} runs, {args.connections} connections, "
+        f"spread {args.spread}"
     )
     print(f"{'kind':<10} {'layer':<5} {'median µs':>10} {'min µs':>7}  runs")
     results: dict[tuple[str, str], float] = {}
