@@ -37,16 +37,12 @@ Scripts touch only their KEYS, but one operation spans many keys: use one Redis 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway import jsoncodec
 from gateway.errors import Conflict, CreditLimitExceeded, Forbidden
@@ -67,6 +63,7 @@ from gateway.models import (
 )
 from gateway.store import rules
 from gateway.store.base import IdemRecord, MessageFilter, Page, StatusUpdate
+from gateway.store.redis_lane import Lane
 from gateway.store.redis_scripts import SCRIPTS
 from gateway.store.rules import event_doc, from_ms, to_ms
 
@@ -104,43 +101,6 @@ def _threshold_parts(charge: Charge, pct: int, event_id: str, at: datetime) -> t
     return head, f'}},"created_at":"{iso(at)}"}}'
 
 
-def _no_script(result: object) -> bool:
-    return isinstance(result, NoScriptError) or (
-        isinstance(result, ResponseError) and str(result).startswith("NOSCRIPT")
-    )
-
-
-def _pack(args: list[str | int]) -> bytes:
-    """One command in the Redis protocol (RESP): an array of bulk strings."""
-    # Built as one text and encoded once: a send has about forty arguments, mostly
-    # ASCII, whose byte length is then their length.
-    parts = [f"*{len(args)}\r\n"]
-    for arg in args:
-        text = arg if type(arg) is str else str(arg)
-        size = len(text) if text.isascii() else len(text.encode())
-        parts.append(f"${size}\r\n{text}\r\n")
-    return "".join(parts).encode()
-
-
-async def _replies(conn: Any, n: int) -> list[Any]:
-    """The next ``n`` replies on ``conn``; an error reply is returned, not raised.
-
-    Read straight from the connection's parser: ``read_response`` wraps every reply in
-    a timeout and error handling of its own, most of the cost of reading a batch of
-    sends. Here the batch gets them once, with the same timeout and errors.
-    """
-    parser = conn._parser
-    try:
-        async with asyncio.timeout(conn.socket_timeout):
-            return [await parser.read_response() for _ in range(n)]
-    except TimeoutError:
-        raise RedisTimeoutError(f"Timeout reading from {conn._host_error()}") from None
-    except OSError as exc:
-        raise RedisConnectionError(
-            f"Error while reading from {conn._host_error()} : {exc.args}"
-        ) from None
-
-
 def _job_slot(job: Job) -> tuple[str, int]:
     """The index a job belongs in, and its score there."""
     if job.state == "leased" and job.lease_until is not None:
@@ -175,9 +135,7 @@ class RedisStore:
         self._client_url = urlunsplit(parts._replace(query=rest))
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
-        # Script calls of this loop tick waiting to go out together (see _run_batched).
-        self._batch: list[tuple[str, list[str], list[str | int], asyncio.Future[Any]]] = []
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._lane: Lane | None = None  # the sends' batched script calls
 
     # -- plumbing --------------------------------------------------------------------
     async def open(self) -> None:
@@ -194,11 +152,13 @@ class RedisStore:
         self._client = client
         # EVALSHA, loading the script again if the server lost it (restart, FLUSH).
         self._scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
+        self._lane = Lane(client, self._scripts)
 
     async def aclose(self) -> None:
         """Close the connection pool (after the calls already sent)."""
-        if self._flushes:
-            await asyncio.gather(*self._flushes, return_exceptions=True)
+        if self._lane is not None:
+            await self._lane.aclose()
+            self._lane = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -220,73 +180,12 @@ class RedisStore:
         return await self._scripts[name](keys=keys, args=args)
 
     async def _run_batched(self, name: str, keys: list[str], args: list[str | int]) -> Any:
-        """Like ``_run``, but the calls of one loop tick share one round trip (a pipeline;
-        each script stays atomic on its own). Sends are many and small: the round trip,
-        not Redis, is their cost."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[Any] = loop.create_future()
-        self._batch.append((name, keys, args, done))
-        if len(self._batch) == 1:
-            loop.call_soon(self._start_flush)
-        return await done
-
-    def _start_flush(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._flush())
-        self._flushes.add(task)  # keep a reference until it is done
-        task.add_done_callback(self._flushes.discard)
-
-    async def _flush(self) -> None:
-        batch, self._batch = self._batch, []
-        try:
-            results = await self._pipeline(batch)
-            missing = [i for i, r in enumerate(results) if _no_script(r)]
-            if missing:  # Redis restarted or was flushed: load the scripts, run those again
-                for script in self._scripts.values():
-                    await self._r.script_load(script.script)
-                again = await self._pipeline([batch[i] for i in missing])
-                for i, result in zip(missing, again, strict=True):
-                    results[i] = result
-        except asyncio.CancelledError:
-            for *_, done in batch:
-                done.cancel()
-            raise
-        except Exception as exc:
-            for *_, done in batch:
-                if not done.done():
-                    done.set_exception(exc)
-            return
-        for (*_, done), result in zip(batch, results, strict=True):
-            if done.done():
-                continue
-            if isinstance(result, Exception):
-                done.set_exception(result)
-            else:
-                done.set_result(result)
-
-    async def _pipeline(
-        self, calls: list[tuple[str, list[str], list[str | int], asyncio.Future[Any]]]
-    ) -> list[Any]:
-        """EVALSHA each call in one round trip on one pooled connection.
-
-        The commands are packed here (redis-py packs every argument through several
-        Python calls, and a send has about forty). No SCRIPT EXISTS goes first: NOSCRIPT
-        is rare, and a call refused with it never ran, so it is safe to send again.
-        """
-        packed = b"".join(
-            _pack(["EVALSHA", self._scripts[name].sha, len(keys), *keys, *args])
-            for name, keys, args, _ in calls
-        )
-        pool = self._r.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            await conn.send_packed_command(packed, check_health=False)
-            results = await _replies(conn, len(calls))
-        except BaseException:
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
-        return results
+        """Like ``_run``, but the calls of one loop tick share one round trip, pipelined
+        on the lane's connection (each script stays atomic on its own). Sends are many
+        and small: the round trip, not Redis, is their cost."""
+        if self._lane is None:
+            raise RuntimeError("store is not open")
+        return await self._lane.call(name, keys, args)
 
     async def _get(self, cls: type[_Doc], kind: str, ident: str) -> _Doc | None:
         raw = await self._r.get(self._k(kind, ident))
