@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741 (an item of a batch)
 LOCK_WAIT = 30.0  # seconds a writer waits for another connection's write lock
-# A batch runner gets the connection and the items of one tick, and returns for each
+# A batch runner gets the connection and the items of one commit, and returns for each
 # item what its caller receives: a value, or an exception to raise.
 Runner = Callable[[sqlite3.Connection, list[Any]], list[Any]]
 
