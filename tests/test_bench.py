@@ -68,3 +68,19 @@ def test_whatsapp_inbound_bench_smoke() -> None:
         out.stdout,
         re.M,
     ), text
+
+
+@pytest.mark.slow
+def test_ingest_cpu_bench_smoke() -> None:
+    """A few hundred requests per kind and layer: every answer 202, a figure per line."""
+    cmd = [sys.executable, str(REPO / "bench" / "ingest_cpu.py"), "--kinds", "baseline,sqlite",
+           "--requests", "300", "--runs", "2"]  # fmt: skip
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    for kind in ("baseline", "sqlite"):
+        for layer in ("http", "app"):
+            assert re.search(
+                rf"^{kind}\s+{layer}\s+\d+\.\d\s+\d+\.\d\s+\d+ \d+$", out.stdout, re.M
+            ), text
+    assert re.search(r"^predicted ratio sqlite: \d\.\d{3} ", out.stdout, re.M), text

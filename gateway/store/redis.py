@@ -45,7 +45,6 @@ from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, ResponseError
 
 from gateway import jsoncodec
 from gateway.errors import Conflict, CreditLimitExceeded, Forbidden
@@ -79,6 +78,7 @@ from gateway.store.base import (
     StatusUpdate,
     WebhookEndpoint,
 )
+from gateway.store.redis_lane import Lane
 from gateway.store.redis_scripts import SCRIPTS
 from gateway.store.rules import event_doc, from_ms, to_ms
 
@@ -116,21 +116,6 @@ def _threshold_parts(charge: Charge, pct: int, event_id: str, at: datetime) -> t
     return head, f'}},"created_at":"{iso(at)}"}}'
 
 
-def _no_script(result: object) -> bool:
-    return isinstance(result, NoScriptError) or (
-        isinstance(result, ResponseError) and str(result).startswith("NOSCRIPT")
-    )
-
-
-def _pack(args: list[str | int]) -> bytes:
-    """One command in the Redis protocol (RESP): an array of bulk strings."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode() if isinstance(arg, str) else b"%d" % arg
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
 def _job_slot(job: Job) -> tuple[str, int]:
     """The index a job belongs in, and its score there."""
     if job.state == "leased" and job.lease_until is not None:
@@ -159,14 +144,13 @@ class RedisStore:
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
         self.prefix = dict(query).get("prefix") or "gw"
+        self._p = f"{self.prefix}:"  # what every key starts with
         # redis-py turns unknown query parameters into client options: drop ours.
         rest = urlencode([(k, v) for k, v in query if k != "prefix"])
         self._client_url = urlunsplit(parts._replace(query=rest))
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
-        # Script calls of this loop tick waiting to go out together (see _run_batched).
-        self._batch: list[tuple[str, list[str], list[str | int], asyncio.Future[Any]]] = []
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._lane: Lane | None = None  # the sends' batched script calls
 
     # -- plumbing --------------------------------------------------------------------
     async def open(self) -> None:
@@ -183,11 +167,13 @@ class RedisStore:
         self._client = client
         # EVALSHA, loading the script again if the server lost it (restart, FLUSH).
         self._scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
+        self._lane = Lane(client, self._scripts)
 
     async def aclose(self) -> None:
         """Close the connection pool (after the calls already sent)."""
-        if self._flushes:
-            await asyncio.gather(*self._flushes, return_exceptions=True)
+        if self._lane is not None:
+            await self._lane.aclose()
+            self._lane = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -209,78 +195,12 @@ class RedisStore:
         return await self._scripts[name](keys=keys, args=args)
 
     async def _run_batched(self, name: str, keys: list[str], args: list[str | int]) -> Any:
-        """Like ``_run``, but the calls of one loop tick share one round trip (a pipeline;
-        each script stays atomic on its own). Sends are many and small: the round trip,
-        not Redis, is their cost."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[Any] = loop.create_future()
-        self._batch.append((name, keys, args, done))
-        if len(self._batch) == 1:
-            loop.call_soon(self._start_flush)
-        return await done
-
-    def _start_flush(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._flush())
-        self._flushes.add(task)  # keep a reference until it is done
-        task.add_done_callback(self._flushes.discard)
-
-    async def _flush(self) -> None:
-        batch, self._batch = self._batch, []
-        try:
-            results = await self._pipeline(batch)
-            missing = [i for i, r in enumerate(results) if _no_script(r)]
-            if missing:  # Redis restarted or was flushed: load the scripts, run those again
-                for script in self._scripts.values():
-                    await self._r.script_load(script.script)
-                again = await self._pipeline([batch[i] for i in missing])
-                for i, result in zip(missing, again, strict=True):
-                    results[i] = result
-        except asyncio.CancelledError:
-            for *_, done in batch:
-                done.cancel()
-            raise
-        except Exception as exc:
-            for *_, done in batch:
-                if not done.done():
-                    done.set_exception(exc)
-            return
-        for (*_, done), result in zip(batch, results, strict=True):
-            if done.done():
-                continue
-            if isinstance(result, Exception):
-                done.set_exception(result)
-            else:
-                done.set_result(result)
-
-    async def _pipeline(
-        self, calls: list[tuple[str, list[str], list[str | int], asyncio.Future[Any]]]
-    ) -> list[Any]:
-        """EVALSHA each call in one round trip on one pooled connection.
-
-        The commands are packed here (redis-py packs every argument through several
-        Python calls, and a send has about forty). No SCRIPT EXISTS goes first: NOSCRIPT
-        is rare, and a call refused with it never ran, so it is safe to send again.
-        """
-        packed = b"".join(
-            _pack(["EVALSHA", self._scripts[name].sha, len(keys), *keys, *args])
-            for name, keys, args, _ in calls
-        )
-        pool = self._r.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            await conn.send_packed_command(packed, check_health=False)
-            results: list[Any] = []
-            for _ in calls:
-                try:
-                    results.append(await conn.read_response())
-                except ResponseError as exc:
-                    results.append(exc)
-        except BaseException:
-            await conn.disconnect()
-            raise
-        finally:
-            await pool.release(conn)
-        return results
+        """Like ``_run``, but the calls of one loop tick share one round trip, pipelined
+        on the lane's connection (each script stays atomic on its own). Sends are many
+        and small: the round trip, not Redis, is their cost."""
+        if self._lane is None:
+            raise RuntimeError("store is not open")
+        return await self._lane.call(name, keys, args)
 
     async def _get(self, cls: type[_Doc], kind: str, ident: str) -> _Doc | None:
         raw = await self._r.get(self._k(kind, ident))
@@ -436,10 +356,17 @@ class RedisStore:
 
     # -- messages --------------------------------------------------------------------
     def _message_keys(self, m: Message) -> list[str]:
-        k = self._k
-        keys = [k("msg", m.id), k("team", m.team_id, "msgs"), k("member", m.member_id, "msgs")]
-        keys += [k("conv", m.conversation_id, "msgs"), k("msg", m.id, "history")]
-        return [*keys, k("conv", m.conversation_id), k("team", m.team_id, "convs")]
+        # What _k builds, spelled out: every send and inbound message needs these seven.
+        p, mid, conv = self._p, m.id, m.conversation_id
+        return [
+            f"{p}msg:{mid}",
+            f"{p}team:{m.team_id}:msgs",
+            f"{p}member:{m.member_id}:msgs",
+            f"{p}conv:{conv}:msgs",
+            f"{p}msg:{mid}:history",
+            f"{p}conv:{conv}",
+            f"{p}team:{m.team_id}:convs",
+        ]
 
     @staticmethod
     def _message_args(m: Message, doc: dict[str, Any], inbound_whatsapp: bool) -> list[str | int]:
@@ -448,7 +375,7 @@ class RedisStore:
         return [*args, m.conversation_id, int(inbound_whatsapp)]
 
     def _log_keys(self) -> list[str]:
-        return [self._k("events", "seq"), self._k("events")]
+        return [f"{self._p}events:seq", f"{self._p}events"]
 
     async def submit_outbound(
         self,
@@ -461,9 +388,10 @@ class RedisStore:
         """Take the limits' slots, book the charge, insert the message, enqueue the job,
         append events: all or none, in the one script (and round trip) of the send."""
         state, score = _job_slot(job)
-        keys = [*self._message_keys(message), self._k("job", job.id), self._k("jobs", state)]
-        period = charge.period if charge else "-"
-        keys += [self._k("ledger", message.team_id, period), *self._log_keys()]
+        p, period = self._p, charge.period if charge else "-"
+        keys = self._message_keys(message)
+        keys += [f"{p}job:{job.id}", f"{p}jobs:{state}", f"{p}ledger:{message.team_id}:{period}"]
+        keys += self._log_keys()
         doc = message.to_dict()
         if charge is not None:  # the object gets it only once the script has succeeded
             doc["charged_period"] = charge.period

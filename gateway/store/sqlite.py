@@ -2,10 +2,10 @@
 
 Calls run on the event loop thread: each is a few index lookups and costs microseconds,
 far less than a hop to a thread pool. Writes go through ``sqlite_engine.Engine``: the
-writes of one loop tick share one ``BEGIN IMMEDIATE`` transaction and one COMMIT (so
-several processes — ``gateway serve`` plus ``gateway worker`` — can share one file), and
-sends, the hot path, are written in bulk by ``submit_batch``. Reads on this connection
-may see writes of the current tick that are not yet committed.
+writes of two consecutive loop ticks share one ``BEGIN IMMEDIATE`` transaction and one
+COMMIT (so several processes — ``gateway serve`` plus ``gateway worker`` — can share one
+file), and sends, the hot path, are written in bulk by ``submit_batch``. Reads on this
+connection may see writes of the current ticks that are not yet committed.
 """
 
 from __future__ import annotations
@@ -471,8 +471,8 @@ class SqliteStore:
         """Take the limits' slots, book the charge, insert the message, enqueue the job,
         append events: all or none.
 
-        The hot path: sends of one tick are written together by ``submit_batch``, limits
-        included (``sqlite_rates``), in the tick's one transaction.
+        The hot path: the sends of one commit are written together by ``submit_batch``,
+        limits included (``sqlite_rates``), in the commit's one transaction.
         """
         result: list[Event] = await self._engine.batched(
             submit_batch, Send(message, charge, job, list(events), limits)

@@ -1,4 +1,4 @@
-"""How the SQLite store writes sends: one bulk batch per loop tick (see ``sqlite_engine``).
+"""How the SQLite store writes sends: one bulk batch per commit (see ``sqlite_engine``).
 
 ``submit_batch`` is the ``Engine.batched`` runner of ``SqliteStore.submit_outbound``; the
 row encoders here are shared with the store's single-row writes.
@@ -26,7 +26,7 @@ def encode(doc: dict[str, Any]) -> str:
 
 @dataclass(slots=True)
 class Send:
-    """One ``submit_outbound`` call waiting for its tick's batch."""
+    """One ``submit_outbound`` call waiting for its commit's batch."""
 
     message: Message
     charge: Charge | None
@@ -36,7 +36,7 @@ class Send:
 
 
 def submit_batch(db: sqlite3.Connection, sends: list[Send]) -> list[object]:
-    """Write the sends of one tick with a handful of bulk statements.
+    """Write the sends of one commit with a handful of bulk statements.
 
     The ledger lines and team totals they touch are read once; each send is then charged
     in order in memory (the transaction holds the write lock, so nothing else changes

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.clock import FrozenClock
+from gateway.models import Event
 from gateway.store import make_store
 from gateway.store.base import StatusUpdate, Store
 from gateway.store.redis import RedisStore
@@ -151,3 +154,89 @@ def test_threshold_template_is_the_encoded_event() -> None:
     doc = event.to_dict()
     doc.pop("seq")
     assert head + "801" + tail == jsoncodec.dumps(doc)
+
+
+def test_packed_commands_count_bytes_not_characters() -> None:
+    # RESP lengths are byte counts: a document with non-ASCII text must say so.
+    from gateway.store.redis_lane import pack as _pack
+
+    assert _pack(["SET", "k", "Grüße €", 7]) == (
+        b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$11\r\n" + "Grüße €".encode() + b"\r\n$1\r\n7\r\n"
+    )
+
+
+async def test_a_failing_script_fails_only_its_own_call(stores: list[Store]) -> None:
+    # One pipeline carries the calls of a tick; an error reply belongs to its call alone.
+    store = stores[0]
+    assert isinstance(store, RedisStore)
+    base = f"{store.prefix}:pipetest"
+    await store._r.set(f"{base}:bad", "not a number")
+    calls = [
+        store._run_batched("append_events", [f"{base}:seq", f"{base}:log"], ["{}"]),
+        # INCR of a key that holds text: the script raises inside Redis.
+        store._run_batched("append_events", [f"{base}:bad", f"{base}:log"], ["{}"]),
+        store._run_batched("append_events", [f"{base}:seq", f"{base}:log"], ["{}", "{}"]),
+    ]
+    first, failed, last = await asyncio.gather(*calls, return_exceptions=True)
+    assert first == [1]
+    assert isinstance(failed, aioredis.ResponseError)
+    assert last == [2, 3]
+
+
+async def test_sends_take_a_new_connection_after_a_hang_up(
+    stores: list[Store], clock: FrozenClock
+) -> None:
+    # The lane keeps one connection for sends; when the server closes it (restart,
+    # timeout, CLIENT KILL) while idle, the next batch goes out on a new one.
+    store = stores[0]
+    assert isinstance(store, RedisStore) and store._lane is not None
+    t, m, conv = await contract.setup(store, clock, limit=10**9)
+
+    def send() -> Awaitable[list[Event]]:
+        msg = contract.message(clock, m, conv)
+        return store.submit_outbound(msg, contract.charge(t, m), contract.job(clock), [])
+
+    await send()
+    conn = store._lane._conn
+    await conn.send_command("CLIENT", "ID")
+    client_id = await conn.read_response()
+    await store._r.client_kill_filter(_id=client_id)
+    for _ in range(500):  # until the loop has seen the hang-up (bounded)
+        if conn._reader.at_eof():
+            break
+        await asyncio.sleep(0.01)
+    assert conn._reader.at_eof()
+    await asyncio.gather(*(send() for _ in range(5)))
+    await conn.send_command("CLIENT", "ID")
+    assert await conn.read_response() != client_id  # the pool connected it anew
+    lines, _ = await store.ledger(t.id, "2026-03")
+    assert lines[0].used == 6
+
+
+async def test_a_connection_lost_in_flight_fails_its_calls_and_the_next_batch_works(
+    stores: list[Store], clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Replies lost with the connection: the calls fail (their outcome is unknown to the
+    # caller, as with any lost reply) instead of waiting forever; later sends go on.
+    store = stores[0]
+    assert isinstance(store, RedisStore) and store._lane is not None
+    lane = store._lane
+    t, m, conv = await contract.setup(store, clock, limit=10**9)
+
+    def send() -> Awaitable[list[Event]]:
+        msg = contract.message(clock, m, conv)
+        return store.submit_outbound(msg, contract.charge(t, m), contract.job(clock), [])
+
+    await send()
+    real_send = lane._send
+
+    def send_then_cut(batch: list[Any]) -> None:
+        real_send(batch)
+        lane._conn._writer.transport.abort()  # gone before any reply is read
+
+    monkeypatch.setattr(lane, "_send", send_then_cut)
+    lost = await asyncio.gather(*(send() for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, RedisConnectionError) for r in lost), lost
+    monkeypatch.setattr(lane, "_send", real_send)
+    await asyncio.gather(*(send() for _ in range(2)))
+    assert 3 <= (await store.job_counts())["ready"] <= 6  # the lost ones may have run
