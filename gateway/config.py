@@ -315,7 +315,7 @@ def _policy(table: Any, region: str) -> Policy:
     if not isinstance(table, dict):
         raise ConfigError("policy: expected a table")
     try:
-        return Policy.build(DEFAULT_POLICY, parse_fields(table, region, off=False))
+        return Policy.build(DEFAULT_POLICY, parse_fields(table, region, off=False, provider=True))
     except PolicyError as exc:
         raise ConfigError(f"policy.{exc.field}: {exc.message}") from None
 

@@ -14,6 +14,11 @@ telephony-billed ones):
   blocked ``+49180``; a blocked ``+4915112`` closes part of an allowed ``+49151``);
 * when no prefix matches, the number's country must be in ``countries`` (``"*"``: any).
   So an allowed prefix also admits a number of a country that is not in the list.
+
+``locked_prefixes`` are the provider's own (``[policy]`` only, never a team's): a number
+under one is refused on SMS and fax whatever the team's override says, so a stolen team
+key cannot re-open the premium-rate ranges that toll fraud goes for. Default: +49900
+(premium rate) and +49137 (mass traffic, charged per call).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ EU_COUNTRIES = frozenset(
 # 0137 mass-traffic/televoting, 0180 shared-cost service, 0190 former premium rate,
 # 0900 premium rate, 118 directory enquiries.
 DEFAULT_BLOCKED_NATIONAL = ("0137", "0180", "0190", "0900", "118")
+DEFAULT_LOCKED_NATIONAL = ("0137", "0900")
 ANY_COUNTRY = "*"
 FIELDS = (
     "countries",
@@ -49,6 +55,8 @@ FIELDS = (
     "member_limit",
     "member_window_seconds",
 )
+# Set in ``[policy]`` only: a team's override may not name them.
+PROVIDER_FIELDS = ("locked_prefixes",)
 MAX_PREFIXES = 10_000
 MAX_WINDOW_SECONDS = 31 * 86_400
 MAX_LIMIT = 1_000_000_000
@@ -201,11 +209,14 @@ def _window(name: str) -> Callable[[Any, str], int]:
     return parse
 
 
-def parse_fields(doc: Any, region: str, off: object = None) -> dict[str, Any]:
+def parse_fields(
+    doc: Any, region: str, off: object = None, provider: bool = False
+) -> dict[str, Any]:
     """Validate the policy fields present in ``doc``; returns them in normal form.
 
     Prefixes in national notation are read in ``region``. ``off`` is the value that turns
     a limit off: ``None`` (JSON ``null``) in the API, ``False`` in TOML (it has no null).
+    ``provider``: the provider's ``[policy]``, which may also set ``PROVIDER_FIELDS``.
     Raises ``PolicyError`` naming the first bad field.
     """
     if not isinstance(doc, dict):
@@ -219,13 +230,22 @@ def parse_fields(doc: Any, region: str, off: object = None) -> dict[str, Any]:
         "destination_window_seconds": _window("destination_window_seconds"),
         "member_limit": _count("member_limit", off),
         "member_window_seconds": _window("member_window_seconds"),
+        "locked_prefixes": _prefixes("locked_prefixes"),
     }
     out: dict[str, Any] = {}
     for name in doc:
+        if name in PROVIDER_FIELDS and not provider:
+            raise PolicyError(str(name), "set by the provider; a team's policy cannot change it")
         if name not in parsers:
             raise PolicyError(str(name), f"unknown field (known: {', '.join(FIELDS)})")
         out[name] = parsers[name](doc[name], region)
     return out
+
+
+def _lock_of(prefix: str, locked: frozenset[str] | set[str], lengths: list[int]) -> str | None:
+    """The locked prefix (E.164) that ``prefix`` lies under, or None."""
+    digits = prefix[1:]
+    return next((f"+{digits[:n]}" for n in lengths if digits[:n] in locked), None)
 
 
 # -- the compiled policy -------------------------------------------------------------------
@@ -241,11 +261,15 @@ class Policy:
     destination_window_seconds: int = 3600
     member_limit: int | None = 60
     member_window_seconds: int = 60
+    locked_prefixes: tuple[str, ...] = ()
     # Compiled: prefix digits (without "+") -> True when blocked, False when allowed, and
     # the lengths of those prefixes, longest first.
     rules: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
     lengths: tuple[int, ...] = field(default=(), compare=False, repr=False)
     any_country: bool = field(default=False, compare=False, repr=False)
+    # Compiled locked prefixes: digits (without "+"), and their lengths.
+    locked: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    locked_lengths: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def build(cls, base: Policy, values: dict[str, Any], lenient: bool = False) -> Policy:
@@ -265,6 +289,16 @@ class Policy:
             both = []
         if both:
             raise PolicyError("allowed_prefixes", f"{both[0]} is also a blocked prefix")
+        locked = {p[1:] for p in doc["locked_prefixes"]}
+        lengths = sorted({len(p) for p in locked}, reverse=True)
+        under = sorted(a for a in allowed if _lock_of(a, locked, lengths))
+        if under and lenient:
+            allowed.difference_update(under)  # a lock the provider added later wins
+        elif under:
+            lock = _lock_of(under[0], locked, lengths)
+            raise PolicyError(
+                "allowed_prefixes", f"{under[0]} is inside the provider-locked prefix {lock}"
+            )
         rules = {p[1:]: True for p in blocked} | {p[1:]: False for p in allowed}
         return cls(
             countries=frozenset(doc["countries"]),
@@ -278,6 +312,9 @@ class Policy:
             rules=rules,
             lengths=tuple(sorted({len(p) for p in rules}, reverse=True)),
             any_country=ANY_COUNTRY in doc["countries"],
+            locked_prefixes=tuple(sorted(doc["locked_prefixes"])),
+            locked=frozenset(locked),
+            locked_lengths=tuple(lengths),
         )
 
     def doc(self) -> dict[str, Any]:
@@ -293,7 +330,20 @@ class Policy:
             "destination_window_seconds": self.destination_window_seconds,
             "member_limit": self.member_limit,
             "member_window_seconds": self.member_window_seconds,
+            "locked_prefixes": list(self.locked_prefixes),
         }
+
+    def locked_refusal(self, number: str) -> tuple[str, dict[str, str]] | None:
+        """Why ``number`` falls under a provider-locked prefix, or None."""
+        digits = number[1:]
+        for n in self.locked_lengths:
+            if digits[:n] in self.locked:
+                prefix = "+" + digits[:n]
+                return (
+                    f"{number} matches the provider-locked prefix {prefix}",
+                    {"rule": "locked_prefix", "prefix": prefix},
+                )
+        return None
 
     def refusal(self, number: str) -> tuple[str, dict[str, str]] | None:
         """Why ``number`` (E.164) may not be sent to, with the rule's details; None if it may.
@@ -333,7 +383,8 @@ class Policy:
 
 def _default_policy() -> Policy:
     blocked = [prefix_e164(p, "DE") for p in DEFAULT_BLOCKED_NATIONAL]
-    return Policy.build(Policy(), {"blocked_prefixes": blocked})
+    locked = [prefix_e164(p, "DE") for p in DEFAULT_LOCKED_NATIONAL]
+    return Policy.build(Policy(), {"blocked_prefixes": blocked, "locked_prefixes": locked})
 
 
 # The built-in defaults: EU-27 countries, the German premium and special ranges blocked,

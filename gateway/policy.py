@@ -149,20 +149,25 @@ async def effective_policy(rt: Runtime, team: Team) -> Policy:
     return (await book(rt).effective(team, rt.settings.policy)).policy
 
 
+_LOCKED_CHANNELS = frozenset({Channel.SMS, Channel.FAX})
+
+
 def screen(policy: Policy, channel: Channel, to: str, fallback: str | None = None) -> None:
     """Refuse with ``destination_blocked`` when the policy does not allow sending to ``to``
     on ``channel`` (or on its SMS ``fallback``)."""
     screened = policy.destination_channels
-    if channel.value in screened:
-        why = policy.refusal(to)
-    elif fallback == Channel.SMS.value and fallback in screened:
-        why = policy.refusal(to)
-        if why is not None:
-            why = (f"{why[0]} (checked for the SMS fallback)", why[1])
+    if channel.value in screened or channel in _LOCKED_CHANNELS:
+        as_channel, note = channel, ""
+    elif fallback == Channel.SMS.value:
+        as_channel, note = Channel.SMS, " (checked for the SMS fallback)"
     else:
         return
+    # Provider-locked prefixes hold on the telephony-billed channels whatever the team set.
+    why = policy.locked_refusal(to) if as_channel in _LOCKED_CHANNELS else None
+    if why is None and as_channel.value in screened:
+        why = policy.refusal(to)
     if why is not None:
-        raise DestinationBlocked(why[0], **why[1])
+        raise DestinationBlocked(why[0] + note, **why[1])
 
 
 def send_limits(policy: Policy, team_id: str, member_id: str, to: str) -> tuple[Limit, ...]:

@@ -1319,6 +1319,13 @@ def _policy_schemas() -> dict[str, Any]:
                     **_nullable("string", format="date-time"),
                     "description": "When the team's override was stored; null if never.",
                 },
+                "locked_prefixes": {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": r"^\+[0-9]{1,15}$"},
+                    "description": "The provider's locked prefixes: refused on SMS and fax "
+                    "whatever the team's override says (no allowed prefix may lie under "
+                    "one; a team cannot set this field). Default: +49900, +49137.",
+                },
             },
         },
         "PolicyUpdate": {

@@ -39,7 +39,8 @@ def test_defaults_are_the_eu_and_the_german_premium_ranges() -> None:
     assert doc["destination_channels"] == ["sms", "fax"]
     assert (doc["destination_limit"], doc["destination_window_seconds"]) == (20, 3600)
     assert (doc["member_limit"], doc["member_window_seconds"]) == (60, 60)
-    assert list(doc) == list(FIELDS)
+    assert doc["locked_prefixes"] == ["+49137", "+49900"]
+    assert list(doc) == [*FIELDS, "locked_prefixes"]
 
 
 @pytest.mark.parametrize(

@@ -9,14 +9,14 @@ import pytest
 
 from gateway.clock import FrozenClock
 from gateway.config import load_settings, parse_settings
-from gateway.destinations import DEFAULT_POLICY, Policy, parse_fields
+from gateway.destinations import DEFAULT_POLICY, Policy, PolicyError, parse_fields
 from gateway.errors import ConfigError, DestinationBlocked, ValidationError
 from gateway.ids import new_id
 from gateway.models import Channel, Team
 from gateway.policy import PolicyBook, scope, screen, send_limits
 from gateway.store.base import Store
 
-PREMIUM = "+499001234567"
+PREMIUM = "+491801234567"  # shared-cost 0180: blocked by default, not locked
 CONTACT = "+4917612345678"
 
 
@@ -30,8 +30,8 @@ def test_sms_and_fax_are_screened_whatsapp_is_not() -> None:
         with pytest.raises(DestinationBlocked) as exc:
             screen(DEFAULT_POLICY, channel, PREMIUM)
         assert exc.value.status == 403 and exc.value.code == "destination_blocked"
-        assert exc.value.detail == f"{PREMIUM} matches the blocked prefix +49900"
-        assert exc.value.extra == {"rule": "blocked_prefix", "prefix": "+49900"}
+        assert exc.value.detail == f"{PREMIUM} matches the blocked prefix +49180"
+        assert exc.value.extra == {"rule": "blocked_prefix", "prefix": "+49180"}
     screen(DEFAULT_POLICY, Channel.WHATSAPP, PREMIUM)
     screen(DEFAULT_POLICY, Channel.WHATSAPP, "+12125550123")
     screen(DEFAULT_POLICY, Channel.SMS, CONTACT)
@@ -210,15 +210,67 @@ async def test_stored_override_survives_new_defaults(store: Store, clock: Frozen
     wins, sends keep working."""
     t = team(clock)
     book = PolicyBook(store, ttl=0)
-    await book.replace(t, {"allowed_prefixes": ["0900 123"]}, DEFAULT_POLICY, clock.now())
-    stricter = policy(blocked_prefixes=["0900", "0900 123"])
+    await book.replace(t, {"allowed_prefixes": ["0180 123"]}, DEFAULT_POLICY, clock.now())
+    stricter = policy(blocked_prefixes=["0180", "0180 123"])
     p = (await book.effective(t, stricter)).policy
-    assert p.allowed_prefixes == ("+49900123",) and p.blocked_prefixes == ("+49900",)
-    assert p.refusal("+499001234567") is None
+    assert p.allowed_prefixes == ("+49180123",) and p.blocked_prefixes == ("+49180",)
+    assert p.refusal("+491801234567") is None
     await book.replace(t, {"blocked_prefixes": ["0180"]}, DEFAULT_POLICY, clock.now())
     looser = policy(allowed_prefixes=["0180"], blocked_prefixes=["0900"])
     p = (await book.effective(t, looser)).policy
     assert p.blocked_prefixes == ("+49180",) and p.allowed_prefixes == ()
     # A PUT is held to the full rule: it must settle a conflict itself.
     with pytest.raises(ValidationError, match="also a blocked prefix"):
-        await book.replace(t, {"allowed_prefixes": ["0900"]}, stricter, clock.now())
+        await book.replace(t, {"allowed_prefixes": ["0180"]}, stricter, clock.now())
+
+
+# -- provider-locked prefixes ----------------------------------------------------------------
+LOCKED = "+499001234567"  # premium rate: blocked and locked by default
+
+
+def test_a_locked_prefix_holds_whatever_the_team_set() -> None:
+    # The team screens nothing and admits any country: the lock still refuses SMS and fax.
+    open_policy = policy(destination_channels=[], countries=["*"], blocked_prefixes=[])
+    for channel in (Channel.SMS, Channel.FAX):
+        with pytest.raises(DestinationBlocked) as exc:
+            screen(open_policy, channel, LOCKED)
+        assert exc.value.detail == f"{LOCKED} matches the provider-locked prefix +49900"
+        assert exc.value.extra == {"rule": "locked_prefix", "prefix": "+49900"}
+    screen(open_policy, Channel.WHATSAPP, LOCKED)  # Meta delivers it; no premium charge
+    with pytest.raises(DestinationBlocked, match=r"locked prefix .*checked for the SMS fallback"):
+        screen(open_policy, Channel.WHATSAPP, LOCKED, fallback="sms")
+
+
+def test_a_team_cannot_allow_under_or_change_a_lock() -> None:
+    with pytest.raises(PolicyError) as exc:
+        policy(blocked_prefixes=[], allowed_prefixes=["0900 123"])
+    assert exc.value.field == "allowed_prefixes"
+    assert "+49900123 is inside the provider-locked prefix +49900" in str(exc.value)
+    with pytest.raises(PolicyError) as exc:
+        parse_fields({"locked_prefixes": []}, "DE")
+    assert exc.value.field == "locked_prefixes" and "set by the provider" in exc.value.message
+
+
+def test_the_provider_sets_the_locks_in_its_policy_table(tmp_path: Path) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text('[policy]\nlocked_prefixes = ["0137"]\n', encoding="utf-8")
+    p = load_settings(path).policy
+    assert p.locked_prefixes == ("+49137",)
+    # 0900 is only blocked now (not locked): a team may re-open part of it.
+    reopened = Policy.build(p, parse_fields({"allowed_prefixes": ["0900 123"]}, "DE"))
+    screen(reopened, Channel.SMS, "+499001234567")
+    with pytest.raises(DestinationBlocked, match=r"provider-locked prefix \+49137"):
+        screen(p, Channel.SMS, "+491371234567")
+
+
+@pytest.mark.anyio
+async def test_a_stored_override_under_a_new_lock_is_dropped(
+    store: Store, clock: FrozenClock
+) -> None:
+    """The provider locks a range a team had re-opened: the lock wins, sends keep working."""
+    t = team(clock)
+    book = PolicyBook(store, ttl=0)
+    unlocked = Policy.build(DEFAULT_POLICY, {"locked_prefixes": []})
+    await book.replace(t, {"allowed_prefixes": ["0900 123"]}, unlocked, clock.now())
+    assert (await book.effective(t, unlocked)).policy.allowed_prefixes == ("+49900123",)
+    assert (await book.effective(t, DEFAULT_POLICY)).policy.allowed_prefixes == ()

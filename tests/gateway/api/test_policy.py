@@ -20,7 +20,7 @@ from tests.gateway.conftest import CONTACT, FAX_A, MOBILE_A, MOBILE_B, Seed, aut
 
 pytestmark = pytest.mark.anyio
 PROBLEM = "application/problem+json"
-PREMIUM = "+499001234567"
+PREMIUM = "+491801234567"  # shared-cost 0180: blocked by default, not locked
 SHARED_COST = "+491801234567"
 FRENCH = "+33612345678"
 
@@ -102,6 +102,12 @@ async def test_put_refuses_bad_input_naming_the_field(
         ({"countries": ["DE", "XX"]}, "countries", "'XX' is not an ISO 3166-1"),
         ({"blocked_prefixes": ["0900", "09x"]}, "blocked_prefixes", "'09x'"),
         ({"allowed_prefixes": ["0900"]}, "allowed_prefixes", "+49900 is also a blocked"),
+        (
+            {"blocked_prefixes": [], "allowed_prefixes": ["0900 12"]},
+            "allowed_prefixes",
+            "+4990012 is inside the provider-locked prefix +49900",
+        ),
+        ({"locked_prefixes": []}, "locked_prefixes", "set by the provider"),
         ({"destination_limit": 0}, "destination_limit", "or null for no limit"),
         ({"destination_limit": "20"}, "destination_limit", "whole number"),
         ({"member_limit": True}, "member_limit", "whole number"),
@@ -132,8 +138,8 @@ async def test_blocked_prefix_refuses_and_stores_nothing(
         err = problem(
             await client.post(path, json=sms(PREMIUM), headers=key), 403, "destination_blocked"
         )
-        assert err["detail"] == f"{PREMIUM} matches the blocked prefix +49900"
-        assert (err["rule"], err["prefix"]) == ("blocked_prefix", "+49900")
+        assert err["detail"] == f"{PREMIUM} matches the blocked prefix +49180"
+        assert (err["rule"], err["prefix"]) == ("blocked_prefix", "+49180")
     # National input is normalized first; a fax to a premium number is refused too.
     err = problem(
         await client.post("/v1/messages", json=sms("0180 1234567"), headers=key),
