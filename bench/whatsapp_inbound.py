@@ -686,7 +686,7 @@ def header(args: argparse.Namespace) -> None:
     )
     print(f"  machine: {machine()}")
     print(
-        f"  gateway: one process, the real app with job workers ({args.workers} loops), a "
+        f"  gateway: one process, the real app with job workers ({args.workers} job slots), a "
         f"whatsapp_cloud connector, SQLite; {CONTACTS} contacts, one text message per POST"
     )
     print(
@@ -770,7 +770,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=32, help="closed-loop connections")
     p.add_argument("--rate", type=float, default=GOAL_RPS, help="paced run: POSTs per second")
     p.add_argument("--paced-connections", type=int, default=64)
-    p.add_argument("--workers", type=int, default=4, help="job worker loops in the gateway")
+    p.add_argument("--workers", type=int, default=128, help="jobs run at once in the gateway")
     p.add_argument("--no-pin", action="store_true")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--profile", metavar="DIR", help="sample the gateway (max run) with py-spy")
