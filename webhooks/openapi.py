@@ -276,7 +276,7 @@ def _schemas() -> dict[str, Any]:
             "required": ["data", "next_cursor"],
             "properties": {
                 "data": {"type": "array", "items": _schema("WebhookDelivery")},
-                "next_cursor": _nullable("string"),
+                "next_cursor": _schema("NextCursor"),
             },
         },
         "WebhookReplay": {
