@@ -662,10 +662,14 @@ def per_request(path: Path, cpu_us: float | None) -> str:
 
 
 def machine() -> str:
-    """CPUs, load average and uptime: the machine is shared, so the figures need them."""
+    """CPUs and load average: the machine is shared, so the figures need them. Read from
+    the kernel, not from ``uptime``, which a minimal Debian lacks (procps)."""
     nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    up = subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    return f"nproc {nproc}; uptime: {up or 'n/a'}"
+    try:
+        load = "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        load = "load average: n/a"
+    return f"nproc {nproc}; {load}"
 
 
 def header(args: argparse.Namespace) -> None:
@@ -799,9 +803,9 @@ def main(argv: list[str] | None = None) -> int:
             connections, rate,
         )  # fmt: skip
 
-    header(args)
     spy: tuple[subprocess.Popen[bytes], Path] | None = None
     try:
+        header(args)
         store = f"sqlite:///{work}/gateway.db"
         before = os.sched_getaffinity(0) if pinning else None
         if pinning:

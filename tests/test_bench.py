@@ -3,6 +3,7 @@ holds exactly the messages the client was answered 202 for (see ``bench/README.m
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -48,15 +49,22 @@ def test_sms_bench_smoke() -> None:
 
 
 @pytest.mark.slow
-def test_whatsapp_inbound_bench_smoke() -> None:
+def test_whatsapp_inbound_bench_smoke(tmp_path: Path) -> None:
     """A second of each run (baseline, max, paced) against the real gateway with its
-    whatsapp_cloud connector: every 200 is one stored inbound message."""
+    whatsapp_cloud connector: every 200 is one stored inbound message.
+
+    PATH holds only the virtualenv: the bench may call no system command that a minimal
+    Debian lacks (it once ran ``uptime``), and it leaves no work directory behind."""
     cmd = [sys.executable, str(REPO / "bench" / "whatsapp_inbound.py"), "--seconds", "1",
            "--warmup", "0.5", "--connections", "4", "--rate", "200",
            "--paced-connections", "8"]  # fmt: skip
-    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=240, check=False)
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent), "TMPDIR": str(tmp_path)}
+    out = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, timeout=240, check=False, env=env
+    )
     text = out.stdout + out.stderr
     assert out.returncode == 0, text
+    assert not list(tmp_path.glob("gw-bench-wa-*")), "the bench left its work directory"
     row = r"\s+[1-9]\d*\s+[\d,]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\d+\s+0\s+[\d,]+$"
     for name in ("baseline max", "max 4 conn", "paced 200/s"):
         assert re.search(rf"^{name}{row}", out.stdout, re.M), text
