@@ -75,6 +75,22 @@ if ARGV[3] == '1' then redis.call('SADD', KEYS[3], ARGV[1]) end
 for i = 4, #KEYS do redis.call('SET', KEYS[i], ARGV[1]) end
 return {'ok', 0}
 """,
+    # KEYS: member, team's active set; ARGV: id, '1' to activate / '0', max active.
+    # Returns the member's new doc, 'plan_limit', or nil when it does not exist.
+    "set_member_active": """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return nil end
+local doc = cjson.decode(raw)
+local active = ARGV[2] == '1'
+if active and not doc.active and redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[3]) then
+  return 'plan_limit'
+end
+doc.active = active
+local out = cjson.encode(doc)
+redis.call('SET', KEYS[1], out)
+if active then redis.call('SADD', KEYS[2], ARGV[1]) else redis.call('SREM', KEYS[2], ARGV[1]) end
+return out
+""",
     # KEYS: triple, new conversation, team's conversations; ARGV: new id, doc, ms
     "conversation_for": """
 local id = redis.call('GET', KEYS[1])

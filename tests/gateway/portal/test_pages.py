@@ -1,0 +1,99 @@
+"""The portal's pages in-process: inbox, thread, composer, sending, escaping, languages."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from gateway.portal.web import portal_for
+from gateway.runtime import Runtime
+from gateway.store.base import MessageFilter
+from tests.gateway.conftest import CONTACT, MOBILE_A
+from tests.gateway.portal.conftest import SAME_ORIGIN, PortalSeed, csrf_of, index, receive
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_inbox_lists_the_members_conversations(
+    anna: httpx.AsyncClient, prt: Runtime, pseed: PortalSeed
+) -> None:
+    await receive(prt, "Guten Tag, Frau Schmidt", meta={"whatsapp": {"profile_name": "Jürgen"}})
+    await receive(prt, "Hallo Ben", member_number=pseed.seed.ben.mobile or "")
+    await index(prt)
+    r = await anna.get("/", headers={"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"})
+    assert r.status_code == 200
+    assert 'lang="de"' in r.text and "Posteingang" in r.text
+    assert "Guten Tag, Frau Schmidt" in r.text
+    assert "Hallo Ben" not in r.text  # Ben's conversation is Ben's
+    assert "1 ungelesene Nachricht" in r.text
+    assert r.headers["content-security-policy"].startswith("default-src 'none'")
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    assert "<script>" not in r.text  # no inline script (only <script src=…>)
+
+
+async def test_thread_escapes_and_sends(anna: httpx.AsyncClient, prt: Runtime, pseed: PortalSeed) -> None:
+    msg = await receive(prt, "<script>alert('x')</script> & ü")
+    await index(prt)
+    r = await anna.get(f"/c/{msg.conversation_id}")
+    assert r.status_code == 200
+    assert "<script>alert" not in r.text
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; ü" in r.text
+    csrf = csrf_of(r.text)
+    r = await anna.post(
+        f"/c/{msg.conversation_id}/preview",
+        data={"csrf": csrf, "channel": "sms", "text": "Grüße 😀"},
+        headers={**SAME_ORIGIN, "HX-Request": "true"},
+    )
+    assert r.status_code == 200
+    assert "UCS-2" in r.text and "😀" in r.text
+    # The draft is kept on the server.
+    portal = await portal_for(prt)
+    draft = await portal.store.get_draft(pseed.seed.anna.id, msg.conversation_id)
+    assert draft is not None and draft.text == "Grüße 😀"
+    r = await anna.post(
+        f"/c/{msg.conversation_id}/send",
+        data={"csrf": csrf, "channel": "sms", "text": "Danke <b>!</b>"},
+        headers={**SAME_ORIGIN, "HX-Request": "true"},
+    )
+    assert r.status_code == 200, r.text
+    assert "Danke &lt;b&gt;!&lt;/b&gt;" in r.text
+    assert await portal.store.get_draft(pseed.seed.anna.id, msg.conversation_id) is None
+    page = await prt.store.list_messages(
+        MessageFilter(team_id=pseed.seed.team.id, conversation_id=msg.conversation_id), None, 10
+    )
+    sent = [m for m in page.items if m.direction == "outbound"]
+    assert [(m.channel, m.from_, m.to, m.text) for m in sent] == [
+        ("sms", MOBILE_A, CONTACT, "Danke <b>!</b>")
+    ]
+
+
+async def test_another_members_thread_does_not_exist(
+    anna: httpx.AsyncClient, prt: Runtime, pseed: PortalSeed
+) -> None:
+    msg = await receive(prt, "für Ben", member_number=pseed.seed.ben.mobile or "")
+    r = await anna.get(f"/c/{msg.conversation_id}")
+    assert r.status_code == 404
+    r = await anna.get(f"/m/{msg.id}")
+    assert r.status_code == 404
+    r = await anna.get("/")
+    csrf = csrf_of(r.text)
+    r = await anna.post(
+        f"/c/{msg.conversation_id}/send",
+        data={"csrf": csrf, "channel": "sms", "text": "nope"},
+        headers=SAME_ORIGIN,
+    )
+    assert r.status_code == 404
+
+
+async def test_every_page_renders(anna: httpx.AsyncClient, prt: Runtime, pseed: PortalSeed) -> None:
+    msg = await receive(prt, "Hallo")
+    await index(prt)
+    for lang in ("de", "en"):
+        for path in ("/", "/new", "/settings", "/admin", "/admin/keys",
+                     f"/c/{msg.conversation_id}", f"/admin/members/{pseed.seed.ben.id}/forwarding"):
+            r = await anna.get(path, headers={"Accept-Language": lang})
+            assert r.status_code == 200, (path, r.text[:2000])
+            assert f'lang="{lang}"' in r.text
+            assert not re.search(r"<script(?![^>]*\bsrc=)", r.text), path
