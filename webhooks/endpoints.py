@@ -17,7 +17,7 @@ from typing import Any
 from gateway import events
 from gateway.errors import ValidationError
 from gateway.models import Event, iso
-from gateway.store.base import WebhookEndpoint
+from webhooks.models import WebhookEndpoint
 from webhooks.targets import (
     Resolver,
     Target,
