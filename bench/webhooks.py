@@ -245,7 +245,8 @@ async def _run_backend(args: argparse.Namespace, store_url: str, work: Path) -> 
     from gateway.ids import new_id
     from gateway.models import utcnow
     from gateway.store import open_store
-    from gateway.store.base import WebhookEndpoint
+    from webhooks.models import WebhookEndpoint
+    from webhooks.storage import WEBHOOK_STORE
 
     rport = free_port()
     config = work / f"gateway-{store_url.split(':')[0]}.toml"
@@ -257,12 +258,13 @@ async def _run_backend(args: argparse.Namespace, store_url: str, work: Path) -> 
     store = await open_store(store_url)
     phases = []
     try:
+        hooks = await WEBHOOK_STORE.open(store)
         now = utcnow()
         for i in range(args.endpoints):
             endpoint = WebhookEndpoint(
                 new_id("whep"), TEAM, f"http://127.0.0.1:{rport}/in/{i}", [], True, SECRET, now, now
             )
-            await store.create_webhook_endpoint(endpoint, 100)
+            await hooks.create_endpoint(endpoint, 100)
         receiver_cmd = [sys.executable, "-m", "bench.webhooks", "--receive", "--port", str(rport)]
         worker_cmd = [sys.executable, "-m", "gateway.cli", "worker", "--config", str(config)]
         with (

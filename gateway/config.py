@@ -3,17 +3,25 @@
 ``${ENV_VAR}`` anywhere in a string value is replaced by that variable (secrets stay out
 of the file); ``GATEWAY_STORE`` and ``GATEWAY_BLOBS`` override the file. Every error names
 the key it is about, e.g. ``connectors[1].channels: unknown channel 'mms'``.
+
+The core parses its own sections; every other section belongs to an installed extension
+(entry-point group ``gateway.extensions``), which parses it (``parse_settings``) into
+``Settings.extensions[name]``; a section nobody owns is an error.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.destinations import DEFAULT_POLICY, Policy, PolicyError, parse_fields
@@ -25,6 +33,7 @@ from gateway.units import Tariff
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DEFAULT_STORE = "sqlite:///var/lib/gateway/gateway.db"
 DEFAULT_BLOBS = "/var/lib/gateway/blobs"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,76 +59,6 @@ class SmtpConfig:
     sender: str = "gateway@localhost"
 
 
-# -- [webhooks]: outbound webhooks to developers (webhooks/) ----------------------------------
-DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookSettings:
-    """``[webhooks]``: delivery of events to the teams' webhook endpoints."""
-
-    # Seconds before each attempt: the first entry is the first attempt (after the event),
-    # the others the retries after a failed attempt; after the last one a delivery fails.
-    retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
-    # Deliver to private, loopback, link-local … addresses too (tests, the demo).
-    allow_private_targets: bool = False
-    timeout: float = 15.0  # seconds for one attempt: connect, send, status and headers
-    concurrency: int = 100  # attempts in flight per process
-    poll_interval: float = 0.02  # seconds between looks at the event log and due retries
-    lease_seconds: float = 60.0  # an attempt whose process died is taken over after this
-    disable_after_seconds: float = 5 * 86400.0  # failing this long without a success: disabled
-
-
-def _webhooks(table: Any) -> WebhookSettings:
-    if not isinstance(table, dict):
-        raise ConfigError("webhooks: expected a table")
-    numbers: dict[str, tuple[float, float | None]] = {
-        "timeout": (0.001, 3600.0),
-        "poll_interval": (0.001, 60.0),
-        "lease_seconds": (0.001, None),
-        "disable_after_seconds": (1.0, None),
-    }
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        where = f"webhooks.{key}"
-        if key == "retry_schedule":
-            if (
-                not isinstance(value, list)
-                or not 1 <= len(value) <= 30
-                or not all(
-                    isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 604800
-                    for v in value
-                )
-            ):
-                raise ConfigError(
-                    f"{where}: expected a list of 1 to 30 delays in seconds (0 to 604800), "
-                    f"got {value!r}"
-                )
-            values[key] = tuple(float(v) for v in value)
-        elif key == "allow_private_targets":
-            values[key] = _typed(table, key, bool, "webhooks")
-        elif key == "concurrency":
-            values[key] = _typed(table, key, int, "webhooks")
-            if not 1 <= values[key] <= 10000:
-                raise ConfigError(f"{where}: must be from 1 to 10000")
-        elif key in numbers:
-            low, high = numbers[key]
-            values[key] = float(_typed(table, key, (int, float), "webhooks"))
-            if values[key] < low or (high is not None and values[key] > high):
-                bound = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
-                raise ConfigError(f"{where}: must be {bound}, got {value!r}")
-        else:
-            raise ConfigError(f"{where}: unknown key")
-    settings = WebhookSettings(**values)
-    if settings.lease_seconds <= settings.timeout:
-        raise ConfigError(
-            f"webhooks.lease_seconds: must be longer than webhooks.timeout "
-            f"({settings.timeout:g} s), got {settings.lease_seconds:g}"
-        )
-    return settings
-
-
-# -- end [webhooks] ------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the gateway reads from its configuration."""
@@ -139,13 +78,79 @@ class Settings:
     tariff: Tariff = field(default_factory=Tariff.default)
     smtp: SmtpConfig | None = None
     policy: Policy = DEFAULT_POLICY  # [policy]: the provider-wide outbound policy
-    webhooks: WebhookSettings = field(default_factory=WebhookSettings)  # [webhooks]
+    # Each installed extension's section ([webhooks] …), parsed by the extension: by name.
+    extensions: Mapping[str, object] = field(default_factory=lambda: extension_settings())
     source: str | None = None
 
     @property
     def tz(self) -> ZoneInfo:
         """The time zone of quota months."""
         return ZoneInfo(self.timezone)
+
+    def extension(self, name: str, kind: type[T]) -> T:
+        """The settings of extension ``name`` (what its ``parse_settings`` returned for its
+        ``[name]`` section), which must be a ``kind``."""
+        value = self.extensions.get(name)
+        if not isinstance(value, kind):
+            raise LookupError(
+                f"the settings of extension {name!r} are {type(value).__name__}, "
+                f"not {kind.__name__} (is the extension installed?)"
+            )
+        return value
+
+    def with_extension(self, name: str, value: object) -> Settings:
+        """These settings with extension ``name``'s replaced by ``value``."""
+        return dataclasses.replace(self, extensions={**self.extensions, name: value})
+
+
+# -- extensions' sections: [webhooks], [portal] … -----------------------------------------
+# Loaded here from the entry-point group, not through gateway.extensions: that module types
+# its hooks against this one's Settings (no circle); ep.load() gives the same objects.
+_EXTENSION_GROUP = "gateway.extensions"
+_CORE_SECTIONS = frozenset({"gateway", "connectors", "tariff", "smtp", "policy"})
+
+
+class SettingsSection(Protocol):
+    """What the configuration needs of an extension (``gateway.extensions.Extension`` has
+    it): its name, which names its section too, and the parser of that section."""
+
+    name: str
+
+    def parse_settings(self, table: Mapping[str, Any] | None) -> object:
+        """The extension's settings from its ``[name]`` table (None: the section is absent,
+        the defaults); raises ``ConfigError`` naming the key (``name.key: …``)."""
+        ...
+
+
+@functools.cache
+def _installed() -> dict[str, SettingsSection]:
+    found = sorted(entry_points(group=_EXTENSION_GROUP), key=lambda ep: ep.name)
+    sections: dict[str, SettingsSection] = {}
+    for ep in found:
+        ext = ep.load()
+        sections[ext.name] = ext
+    return sections
+
+
+def extension_settings(tables: Mapping[str, Any] | None = None) -> dict[str, object]:
+    """Every installed extension's settings, each parsed from its table in ``tables``
+    (by section name; an extension without one gets its defaults). A table that no
+    extension owns is an unknown section."""
+    tables = tables or {}
+    installed = _installed()
+    for name in tables:
+        if name not in installed:
+            raise ConfigError(f"{name}: unknown section")
+    out: dict[str, object] = {}
+    for name, ext in installed.items():
+        table = tables.get(name)
+        if table is not None and not isinstance(table, dict):
+            raise ConfigError(f"{name}: expected a table")
+        out[name] = ext.parse_settings(table)
+    return out
+
+
+# -- end extensions' sections --------------------------------------------------------------
 
 
 def _interpolate(value: Any, where: str) -> Any:
@@ -165,7 +170,9 @@ def _interpolate(value: Any, where: str) -> Any:
     return value
 
 
-def _typed(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+def typed(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    """``table[key]`` if it is a ``kind`` (a bool is no number), else a ``ConfigError``
+    naming ``where.key``. Public: extensions' section parsers check their keys with it."""
     value = table[key]
     if kind in (int, float) and isinstance(value, bool):
         raise ConfigError(f"{where}.{key}: expected a number, got {value!r}")
@@ -202,7 +209,7 @@ def _gateway(table: dict[str, Any], out: dict[str, Any]) -> None:
     for key in table:
         if key not in known:
             raise ConfigError(f"gateway.{key}: unknown key")
-        out[key] = _typed(table, key, known[key], "gateway")
+        out[key] = typed(table, key, known[key], "gateway")
     if "timezone" in out:
         try:
             ZoneInfo(out["timezone"])
@@ -229,13 +236,13 @@ def _connectors(items: Any, region: str) -> tuple[ConnectorConfig, ...]:
         for key in ("id", "kind", "channels"):
             if key not in raw:
                 raise ConfigError(f"{where}.{key}: missing")
-        cid = _typed(raw, "id", str, where)
+        cid = typed(raw, "id", str, where)
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", cid):
             raise ConfigError(f"{where}.id: use letters, digits, '-' and '_' only")
         if cid in seen:
             raise ConfigError(f"{where}.id: duplicate connector id {cid!r}")
         seen.add(cid)
-        channels = _typed(raw, "channels", list, where)
+        channels = typed(raw, "channels", list, where)
         for ch in channels:
             if ch not in {c.value for c in Channel}:
                 raise ConfigError(f"{where}.channels: unknown channel {ch!r}")
@@ -245,12 +252,12 @@ def _connectors(items: Any, region: str) -> tuple[ConnectorConfig, ...]:
         if "numbers" in raw:
             try:
                 numbers = frozenset(
-                    normalize(n, region) for n in _typed(raw, "numbers", list, where)
+                    normalize(n, region) for n in typed(raw, "numbers", list, where)
                 )
             except Exception as exc:
                 raise ConfigError(f"{where}.numbers: {exc}") from None
         options = {k: v for k, v in raw.items() if k not in {"id", "kind", "channels", "numbers"}}
-        kind = _typed(raw, "kind", str, where)
+        kind = typed(raw, "kind", str, where)
         out.append(ConnectorConfig(cid, kind, frozenset(channels), numbers, options))
     return tuple(out)
 
@@ -305,7 +312,7 @@ def _smtp(table: dict[str, Any]) -> SmtpConfig:
     for key in table:
         if key not in known:
             raise ConfigError(f"smtp.{key}: unknown key")
-        values["sender" if key == "from" else key] = _typed(table, key, known[key], "smtp")
+        values["sender" if key == "from" else key] = typed(table, key, known[key], "smtp")
     return SmtpConfig(**values)
 
 
@@ -323,8 +330,10 @@ def _policy(table: Any, region: str) -> Policy:
 def parse_settings(data: dict[str, Any], source: str | None = None) -> Settings:
     """Settings from an already-parsed TOML document (plus the environment)."""
     data = _interpolate(data, "config")
-    for key in data:
-        if key not in {"gateway", "connectors", "tariff", "smtp", "policy", "webhooks"}:
+    # Every section that is not the core's belongs to an extension (or is unknown).
+    tables = {k: v for k, v in data.items() if k not in _CORE_SECTIONS}
+    for key in tables:
+        if key not in _installed():
             raise ConfigError(f"{key}: unknown section")
     values: dict[str, Any] = {"source": source}
     section = data.get("gateway", {})
@@ -345,8 +354,7 @@ def parse_settings(data: dict[str, Any], source: str | None = None) -> Settings:
         values["smtp"] = _smtp(data["smtp"])
     if "policy" in data:
         values["policy"] = _policy(data["policy"], values.get("region", "DE"))
-    if "webhooks" in data:
-        values["webhooks"] = _webhooks(data["webhooks"])
+    values["extensions"] = extension_settings(tables)
     return Settings(**values)
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from gateway.auth import create_key
 from gateway.cli import create_member, create_team
 from gateway.clock import Clock
-from gateway.config import ConnectorConfig, Settings, WebhookSettings
+from gateway.config import ConnectorConfig, Settings, extension_settings
 from gateway.models import Addon, ApiKey, Member, Plan, Team
 from gateway.numbers import normalize_landline, normalize_mobile
 from gateway.quota import euros
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 DEMO_TEAM = "Demo GmbH"
 DEMO_PLAN = Plan.BUSINESS
 DEMO_CREDIT_LIMIT_MICROS = 50 * 1_000_000  # 50 EUR
+# The extensions' sections of the demo's configuration, as in a configuration file: webhook
+# endpoints on this machine (a receiver at 127.0.0.1) are what a demo has.
+DEMO_SECTIONS = {"webhooks": {"allow_private_targets": True}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +95,7 @@ def demo_settings(root: str | Path, host: str, port: int) -> Settings:
         blobs=str(root / "blobs"),
         public_url=public_url(host, port),
         connectors=demo_connectors(),
-        # Webhook endpoints on this machine (a receiver at 127.0.0.1) are what a demo has.
-        webhooks=WebhookSettings(allow_private_targets=True),
+        extensions=extension_settings(DEMO_SECTIONS),
     )
 
 

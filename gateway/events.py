@@ -1,7 +1,8 @@
 """The event log that developers' webhooks and the portal both read.
 
 Events are appended by the store in the same transaction as the change they describe;
-this module names the types and builds their payloads.
+this module names the types and builds their payloads. Public on purpose: the event types
+are what extensions (webhooks/, the portal) filter and document.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ MESSAGE_CREATED = "message.created"
 MESSAGE_RECEIVED = "message.received"
 MESSAGE_STATUS = "message.status"
 QUOTA_THRESHOLD = "quota.threshold"
+FORWARD_SENT = "forward.sent"  # an inbound message was forwarded (gateway/forwarding.py)
+FORWARD_FAILED = "forward.failed"
 
 
 def message_event(kind: str, message: Message, now: datetime) -> Event:

@@ -47,6 +47,7 @@ from gateway.errors import (
     NotFound,
     ValidationError,
 )
+from gateway.events import FORWARD_FAILED, FORWARD_SENT
 from gateway.ids import new_id
 from gateway.jobs import Retry, handler
 from gateway.models import Channel, Event, Job, Member, Message, Team, addon_allows, iso
@@ -56,8 +57,6 @@ from gateway.runtime import Runtime
 log = logging.getLogger("gateway.forwarding")
 
 JOB_KIND = "forward"
-FORWARD_SENT = "forward.sent"
-FORWARD_FAILED = "forward.failed"
 MAX_EMAIL = 5
 MAX_SMS = 5
 FORWARDABLE = (Channel.SMS.value, Channel.WHATSAPP.value)

@@ -11,22 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import socket
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Protocol
 
+from gateway.extensions import Extension, extensions
 from gateway.models import Job
 from gateway.runtime import Runtime
-
-if TYPE_CHECKING:
-    from starlette.routing import BaseRoute
 
 log = logging.getLogger("gateway.jobs")
 
@@ -65,38 +60,6 @@ def periodic(fn: Periodic) -> Periodic:
     return fn
 
 
-# -- extensions: packages of the house that add routes and a service (webhooks/) ---------
-EXTENSION_GROUP = "gateway.extensions"
-
-
-class Extension(Protocol):
-    """What an extension adds to every gateway process. Extensions are found through the
-    entry-point group ``gateway.extensions`` (pyproject.toml), so the core never imports
-    them: ``create_app`` serves their routes, the OpenAPI document includes their part,
-    and ``Worker.run`` runs their service beside the job loops (``serve`` and ``worker``)."""
-
-    name: str
-
-    def routes(self) -> Sequence[BaseRoute]:
-        """Routes served after the core's /v1 routes."""
-        ...
-
-    def openapi(self) -> dict[str, Any]:
-        """Their part of the OpenAPI document: ``paths``, ``schemas``, ``tags``, ``webhooks``."""
-        ...
-
-    async def run(self, rt: Runtime, stop: asyncio.Event) -> None:
-        """The background service, until ``stop`` is set."""
-        ...
-
-
-@functools.cache
-def extensions() -> tuple[Extension, ...]:
-    """The installed extensions, by name (loaded once per process)."""
-    found = sorted(entry_points(group=EXTENSION_GROUP), key=lambda ep: ep.name)
-    return tuple(ep.load() for ep in found)
-
-
 async def _run_extension(ext: Extension, rt: Runtime, stop: asyncio.Event) -> None:
     try:
         await ext.run(rt, stop)
@@ -104,7 +67,6 @@ async def _run_extension(ext: Extension, rt: Runtime, stop: asyncio.Event) -> No
         log.exception("extension %s stopped with an error", ext.name)
 
 
-# -- end extensions ------------------------------------------------------------------------
 class Worker:
     """Runs up to ``concurrency`` jobs at once until ``stop`` is set.
 

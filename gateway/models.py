@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -120,6 +120,20 @@ def iso(ts: datetime) -> str:
 def parse_iso(text: str) -> datetime:
     """Parse what :func:`iso` wrote."""
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_ms(ts: datetime) -> int:
+    """Exact integer milliseconds since the epoch, truncated like ``iso()`` (the stores'
+    sort keys and times kept beside documents)."""
+    return (ts - _EPOCH) // timedelta(milliseconds=1)
+
+
+def from_ms(ms: int) -> datetime:
+    """The UTC time of :func:`to_ms`."""
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def _dump(obj: Any) -> dict[str, Any]:

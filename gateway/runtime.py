@@ -1,7 +1,8 @@
 """The assembled gateway: settings, store, blobs, clock, HTTP client and connectors.
 
 One ``Runtime`` lives in each process (``serve``, ``worker``, ``demo``); the API, the
-workers and the connectors all reach shared state through it.
+workers, the connectors and the extensions (with their storage roles) all reach shared
+state through it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 import httpx
 
@@ -26,8 +28,10 @@ from gateway.metrics import Metrics, standard_metrics
 from gateway.models import Channel
 from gateway.store import make_store
 from gateway.store.base import Store
+from gateway.store.roles import Role
 
 log = logging.getLogger("gateway")
+R = TypeVar("R")
 # Shortest ``retry_after`` of a connector that is still starting (sends wait that long).
 START_RETRY_MIN = 1.0
 
@@ -74,6 +78,7 @@ class Runtime:
         self.blobs = BlobStore(settings.blobs)
         self.directory = Directory(store)
         self.connectors: dict[str, ConnectorState] = {}
+        self._roles: dict[Role[Any], object] = {}  # the extensions' storage, by role
         self._wake = asyncio.Event()
         self._own_http = False
 
@@ -86,7 +91,8 @@ class Runtime:
         http: httpx.AsyncClient | None = None,
         start_connectors: bool = True,
     ) -> Runtime:
-        """Open the store, load plugins and build (and start) the configured connectors."""
+        """Open the store and the extensions' storage roles, load plugins and build (and
+        start) the configured connectors."""
         for module in settings.plugins:
             try:
                 importlib.import_module(module)
@@ -110,6 +116,7 @@ class Runtime:
             public_url=settings.public_url,
         )
         try:
+            await rt._open_roles()
             for cfg in settings.connectors:
                 rt.connectors[cfg.id] = ConnectorState(connector_base.create(cfg, context))
         except BaseException:
@@ -121,6 +128,24 @@ class Runtime:
                     rt._start(state), name=f"start-{state.connector.id}"
                 )
         return rt
+
+    async def _open_roles(self) -> None:
+        # Imported here: the extensions are loaded once a runtime is made, not on import.
+        from gateway.extensions import extensions
+
+        for ext in extensions():
+            for role in ext.storage():
+                self._roles[role] = await role.open(self.store)
+
+    def role(self, role: Role[R]) -> R:
+        """The running store's implementation of an extension's storage ``role``
+        (``gateway/store/roles.py``), opened by :meth:`create`."""
+        try:
+            return cast(R, self._roles[role])
+        except KeyError:
+            raise LookupError(
+                f"storage role {role.name!r} is not open: no installed extension lists it"
+            ) from None
 
     async def _start(self, state: ConnectorState) -> None:
         """Start a connector, retrying with backoff while the carrier is not ready."""

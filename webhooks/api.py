@@ -32,16 +32,18 @@ from gateway.errors import (
 from gateway.ids import new_id
 from gateway.models import Event, iso
 from gateway.runtime import Runtime
-from gateway.store.base import (
+from gateway.store.base import Store
+from webhooks import endpoints, signing
+from webhooks.delivery import new_delivery
+from webhooks.models import (
     DELIVERY_FAILED,
     DELIVERY_PENDING,
     DELIVERY_SUCCEEDED,
     Delivery,
-    Store,
     WebhookEndpoint,
 )
-from webhooks import endpoints, signing
-from webhooks.delivery import new_delivery
+from webhooks.settings import webhook_settings
+from webhooks.storage import WEBHOOK_STORE, WebhookStore
 from webhooks.targets import Resolver, system_resolver
 
 BODY_LIMIT = 64 * 1024
@@ -61,6 +63,10 @@ RESOLVER: Resolver = system_resolver
 def _rt(request: Request) -> Runtime:
     rt: Runtime = request.app.state.rt
     return rt
+
+
+def _hooks(rt: Runtime) -> WebhookStore:
+    return rt.role(WEBHOOK_STORE)
 
 
 async def _team(request: Request) -> Principal:
@@ -97,7 +103,7 @@ def _parse(raw: bytes) -> Any:
 
 
 async def _endpoint(rt: Runtime, principal: Principal, endpoint_id: str) -> WebhookEndpoint:
-    endpoint = await rt.store.get_webhook_endpoint(endpoint_id)
+    endpoint = await _hooks(rt).get_endpoint(endpoint_id)
     if endpoint is None or endpoint.team_id != principal.team_id:
         raise NotFound("webhook endpoint not found")
     return endpoint
@@ -132,7 +138,7 @@ async def _posted(request: Request, action: Action, fingerprint: bytes = b"") ->
 async def _save(rt: Runtime, endpoint: WebhookEndpoint, reset_failing: bool = False) -> None:
     endpoint.version += 1
     endpoint.updated_at = rt.clock.now()
-    if not await rt.store.update_webhook_endpoint(endpoint, reset_failing):
+    if not await _hooks(rt).update_endpoint(endpoint, reset_failing):
         raise Conflict("the endpoint was changed at the same time; read it and try again")
 
 
@@ -143,7 +149,7 @@ async def create_endpoint(request: Request) -> Response:
     async def action(rt: Runtime, principal: Principal, raw: bytes) -> Response:
         fields = endpoints.parse_fields(_parse(raw), create=True)
         assert fields.url is not None
-        allow = rt.settings.webhooks.allow_private_targets
+        allow = webhook_settings(rt.settings).allow_private_targets
         await endpoints.check_url(fields.url, allow, RESOLVER)
         now = rt.clock.now()
         endpoint = WebhookEndpoint(
@@ -157,7 +163,7 @@ async def create_endpoint(request: Request) -> Response:
             updated_at=now,
             description=fields.description,
         )
-        await rt.store.create_webhook_endpoint(endpoint, endpoints.MAX_ENDPOINTS_PER_TEAM)
+        await _hooks(rt).create_endpoint(endpoint, endpoints.MAX_ENDPOINTS_PER_TEAM)
         return _json({**endpoints.view(endpoint, now), "secret": endpoint.secret}, 201)
 
     return await _posted(request, action)
@@ -167,7 +173,7 @@ async def list_endpoints(request: Request) -> Response:
     """GET /v1/webhook-endpoints: the team's endpoints, oldest first."""
     rt, principal = _rt(request), await _team(request)
     now = rt.clock.now()
-    found = await rt.store.list_webhook_endpoints(principal.team_id)
+    found = await _hooks(rt).list_endpoints(principal.team_id)
     return _json({"data": [endpoints.view(e, now) for e in found]})
 
 
@@ -184,7 +190,7 @@ async def update_endpoint(request: Request) -> Response:
     endpoint = await _endpoint(rt, principal, request.path_params["id"])
     fields = endpoints.parse_fields(_parse(await _read(request)), create=False)
     if fields.url is not None and fields.url != endpoint.url:
-        allow = rt.settings.webhooks.allow_private_targets
+        allow = webhook_settings(rt.settings).allow_private_targets
         await endpoints.check_url(fields.url, allow, RESOLVER)
         endpoint.url = fields.url
     if fields.events is not None:
@@ -207,7 +213,7 @@ async def delete_endpoint(request: Request) -> Response:
     """DELETE /v1/webhook-endpoints/{id}: the endpoint and its delivery log (204)."""
     rt, principal = _rt(request), await _team(request)
     endpoint = await _endpoint(rt, principal, request.path_params["id"])
-    await rt.store.delete_webhook_endpoint(endpoint.id)
+    await _hooks(rt).delete_endpoint(endpoint.id)
     return Response(status_code=204)
 
 
@@ -263,12 +269,12 @@ async def list_deliveries(request: Request) -> Response:
     cursor = q.get("cursor") or None
     if cursor is not None and not _SEQ_CURSOR.match(cursor):
         raise ValidationError("'cursor' is not a cursor this API returned", field="cursor")
-    page = await rt.store.list_webhook_deliveries(endpoint.id, status, cursor, int(raw_limit))
+    page = await _hooks(rt).list_deliveries(endpoint.id, status, cursor, int(raw_limit))
     return _json({"data": [delivery_view(d) for d in page.items], "next_cursor": page.next_cursor})
 
 
 async def _delivery(rt: Runtime, endpoint: WebhookEndpoint, delivery_id: str) -> Delivery:
-    found = await rt.store.get_webhook_delivery(delivery_id)
+    found = await _hooks(rt).get_delivery(delivery_id)
     if found is None or found.endpoint_id != endpoint.id:
         raise NotFound("delivery not found")
     return found
@@ -296,7 +302,7 @@ async def retry_delivery(request: Request) -> Response:
         endpoint = await _endpoint(rt, principal, request.path_params["id"])
         found = await _delivery(rt, endpoint, request.path_params["delivery_id"])
         _enabled(endpoint)
-        (after,) = await rt.store.requeue_webhook_deliveries([found], rt.clock.now())
+        (after,) = await _hooks(rt).requeue_deliveries([found], rt.clock.now())
         if after.status == DELIVERY_PENDING and after.token is None and after.due_at is None:
             raise Conflict(
                 "this delivery waits for an earlier event of the same conversation to this "
@@ -386,7 +392,7 @@ async def _replay(
     rt: Runtime, endpoint: WebhookEndpoint, since: datetime, until: datetime, now: datetime
 ) -> tuple[int, str | None]:
     """Requeue the endpoint's events in [since, until]; (how many, where to go on)."""
-    store = rt.store
+    store, hooks = rt.store, _hooks(rt)
     after = await seq_before(store, since - CLOCK_SKEW)
     batch: list[Delivery] = []
     sent, done = 0, False
@@ -406,14 +412,14 @@ async def _replay(
             ):
                 continue
             if sent + len(batch) >= REPLAY_MAX:
-                await store.requeue_webhook_deliveries(batch, now)
+                await hooks.requeue_deliveries(batch, now)
                 return sent + len(batch), iso(event.created_at)
             batch.append(new_delivery(event, endpoint, now))
             if len(batch) >= 500:
-                await store.requeue_webhook_deliveries(batch, now)
+                await hooks.requeue_deliveries(batch, now)
                 sent, batch = sent + len(batch), []
     if batch:
-        await store.requeue_webhook_deliveries(batch, now)
+        await hooks.requeue_deliveries(batch, now)
     return sent + len(batch), None
 
 

@@ -68,7 +68,9 @@ from gateway import jsoncodec
 from gateway.events import QUOTA_THRESHOLD
 from gateway.models import Event, iso
 from gateway.runtime import Runtime
-from gateway.store.base import (
+from webhooks.client import AttemptError, Client
+from webhooks.endpoints import matches
+from webhooks.models import (
     DELIVERY_FAILED,
     DELIVERY_PENDING,
     DELIVERY_SUCCEEDED,
@@ -76,9 +78,9 @@ from gateway.store.base import (
     DeliveryOutcome,
     WebhookEndpoint,
 )
-from webhooks.client import AttemptError, Client
-from webhooks.endpoints import matches
+from webhooks.settings import webhook_settings
 from webhooks.signing import active_secrets, signature_header
+from webhooks.storage import WEBHOOK_STORE
 from webhooks.targets import Target, TargetError, TargetRefused, parse_target
 
 log = logging.getLogger("webhooks")
@@ -171,7 +173,8 @@ class Engine:
         self, rt: Runtime, *, client: Client | None = None, owner: str | None = None
     ) -> None:
         self.rt = rt
-        self.settings = rt.settings.webhooks
+        self.settings = webhook_settings(rt.settings)
+        self.hooks = rt.role(WEBHOOK_STORE)
         self.client = client or Client(allow_private=self.settings.allow_private_targets)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._tasks: set[asyncio.Task[None]] = set()
@@ -255,10 +258,10 @@ class Engine:
         if not force and mono - self._checked < self.settings.poll_interval:
             return self._version
         self._checked = mono
-        store = self.rt.store
-        version = await store.webhook_endpoints_version()  # before the list: see fanout
+        hooks = self.hooks
+        version = await hooks.endpoints_version()  # before the list: see fanout
         if version != self._version:
-            endpoints = await store.list_webhook_endpoints(None)
+            endpoints = await hooks.list_endpoints(None)
             self._endpoints = {e.id: e for e in endpoints}
             self._by_team = {}
             for e in endpoints:
@@ -275,7 +278,7 @@ class Engine:
             or self._lease_until is None
             or now >= self._lease_until - (FANOUT_LEASE / 2)
         ):
-            cursor = await rt.store.lease_webhook_fanout(self.owner, now, FANOUT_LEASE)
+            cursor = await self.hooks.lease_fanout(self.owner, now, FANOUT_LEASE)
             if cursor is None:  # another process fans out
                 self._cursor = None
                 return 0
@@ -292,7 +295,7 @@ class Engine:
                 wanted.append(event)
                 deliveries += [new_delivery(event, e, now) for e in targets]
         lease_until = now + timedelta(seconds=self.settings.lease_seconds)
-        leased = await rt.store.webhook_fanout(
+        leased = await self.hooks.fanout(
             self._cursor, events[-1].seq, version, deliveries, self._token(), lease_until,
             self.free, now,
         )  # fmt: skip
@@ -315,7 +318,7 @@ class Engine:
             return 0
         now = self.rt.clock.now()
         lease_until = now + timedelta(seconds=self.settings.lease_seconds)
-        leased = await self.rt.store.lease_webhook_deliveries(now, self._token(), lease_until, free)
+        leased = await self.hooks.lease_deliveries(now, self._token(), lease_until, free)
         missing = [d.seq for d in leased if d.seq not in self._events]
         if missing:
             for event in await self.rt.store.events_at(missing):
@@ -364,7 +367,7 @@ class Engine:
                 reason = f"event {d.event_id} is no longer in the event log"
             record = {"at": iso(now), "attempt": d.attempts, "error": reason}
             outcome = DeliveryOutcome(DELIVERY_FAILED, record)
-            if await rt.store.finish_webhook_delivery(d, outcome, now) is not None:
+            if await self.hooks.finish_delivery(d, outcome, now) is not None:
                 rt.metrics.inc("gateway_webhook_attempts_total", outcome="skipped")
             return
         await self._send(d, endpoint, event)
@@ -425,7 +428,7 @@ class Engine:
                 retry_at = done + timedelta(seconds=delay)
                 record["next_attempt_at"] = iso(retry_at)
                 outcome = DeliveryOutcome(DELIVERY_PENDING, record, retry_at, False)
-        result = await rt.store.finish_webhook_delivery(d, outcome, done)
+        result = await self.hooks.finish_delivery(d, outcome, done)
         if result is None:
             log.info("delivery %s: the lease expired before the attempt ended", d.id)
             return
@@ -441,9 +444,9 @@ class Engine:
             await self._disable(endpoint.id, since, error, done)
 
     async def _disable(self, endpoint_id: str, since: datetime, error: str, now: datetime) -> None:
-        store = self.rt.store
+        hooks = self.hooks
         for _ in range(5):
-            endpoint = await store.get_webhook_endpoint(endpoint_id)
+            endpoint = await hooks.get_endpoint(endpoint_id)
             if endpoint is None or not endpoint.enabled:
                 return
             endpoint.enabled = False
@@ -454,7 +457,7 @@ class Engine:
             )
             endpoint.updated_at = now
             endpoint.version += 1
-            if await store.update_webhook_endpoint(endpoint):
+            if await hooks.update_endpoint(endpoint):
                 self._endpoints[endpoint_id] = endpoint  # at once in this process
                 log.warning(
                     "webhook endpoint %s disabled: %s", endpoint_id, endpoint.disabled_reason

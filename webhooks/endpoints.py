@@ -16,9 +16,8 @@ from typing import Any
 
 from gateway import events
 from gateway.errors import ValidationError
-from gateway.forwarding import FORWARD_FAILED, FORWARD_SENT
 from gateway.models import Event, iso
-from gateway.store.base import WebhookEndpoint
+from webhooks.models import WebhookEndpoint
 from webhooks.targets import (
     Resolver,
     Target,
@@ -33,8 +32,8 @@ KNOWN_EVENTS = (
     events.MESSAGE_RECEIVED,
     events.MESSAGE_STATUS,
     events.QUOTA_THRESHOLD,
-    FORWARD_SENT,
-    FORWARD_FAILED,
+    events.FORWARD_SENT,
+    events.FORWARD_FAILED,
 )
 MAX_ENDPOINTS_PER_TEAM = 20
 MAX_DESCRIPTION = 256

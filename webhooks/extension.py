@@ -1,27 +1,44 @@
 """The webhooks as a gateway extension (entry point ``gateway.extensions: webhooks``).
 
 The gateway core finds this object through the entry point and never imports the
-package: ``create_app`` serves :meth:`routes`, the OpenAPI document merges
-:meth:`openapi`, and ``Worker.run`` (``gateway serve`` and ``gateway worker``) runs
-:meth:`run`, the delivery engine. The imports wait for the first call, so loading the
-entry point costs nothing.
+package: ``gateway.config`` parses the ``[webhooks]`` section with
+:meth:`~WebhooksExtension.parse_settings`, ``Runtime.create`` opens the storage role of
+:meth:`~WebhooksExtension.storage`, ``create_app`` serves :meth:`~WebhooksExtension.routes`,
+the OpenAPI document merges :meth:`~WebhooksExtension.openapi`, and ``Worker.run``
+(``gateway serve`` and ``gateway worker``) runs :meth:`~WebhooksExtension.run`, the
+delivery engine. The other imports wait for the first call, so loading the entry point
+(which the configuration does) costs little.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from starlette.routing import BaseRoute
+from webhooks import settings
 
-from gateway.runtime import Runtime
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+    from gateway.runtime import Runtime
+    from gateway.store.roles import Role
 
 
 class WebhooksExtension:
-    """Routes, OpenAPI part and delivery engine of the webhooks."""
+    """Settings, storage, routes, OpenAPI part and delivery engine of the webhooks."""
 
-    name = "webhooks"
+    name = settings.SECTION
+
+    def parse_settings(self, table: Mapping[str, Any] | None) -> settings.WebhookSettings:
+        """The ``[webhooks]`` section (``webhooks/settings.py``)."""
+        return settings.parse(table)
+
+    def storage(self) -> Sequence[Role[Any]]:
+        """Endpoints and deliveries: the ``WebhookStore`` role."""
+        from webhooks.storage import WEBHOOK_STORE
+
+        return (WEBHOOK_STORE,)
 
     def routes(self) -> Sequence[BaseRoute]:
         """The ``/v1/webhook-endpoints`` routes."""

@@ -25,7 +25,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from gateway.store.base import WebhookEndpoint
+from webhooks.models import WebhookEndpoint
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32

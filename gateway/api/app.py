@@ -156,8 +156,8 @@ def create_app(rt: Runtime, *, workers: bool = True) -> Starlette:
         if hooks:
             routes.append(Mount(f"/hooks/{cid}", routes=hooks))
     # Extensions' routes (webhooks/) come after the core's; they are found through their
-    # entry points (gateway.jobs.extensions), never imported by name.
-    from gateway.jobs import extensions
+    # entry points (gateway.extensions), never imported by name.
+    from gateway.extensions import extensions
 
     routes += [*v1.ROUTES, *(r for ext in extensions() for r in ext.routes()), *OPS_ROUTES]
 

@@ -1463,10 +1463,10 @@ def _cached(server_url: str) -> dict[str, Any]:
     return _with_extensions(_build(server_url))
 
 
-# -- extensions (gateway.jobs.extensions: webhooks/) document their own routes ----------
+# -- extensions (gateway.extensions: webhooks/) document their own routes -------------
 def _with_extensions(doc: dict[str, Any]) -> dict[str, Any]:
     """``doc`` with each extension's paths, schemas, tags and webhooks merged in."""
-    from gateway.jobs import extensions
+    from gateway.extensions import extensions
 
     for ext in extensions():
         part = ext.openapi()

@@ -2,7 +2,8 @@
 
 Two backends implement it, ``sqlite.py`` (embedded default) and ``redis.py`` (shared by
 many processes), and ONE contract suite (``tests/gateway/store/test_contract.py``) runs
-against both. Nothing above the store knows which backend runs.
+against both. Nothing above the store knows which backend runs. Extensions keep their own
+data beside the core's through storage roles (``roles.py``), not through this protocol.
 
 Rules every backend keeps:
 
@@ -18,7 +19,7 @@ Rules every backend keeps:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
@@ -35,8 +36,6 @@ from gateway.models import (
     Message,
     StatusChange,
     Team,
-    iso,
-    parse_iso,
 )
 
 T = TypeVar("T")
@@ -144,144 +143,6 @@ class Limit(NamedTuple):  # a tuple: every send builds two
 
 
 # -- end outbound policy -------------------------------------------------------------------
-# -- webhooks: endpoints and deliveries (the webhooks/ package builds and reads them) -------
-DELIVERY_PENDING = "pending"  # waiting for an attempt (scheduled, held back, or in flight)
-DELIVERY_SUCCEEDED = "succeeded"
-DELIVERY_FAILED = "failed"  # every attempt of the retry schedule failed
-WEBHOOK_LOG_KEEP = 50  # attempt records kept per delivery (the newest)
-
-
-@dataclass(slots=True)
-class WebhookEndpoint:
-    """A team's webhook endpoint: where events go, which types, and the signing secrets.
-
-    ``version`` grows by one with every change (``update_webhook_endpoint`` compares it).
-    ``failing_since`` is kept by the store beside the document and only changed by
-    ``finish_webhook_delivery`` (and reset by an update with ``reset_failing``): the time of
-    the first failed attempt since the last successful one.
-    """
-
-    id: str
-    team_id: str
-    url: str
-    events: list[str]  # event types delivered; [] = every type
-    enabled: bool
-    secret: str  # whsec_…: signs every delivery
-    created_at: datetime
-    updated_at: datetime
-    description: str | None = None
-    disabled_reason: str | None = None  # why the gateway disabled it (None: it did not)
-    old_secret: str | None = None  # the secret before the last rotation …
-    old_secret_until: datetime | None = None  # … which also signs until then
-    version: int = 1
-    failing_since: datetime | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Serialise for the store (``failing_since`` is stored beside the document)."""
-        return {
-            "id": self.id,
-            "team_id": self.team_id,
-            "url": self.url,
-            "events": list(self.events),
-            "enabled": self.enabled,
-            "secret": self.secret,
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
-            "description": self.description,
-            "disabled_reason": self.disabled_reason,
-            "old_secret": self.old_secret,
-            "old_secret_until": iso(self.old_secret_until) if self.old_secret_until else None,
-            "version": self.version,
-        }
-
-    @classmethod
-    def from_dict(
-        cls, data: dict[str, Any], failing_since: datetime | None = None
-    ) -> WebhookEndpoint:
-        """Load what :meth:`to_dict` wrote."""
-        data = dict(data)
-        for name in ("created_at", "updated_at", "old_secret_until"):
-            if data.get(name) is not None:
-                data[name] = parse_iso(data[name])
-        return cls(**data, failing_since=failing_since)
-
-
-@dataclass(slots=True)
-class Delivery:
-    """One event for one endpoint: its attempts, status and place in its lane.
-
-    ``id`` is the ``webhook-id`` the receiver sees: derived from the event and the
-    endpoint, the same on every attempt, retry and replay. Deliveries of one ``lane``
-    (an endpoint and a conversation) are attempted one at a time in ``seq`` order: only
-    the lane's oldest pending delivery is ever due; ``lane == id`` means no lane.
-    ``due_at``: when the next attempt may start, or while ``token`` holds a lease, when
-    the lease expires; None for a delivery held back in its lane and once final.
-    """
-
-    id: str
-    endpoint_id: str
-    team_id: str
-    event_id: str
-    event_type: str
-    seq: int  # the event's seq
-    lane: str
-    created_at: datetime
-    status: str = DELIVERY_PENDING
-    attempts: int = 0  # attempts started in this series (a retry or replay starts a new one)
-    due_at: datetime | None = None
-    token: str | None = None  # the lease of the attempt in flight
-    last_attempt: dict[str, Any] | None = None
-    updated_at: datetime | None = None
-    log: list[dict[str, Any]] = field(default_factory=list)  # get_webhook_delivery only
-
-    def static_doc(self) -> dict[str, Any]:
-        """The fields that never change, as stored."""
-        return {
-            "id": self.id,
-            "endpoint_id": self.endpoint_id,
-            "team_id": self.team_id,
-            "event_id": self.event_id,
-            "event_type": self.event_type,
-            "seq": self.seq,
-            "created_at": iso(self.created_at),
-        }
-
-    @classmethod
-    def from_static(cls, doc: dict[str, Any], lane: str) -> Delivery:
-        """A delivery from :meth:`static_doc` (the backend fills in the rest)."""
-        return cls(
-            doc["id"],
-            doc["endpoint_id"],
-            doc["team_id"],
-            doc["event_id"],
-            doc["event_type"],
-            doc["seq"],
-            lane,
-            parse_iso(doc["created_at"]),
-        )
-
-
-@dataclass(slots=True, frozen=True)
-class DeliveryOutcome:
-    """How an attempt ended, for ``finish_webhook_delivery``."""
-
-    status: str  # succeeded | failed (final) | pending (again at ``retry_at``)
-    attempt: dict[str, Any]  # the attempt's record: appended to the log, shown as last
-    retry_at: datetime | None = None
-    # True: the endpoint answered 2xx (its failing_since is cleared); False: the attempt
-    # failed (failing_since is set unless it already is); None: leave it.
-    endpoint_ok: bool | None = None
-
-
-@dataclass(slots=True, frozen=True)
-class FinishResult:
-    """What ``finish_webhook_delivery`` did besides recording the attempt."""
-
-    failing_since: datetime | None  # the endpoint's, after this attempt
-    promoted: str | None  # the delivery of the lane that is due now that this one is final
-
-
-# -- end webhooks --------------------------------------------------------------------------
 class Store(Protocol):
     """Persistent state of the gateway: directory, messages, ledger, jobs, events."""
 
@@ -585,6 +446,10 @@ class Store(Protocol):
         """Events with ``seq`` > ``after_seq``, oldest first."""
         ...
 
+    async def events_at(self, seqs: Sequence[int]) -> list[Event]:
+        """The events with these seqs (those that exist), in seq order."""
+        ...
+
     # -- idempotency -----------------------------------------------------------------
     async def idem_claim(
         self, scope: str, key: str, fingerprint: str, now: datetime, ttl: timedelta
@@ -603,104 +468,6 @@ class Store(Protocol):
 
     async def idem_release(self, scope: str, key: str) -> None:
         """Drop a claim whose request failed without a response worth replaying."""
-        ...
-
-    # -- webhooks (see Delivery for lanes and leases) --------------------------------------
-    async def create_webhook_endpoint(self, endpoint: WebhookEndpoint, max_per_team: int) -> None:
-        """Store a new endpoint atomically with its check: ``Conflict(code=
-        "webhook_endpoint_limit")`` when the team already has ``max_per_team``."""
-        ...
-
-    async def get_webhook_endpoint(self, endpoint_id: str) -> WebhookEndpoint | None:
-        """The endpoint (with ``failing_since``), or None."""
-        ...
-
-    async def list_webhook_endpoints(self, team_id: str | None) -> list[WebhookEndpoint]:
-        """The team's endpoints (None: every team's), oldest first."""
-        ...
-
-    async def update_webhook_endpoint(
-        self, endpoint: WebhookEndpoint, reset_failing: bool = False
-    ) -> bool:
-        """Replace the endpoint's document if the stored one has version
-        ``endpoint.version - 1`` (compare-and-set); False otherwise (or when it is gone).
-        ``reset_failing`` clears ``failing_since`` too."""
-        ...
-
-    async def delete_webhook_endpoint(self, endpoint_id: str) -> bool:
-        """Delete the endpoint and its deliveries; False when it did not exist."""
-        ...
-
-    async def webhook_endpoints_version(self) -> int:
-        """A number that changes whenever any endpoint is created, updated or deleted."""
-        ...
-
-    async def lease_webhook_fanout(self, owner: str, now: datetime, ttl: timedelta) -> int | None:
-        """Take (or renew) the fan-out lease for ``owner`` until ``now + ttl`` and return the
-        fan-out cursor (the last event seq turned into deliveries); None while another
-        owner's lease runs."""
-        ...
-
-    async def webhook_fanout(
-        self,
-        after_seq: int,
-        new_seq: int,
-        endpoints_version: int,
-        deliveries: Sequence[Delivery],
-        token: str,
-        lease_until: datetime,
-        lease_limit: int,
-        now: datetime,
-    ) -> list[Delivery] | None:
-        """Atomically: if the cursor is still ``after_seq`` and the endpoints version still
-        ``endpoints_version``, move the cursor to ``new_seq`` and add ``deliveries`` (in
-        ``seq`` order; one whose id exists is skipped). A new delivery that is the only
-        pending one of its lane is due: the first ``lease_limit`` of those are leased to
-        ``token`` until ``lease_until`` (attempt 1 started), the others due at ``now``.
-        Returns the leased deliveries, or None (nothing written) when a check failed."""
-        ...
-
-    async def lease_webhook_deliveries(
-        self, now: datetime, token: str, lease_until: datetime, limit: int
-    ) -> list[Delivery]:
-        """Lease up to ``limit`` deliveries due at ``now`` (earliest first; an expired lease
-        is due again) to ``token`` until ``lease_until``; each starts an attempt
-        (``attempts`` += 1). Two callers never lease the same delivery at once."""
-        ...
-
-    async def finish_webhook_delivery(
-        self, delivery: Delivery, outcome: DeliveryOutcome, now: datetime
-    ) -> FinishResult | None:
-        """Record the attempt of a leased delivery (None when ``delivery.token`` no longer
-        holds the lease: nothing is written). Atomically: the status becomes the
-        outcome's (pending: due at ``retry_at``), the attempt is logged, the endpoint's
-        ``failing_since`` follows ``endpoint_ok``, and a final delivery leaves its lane,
-        whose next pending delivery becomes due at ``now`` (``promoted``)."""
-        ...
-
-    async def requeue_webhook_deliveries(
-        self, deliveries: Sequence[Delivery], now: datetime
-    ) -> list[Delivery]:
-        """Send deliveries again (retry now, replay), each atomically, in no lane: a missing
-        one is added as pending (due now), a final one becomes pending again with a new
-        series of attempts (due now), a pending one waiting for a retry is due now; a
-        pending one in flight or held back in its lane is left alone. Returns them as
-        stored afterwards."""
-        ...
-
-    async def get_webhook_delivery(self, delivery_id: str) -> Delivery | None:
-        """The delivery with its attempt log (oldest first), or None."""
-        ...
-
-    async def list_webhook_deliveries(
-        self, endpoint_id: str, status: str | None, cursor: str | None, limit: int
-    ) -> Page[Delivery]:
-        """The endpoint's deliveries (without logs), newest event first, optionally of
-        one status."""
-        ...
-
-    async def events_at(self, seqs: Sequence[int]) -> list[Event]:
-        """The events with these seqs (those that exist), in seq order."""
         ...
 
 

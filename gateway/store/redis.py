@@ -26,6 +26,9 @@ model's ``to_dict()``. With P = the prefix:
     P:idem:{scope}:{key}              hash fp, code, body, exp (ms, compared with ``now``)
     P:rate:{limit key}                zset of accepted sends: message id, score = created ms
 
+Extensions keep their keys beside these through the store's ``RedisBackend``
+(``redis_backend.py``, ``roles.py``), under names that no key above uses.
+
 Atomicity comes from Lua scripts, which Redis runs one at a time. Inserts that check
 shared state (plan limit, conversation triple, dedupe key, ledger, idempotency claim)
 are a single script. Updates whose rules live in Python (``rules.py``) read the doc,
@@ -42,7 +45,6 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 
@@ -61,26 +63,22 @@ from gateway.models import (
     Message,
     StatusChange,
     Team,
+    from_ms,
     iso,
+    to_ms,
 )
 from gateway.store import rules
 from gateway.store.base import (
-    DELIVERY_PENDING,
-    WEBHOOK_LOG_KEEP,
-    Delivery,
-    DeliveryOutcome,
-    FinishResult,
     IdemRecord,
     Limit,
     MessageFilter,
     Page,
     Reroute,
     StatusUpdate,
-    WebhookEndpoint,
 )
-from gateway.store.redis_lane import Lane
+from gateway.store.redis_backend import RedisBackend
 from gateway.store.redis_scripts import SCRIPTS
-from gateway.store.rules import event_doc, from_ms, to_ms
+from gateway.store.rules import event_doc
 
 IDEM_KEEP = timedelta(hours=24)
 _CAS_TRIES = 1000  # each failed compare-and-set means another caller made progress
@@ -141,66 +139,44 @@ class RedisStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        self.prefix = dict(query).get("prefix") or "gw"
+        self._backend = RedisBackend(url)
+        self.prefix = self._backend.prefix
         self._p = f"{self.prefix}:"  # what every key starts with
-        # redis-py turns unknown query parameters into client options: drop ours.
-        rest = urlencode([(k, v) for k, v in query if k != "prefix"])
-        self._client_url = urlunsplit(parts._replace(query=rest))
-        self._client: aioredis.Redis | None = None
-        self._scripts: dict[str, Any] = {}
-        self._lane: Lane | None = None  # the sends' batched script calls
 
     # -- plumbing --------------------------------------------------------------------
     async def open(self) -> None:
         """Connect, check that the server answers and register the scripts."""
-        # A blocking pool makes a burst of calls wait for a connection; the default pool
-        # raises MaxConnectionsError past 100 (``?max_connections=`` sets the size).
-        pool = aioredis.BlockingConnectionPool.from_url(self._client_url, decode_responses=True)
-        client = aioredis.Redis.from_pool(pool)
-        try:
-            await client.ping()
-        except BaseException:
-            await client.aclose()
-            raise
-        self._client = client
-        # EVALSHA, loading the script again if the server lost it (restart, FLUSH).
-        self._scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
-        self._lane = Lane(client, self._scripts)
+        await self._backend.open(SCRIPTS)
 
     async def aclose(self) -> None:
         """Close the connection pool (after the calls already sent)."""
-        if self._lane is not None:
-            await self._lane.aclose()
-            self._lane = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._backend.aclose()
 
     async def ping(self) -> None:
         """Raise if Redis cannot answer."""
         await self._r.ping()
 
     @property
+    def backend(self) -> RedisBackend:
+        """The client, prefix, scripts and lane. Public on purpose: the Redis
+        implementations of extensions' storage roles (``roles.py``) work through it."""
+        return self._backend
+
+    @property
     def _r(self) -> aioredis.Redis:
-        if self._client is None:
-            raise RuntimeError("store is not open")
-        return self._client
+        return self._backend.client
 
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
     async def _run(self, name: str, keys: list[str], args: list[str | int]) -> Any:
-        return await self._scripts[name](keys=keys, args=args)
+        return await self._backend.call(name, keys, args)
 
     async def _run_batched(self, name: str, keys: list[str], args: list[str | int]) -> Any:
         """Like ``_run``, but the calls of one loop tick share one round trip, pipelined
         on the lane's connection (each script stays atomic on its own). Sends are many
         and small: the round trip, not Redis, is their cost."""
-        if self._lane is None:
-            raise RuntimeError("store is not open")
-        return await self._lane.call(name, keys, args)
+        return await self._backend.lane.call(name, keys, args)
 
     async def _get(self, cls: type[_Doc], kind: str, ident: str) -> _Doc | None:
         raw = await self._r.get(self._k(kind, ident))
@@ -838,6 +814,23 @@ class RedisStore:
             out[-1].seq = int(seq)
         return out
 
+    async def events_at(self, seqs: Sequence[int]) -> list[Event]:
+        """The events with these seqs, in seq order (one round trip)."""
+        wanted = sorted(set(seqs))
+        if not wanted:
+            return []
+        async with self._r.pipeline(transaction=False) as pipe:
+            for seq in wanted:
+                pipe.zrange(self._k("events"), seq, seq, byscore=True)
+            results = await pipe.execute()
+        out = []
+        for rows in results:
+            for row in rows:
+                number, _, doc = _text(row).partition(" ")
+                out.append(Event.from_dict(jsoncodec.loads(doc)))
+                out[-1].seq = int(number)
+        return out
+
     # -- idempotency -----------------------------------------------------------------
     async def idem_claim(
         self, scope: str, key: str, fingerprint: str, now: datetime, ttl: timedelta
@@ -860,258 +853,3 @@ class RedisStore:
     async def idem_release(self, scope: str, key: str) -> None:
         """Drop a claim."""
         await self._r.delete(self._k("idem", scope, key))
-
-    # -- webhooks (layout: redis_scripts.py, "webhooks") ------------------------------------
-    #   P:whep:{id} endpoint doc   P:whep:{id}:failing ms   P:team:{t}:wheps / P:wheps zsets
-    #   P:wh:version counter       P:wh:cursor hash seq|owner|lease   P:wh:due zset
-    #   P:whd:{id} delivery hash   P:whd:{id}:log list      P:whep:{id}:whd zset (score seq)
-    #   P:whlane:{lane} zset of the lane's pending deliveries (score seq)
-    def _wh_lane_key(self, delivery_id: str, lane: str) -> str:
-        return self._k("whd", delivery_id) if lane == delivery_id else self._k("whlane", lane)
-
-    async def create_webhook_endpoint(self, endpoint: WebhookEndpoint, max_per_team: int) -> None:
-        """Store a new endpoint unless the team has ``max_per_team`` already."""
-        keys = [self._k("whep", endpoint.id), self._k("team", endpoint.team_id, "wheps")]
-        keys += [self._k("wheps"), self._k("wh", "version")]
-        args: list[str | int] = [endpoint.id, _dumps(endpoint.to_dict()), max_per_team]
-        if not int(await self._run("wh_create_endpoint", keys, args)):
-            raise Conflict(
-                f"the team already has {max_per_team} webhook endpoints, the most it may",
-                code="webhook_endpoint_limit",
-            )
-
-    async def _wh_endpoints(self, ids: Sequence[object]) -> list[WebhookEndpoint]:
-        keys: list[str] = []
-        for i in ids:
-            keys += [self._k("whep", _text(i)), self._k("whep", _text(i), "failing")]
-        raws = await self._r.mget(keys) if keys else []
-        out = []
-        for doc, failing in zip(raws[::2], raws[1::2], strict=True):
-            if doc is not None:
-                since = from_ms(int(failing)) if failing else None
-                out.append(WebhookEndpoint.from_dict(jsoncodec.loads(doc), since))
-        return out
-
-    async def get_webhook_endpoint(self, endpoint_id: str) -> WebhookEndpoint | None:
-        """The endpoint, or None."""
-        found = await self._wh_endpoints([endpoint_id])
-        return found[0] if found else None
-
-    async def list_webhook_endpoints(self, team_id: str | None) -> list[WebhookEndpoint]:
-        """The team's (or every) endpoint, oldest first (ids sort by creation time)."""
-        index = self._k("wheps") if team_id is None else self._k("team", team_id, "wheps")
-        return await self._wh_endpoints(await self._r.zrange(index, 0, -1))
-
-    async def update_webhook_endpoint(
-        self, endpoint: WebhookEndpoint, reset_failing: bool = False
-    ) -> bool:
-        """Replace the endpoint if its stored version is the one before ``endpoint``'s."""
-        keys = [self._k("whep", endpoint.id), self._k("whep", endpoint.id, "failing")]
-        keys.append(self._k("wh", "version"))
-        args: list[str | int] = [endpoint.version - 1, _dumps(endpoint.to_dict())]
-        args.append("1" if reset_failing else "")
-        return bool(int(await self._run("wh_update_endpoint", keys, args)))
-
-    async def delete_webhook_endpoint(self, endpoint_id: str) -> bool:
-        """Delete the endpoint, then its deliveries a chunk at a time."""
-        endpoint = await self.get_webhook_endpoint(endpoint_id)
-        if endpoint is None:
-            return False
-        keys = [self._k("whep", endpoint_id), self._k("whep", endpoint_id, "failing")]
-        keys += [self._k("team", endpoint.team_id, "wheps"), self._k("wheps")]
-        keys.append(self._k("wh", "version"))
-        if not int(await self._run("wh_delete_endpoint", keys, [endpoint_id])):
-            return False
-        # The endpoint is gone (and the version moved, so no fan-out adds to it): what is
-        # left can go in pieces.
-        index = self._k("whep", endpoint_id, "whd")
-        while ids := [_text(i) for i in await self._r.zrange(index, 0, 499)]:
-            async with self._r.pipeline(transaction=False) as pipe:
-                for i in ids:
-                    pipe.hget(self._k("whd", i), "lane")
-                lanes = await pipe.execute()
-            keys = [self._k("wh", "due"), index]
-            for i, lane in zip(ids, lanes, strict=True):
-                keys += [self._k("whd", i), self._k("whd", i, "log")]
-                keys.append(self._wh_lane_key(i, _text(lane) if lane is not None else i))
-            await self._run("wh_drop_deliveries", keys, list(ids))
-        return True
-
-    async def webhook_endpoints_version(self) -> int:
-        """The endpoints' change counter."""
-        return int(await self._r.get(self._k("wh", "version")) or 0)
-
-    async def lease_webhook_fanout(self, owner: str, now: datetime, ttl: timedelta) -> int | None:
-        """Take or renew the fan-out lease; the cursor, or None while another holds it."""
-        args: list[str | int] = [owner, to_ms(now), to_ms(now + ttl)]
-        cursor = int(await self._run("wh_lease_fanout", [self._k("wh", "cursor")], args))
-        return None if cursor < 0 else cursor
-
-    async def webhook_fanout(
-        self,
-        after_seq: int,
-        new_seq: int,
-        endpoints_version: int,
-        deliveries: Sequence[Delivery],
-        token: str,
-        lease_until: datetime,
-        lease_limit: int,
-        now: datetime,
-    ) -> list[Delivery] | None:
-        """Advance the cursor and add deliveries, leasing the new lane heads (one script)."""
-        keys = [self._k("wh", "cursor"), self._k("wh", "version"), self._k("wh", "due")]
-        args: list[str | int] = [after_seq, new_seq, endpoints_version, token]
-        args += [to_ms(lease_until), lease_limit, to_ms(now)]
-        for d in deliveries:
-            keys += [self._k("whd", d.id), self._wh_lane_key(d.id, d.lane)]
-            keys.append(self._k("whep", d.endpoint_id, "whd"))
-            args += [d.id, _dumps(d.static_doc()), d.lane, d.seq]
-        leased = await self._run_batched("wh_fanout", keys, args)
-        if leased is None:
-            return None
-        chosen = {_text(i) for i in leased}
-        out = []
-        for d in deliveries:
-            if d.id in chosen:
-                d.status, d.attempts, d.token, d.due_at = DELIVERY_PENDING, 1, token, lease_until
-                d.last_attempt, d.updated_at = None, now
-                out.append(d)
-        return out
-
-    async def lease_webhook_deliveries(
-        self, now: datetime, token: str, lease_until: datetime, limit: int
-    ) -> list[Delivery]:
-        """Lease up to ``limit`` due deliveries (earliest first)."""
-        if limit < 1:
-            return []
-        due = self._k("wh", "due")
-        now_ms = to_ms(now)
-        out: list[Delivery] = []
-        # Concurrent callers read the same candidates: take what is left, then read again
-        # (a leased delivery's score moved past now) until the limit or the due ones end.
-        while len(out) < limit:
-            want = 2 * (limit - len(out))
-            ids = [_text(i) for i in await self._r.zrange(due, "-inf", now_ms, byscore=True,
-                                                          offset=0, num=want)]  # fmt: skip
-            if not ids:
-                break
-            keys = [due, *(self._k("whd", i) for i in ids)]
-            args: list[str | int] = [now_ms, token, to_ms(lease_until), limit - len(out), *ids]
-            for doc, status, attempts, lane, last in await self._run("wh_lease", keys, args):
-                d = Delivery.from_static(jsoncodec.loads(doc), _text(lane))
-                d.status, d.attempts, d.token = _text(status), int(attempts), token
-                d.due_at, d.updated_at = lease_until, now
-                d.last_attempt = jsoncodec.loads(last) if last else None
-                out.append(d)
-            if len(ids) < want:
-                break
-        return out
-
-    async def finish_webhook_delivery(
-        self, delivery: Delivery, outcome: DeliveryOutcome, now: datetime
-    ) -> FinishResult | None:
-        """Record an attempt of a leased delivery; promote its lane's next on a final one."""
-        lane = self._wh_lane_key(delivery.id, delivery.lane)
-        nxt = ""
-        if outcome.status != DELIVERY_PENDING and lane != self._k("whd", delivery.id):
-            members = await self._r.zrange(lane, 0, 1)
-            nxt = next((_text(m) for m in members if _text(m) != delivery.id), "")
-        pending = outcome.status == DELIVERY_PENDING
-        due = to_ms(outcome.retry_at or now) if pending else ""
-        ok = {True: "1", False: "0", None: ""}[outcome.endpoint_ok]
-        for _ in range(_CAS_TRIES):
-            keys = [self._k("whd", delivery.id), self._k("whd", delivery.id, "log")]
-            keys += [self._k("wh", "due"), lane, self._k("whd", nxt or delivery.id)]
-            keys.append(self._k("whep", delivery.endpoint_id, "failing"))
-            args: list[str | int] = [delivery.id, delivery.token or "", outcome.status, due]
-            args += [_dumps(outcome.attempt), to_ms(now), nxt, ok, WEBHOOK_LOG_KEEP]
-            reply = await self._run_batched("wh_finish", keys, args)
-            if int(reply[0]) == 0:
-                return None
-            if int(reply[0]) == -1:  # the lane changed since it was read: its next is this
-                nxt = _text(reply[1])
-                continue
-            failing = from_ms(int(reply[1])) if reply[1] else None
-            return FinishResult(failing, _text(reply[2]) or None)
-        raise RuntimeError(f"delivery {delivery.id}: too much contention")
-
-    def _wh_delivery(self, fields: Sequence[Any]) -> Delivery:
-        """A delivery from its hash fields d, st, n, due, tok, lane, last, up."""
-        doc, status, attempts, due, token, lane, last, updated = map(_text, fields)
-        d = Delivery.from_static(jsoncodec.loads(doc), lane)
-        d.status, d.attempts, d.token = status, int(attempts), token or None
-        d.due_at = from_ms(int(due)) if due else None
-        d.last_attempt = jsoncodec.loads(last) if last else None
-        d.updated_at = from_ms(int(updated))
-        return d
-
-    async def requeue_webhook_deliveries(
-        self, deliveries: Sequence[Delivery], now: datetime
-    ) -> list[Delivery]:
-        """Send deliveries again, each in no lane (see the protocol); one script each."""
-        calls = []
-        for d in deliveries:
-            keys = [self._k("whd", d.id), self._k("wh", "due")]
-            keys.append(self._k("whep", d.endpoint_id, "whd"))
-            args: list[str | int] = [d.id, _dumps(d.static_doc()), d.seq, to_ms(now)]
-            calls.append(self._run_batched("wh_requeue", keys, args))
-        return [self._wh_delivery(fields) for fields in await asyncio.gather(*calls)]
-
-    async def get_webhook_delivery(self, delivery_id: str) -> Delivery | None:
-        """The delivery with its attempt log."""
-        key = self._k("whd", delivery_id)
-        async with self._r.pipeline(transaction=False) as pipe:
-            pipe.hmget(key, _WH_FIELDS)
-            pipe.lrange(self._k("whd", delivery_id, "log"), 0, -1)
-            fields, log = await pipe.execute()
-        if fields[0] is None:
-            return None
-        d = self._wh_delivery(fields)
-        d.log = [jsoncodec.loads(r) for r in log]
-        return d
-
-    async def list_webhook_deliveries(
-        self, endpoint_id: str, status: str | None, cursor: str | None, limit: int
-    ) -> Page[Delivery]:
-        """The endpoint's deliveries, newest event first (cursor: the last seq returned)."""
-        index = self._k("whep", endpoint_id, "whd")
-        top, batch = f"({int(cursor)}" if cursor else "+inf", max(2 * (limit + 1), 50)
-        found: list[Delivery] = []
-        while len(found) <= limit:
-            ids = await self._r.zrange(index, top, "-inf", desc=True, byscore=True,
-                                       offset=0, num=batch, withscores=True)  # fmt: skip
-            if not ids:
-                break
-            async with self._r.pipeline(transaction=False) as pipe:
-                for member, _score in cast(list[tuple[str, float]], ids):
-                    pipe.hmget(self._k("whd", _text(member)), _WH_FIELDS)
-                rows = await pipe.execute()
-            for fields in rows:
-                if fields[0] is not None and (status is None or _text(fields[1]) == status):
-                    found.append(self._wh_delivery(fields))
-            if len(ids) < batch:
-                break
-            top = f"({int(ids[-1][1])}"
-        items = found[:limit]
-        return Page(items, str(items[-1].seq) if len(found) > limit else None)
-
-    async def events_at(self, seqs: Sequence[int]) -> list[Event]:
-        """The events with these seqs, in seq order (one round trip)."""
-        wanted = sorted(set(seqs))
-        if not wanted:
-            return []
-        async with self._r.pipeline(transaction=False) as pipe:
-            for seq in wanted:
-                pipe.zrange(self._k("events"), seq, seq, byscore=True)
-            results = await pipe.execute()
-        out = []
-        for rows in results:
-            for row in rows:
-                number, _, doc = _text(row).partition(" ")
-                out.append(Event.from_dict(jsoncodec.loads(doc)))
-                out[-1].seq = int(number)
-        return out
-
-
-_WH_FIELDS = ["d", "st", "n", "due", "tok", "lane", "last", "up"]
-# -- end webhooks --------------------------------------------------------------------------

@@ -198,7 +198,7 @@ class Lane:
     async def _resend(self, calls: list[Call]) -> None:
         """Load the scripts again (Redis lost them) and send the calls once more."""
         try:
-            for script in self._scripts.values():
+            for script in list(self._scripts.values()):  # roles may register more meanwhile
                 await self._client.script_load(script.script)
         except Exception as exc:
             _fail([calls], exc)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from gateway import jsoncodec
 from gateway.events import MESSAGE_STATUS, QUOTA_THRESHOLD, message_event
@@ -11,18 +11,7 @@ from gateway.ids import new_id
 from gateway.models import Charge, Event, Job, Message, Status, can_transition
 from gateway.store.base import Reroute, StatusUpdate
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PART_STATUSES = frozenset({Status.DELIVERED.value, Status.READ.value})
-
-
-def to_ms(ts: datetime) -> int:
-    """Exact integer milliseconds since the epoch, truncated like ``iso()`` (sort keys)."""
-    return (ts - _EPOCH) // timedelta(milliseconds=1)
-
-
-def from_ms(ms: int) -> datetime:
-    """The UTC time of :func:`to_ms`."""
-    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def event_doc(event: Event) -> str:

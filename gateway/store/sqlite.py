@@ -30,20 +30,16 @@ from gateway.models import (
     Message,
     StatusChange,
     Team,
+    from_ms,
+    to_ms,
 )
 from gateway.store.base import (
-    DELIVERY_PENDING,
-    WEBHOOK_LOG_KEEP,
-    Delivery,
-    DeliveryOutcome,
-    FinishResult,
     IdemRecord,
     Limit,
     MessageFilter,
     Page,
     Reroute,
     StatusUpdate,
-    WebhookEndpoint,
     crossed_thresholds,
     ledger_overage_micros,
 )
@@ -52,12 +48,10 @@ from gateway.store.rules import (
     apply_update,
     can_reroute,
     event_doc,
-    from_ms,
     lease_or_bury,
     schedule_retry,
     status_event,
     threshold_event,
-    to_ms,
 )
 from gateway.store.sqlite_batch import (
     Send,
@@ -191,7 +185,7 @@ class SqliteStore:
     # -- plumbing --------------------------------------------------------------------
     async def open(self) -> None:
         """Open the file (creating directories and schema)."""
-        self._engine.open(_SCHEMA + RATES_SCHEMA + _WEBHOOK_SCHEMA)  # send limits: see sqlite_rates
+        self._engine.open(_SCHEMA + RATES_SCHEMA)  # send limits: see sqlite_rates
 
     async def aclose(self) -> None:
         """Close the database (committing a transaction still open)."""
@@ -200,6 +194,13 @@ class SqliteStore:
     async def ping(self) -> None:
         """Raise if the database cannot answer."""
         self._conn.execute("SELECT 1").fetchone()
+
+    @property
+    def engine(self) -> Engine:
+        """The connection with its group commit. Public on purpose: the SQLite
+        implementations of extensions' storage roles (``roles.py``) read and write through
+        it, so their writes share the core's transactions and commits."""
+        return self._engine
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -931,6 +932,21 @@ class SqliteStore:
             out.append(ev)
         return out
 
+    async def events_at(self, seqs: Sequence[int]) -> list[Event]:
+        """The events with these seqs, in seq order."""
+        wanted = sorted(set(seqs))
+        out = []
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for seq, doc in self._conn.execute(
+                f"SELECT seq, doc FROM events WHERE seq IN ({marks}) ORDER BY seq", chunk
+            ):
+                ev = Event.from_dict(jsoncodec.loads(doc))
+                ev.seq = seq
+                out.append(ev)
+        return out
+
     # -- idempotency -----------------------------------------------------------------
     async def idem_claim(
         self, scope: str, key: str, fingerprint: str, now: datetime, ttl: timedelta
@@ -974,409 +990,3 @@ class SqliteStore:
             db.execute("DELETE FROM idempotency WHERE scope = ? AND key = ?", (scope, key))
 
         return await self._write(work)
-
-    # -- webhooks (tables: _WEBHOOK_SCHEMA below) -------------------------------------------
-    def _bump_webhook_version(self, db: sqlite3.Connection) -> None:
-        db.execute(
-            "INSERT INTO webhook_state VALUES ('version', 1, NULL, NULL) "
-            "ON CONFLICT (name) DO UPDATE SET value = value + 1"
-        )
-
-    async def create_webhook_endpoint(self, endpoint: WebhookEndpoint, max_per_team: int) -> None:
-        """Store a new endpoint unless the team has ``max_per_team`` already."""
-
-        def work(db: sqlite3.Connection) -> None:
-            (count,) = db.execute(
-                "SELECT COUNT(*) FROM webhook_endpoints WHERE team_id = ?", (endpoint.team_id,)
-            ).fetchone()
-            if count >= max_per_team:
-                raise Conflict(
-                    f"the team already has {max_per_team} webhook endpoints, the most it may",
-                    code="webhook_endpoint_limit",
-                )
-            db.execute(
-                "INSERT INTO webhook_endpoints VALUES (?, ?, ?, NULL, ?)",
-                (endpoint.id, endpoint.team_id, endpoint.version, encode(endpoint.to_dict())),
-            )
-            self._bump_webhook_version(db)
-
-        return await self._write(work)
-
-    async def get_webhook_endpoint(self, endpoint_id: str) -> WebhookEndpoint | None:
-        """The endpoint, or None."""
-        row = self._conn.execute(
-            "SELECT doc, failing_ms FROM webhook_endpoints WHERE id = ?", (endpoint_id,)
-        ).fetchone()
-        return _webhook_endpoint(row) if row else None
-
-    async def list_webhook_endpoints(self, team_id: str | None) -> list[WebhookEndpoint]:
-        """The team's (or every) endpoint, oldest first."""
-        if team_id is None:
-            rows = self._conn.execute(
-                "SELECT doc, failing_ms FROM webhook_endpoints ORDER BY id"
-            ).fetchall()
-        else:
-            rows = self._conn.execute(
-                "SELECT doc, failing_ms FROM webhook_endpoints WHERE team_id = ? ORDER BY id",
-                (team_id,),
-            ).fetchall()
-        return [_webhook_endpoint(r) for r in rows]
-
-    async def update_webhook_endpoint(
-        self, endpoint: WebhookEndpoint, reset_failing: bool = False
-    ) -> bool:
-        """Replace the endpoint if its stored version is the one before ``endpoint``'s."""
-
-        def work(db: sqlite3.Connection) -> bool:
-            reset = ", failing_ms = NULL" if reset_failing else ""
-            cur = db.execute(
-                f"UPDATE webhook_endpoints SET version = ?, doc = ?{reset} "
-                "WHERE id = ? AND version = ?",
-                (endpoint.version, encode(endpoint.to_dict()), endpoint.id, endpoint.version - 1),
-            )
-            if cur.rowcount == 0:
-                return False
-            self._bump_webhook_version(db)
-            return True
-
-        return await self._write(work)
-
-    async def delete_webhook_endpoint(self, endpoint_id: str) -> bool:
-        """Delete the endpoint and its deliveries."""
-
-        def work(db: sqlite3.Connection) -> bool:
-            gone = db.execute("DELETE FROM webhook_endpoints WHERE id = ?", (endpoint_id,))
-            if gone.rowcount == 0:
-                return False
-            db.execute(
-                "DELETE FROM webhook_attempts WHERE delivery_id IN "
-                "(SELECT id FROM webhook_deliveries WHERE endpoint_id = ?)",
-                (endpoint_id,),
-            )
-            db.execute("DELETE FROM webhook_deliveries WHERE endpoint_id = ?", (endpoint_id,))
-            self._bump_webhook_version(db)
-            return True
-
-        return await self._write(work)
-
-    async def webhook_endpoints_version(self) -> int:
-        """The endpoints' change counter."""
-        row = self._conn.execute(
-            "SELECT value FROM webhook_state WHERE name = 'version'"
-        ).fetchone()
-        return int(row[0]) if row else 0
-
-    async def lease_webhook_fanout(self, owner: str, now: datetime, ttl: timedelta) -> int | None:
-        """Take or renew the fan-out lease; the cursor, or None while another holds it."""
-        now_ms = to_ms(now)
-
-        def held(row: tuple[Any, ...] | None) -> bool:
-            return row is not None and row[1] not in (None, owner) and row[2] > now_ms
-
-        sql = "SELECT value, owner, lease_ms FROM webhook_state WHERE name = 'cursor'"
-        if held(self._conn.execute(sql).fetchone()):
-            return None
-
-        def work(db: sqlite3.Connection) -> int | None:
-            row = db.execute(sql).fetchone()
-            if held(row):
-                return None
-            value = int(row[0]) if row else 0
-            db.execute(
-                "INSERT INTO webhook_state VALUES ('cursor', ?, ?, ?) ON CONFLICT (name) "
-                "DO UPDATE SET owner = excluded.owner, lease_ms = excluded.lease_ms",
-                (value, owner, to_ms(now + ttl)),
-            )
-            return value
-
-        return await self._write(work)
-
-    async def webhook_fanout(
-        self,
-        after_seq: int,
-        new_seq: int,
-        endpoints_version: int,
-        deliveries: Sequence[Delivery],
-        token: str,
-        lease_until: datetime,
-        lease_limit: int,
-        now: datetime,
-    ) -> list[Delivery] | None:
-        """Advance the cursor and add deliveries, leasing the new lane heads."""
-
-        def work(db: sqlite3.Connection) -> list[Delivery] | None:
-            state = dict(
-                db.execute(
-                    "SELECT name, value FROM webhook_state WHERE name IN ('cursor', 'version')"
-                ).fetchall()
-            )
-            if state.get("cursor", 0) != after_seq or state.get("version", 0) != endpoints_version:
-                return None
-            db.execute(
-                "INSERT INTO webhook_state VALUES ('cursor', ?, NULL, NULL) "
-                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                (new_seq,),
-            )
-            leased: list[Delivery] = []
-            for d in deliveries:
-                if db.execute("SELECT 1 FROM webhook_deliveries WHERE id = ?", (d.id,)).fetchone():
-                    continue
-                head = d.lane == d.id or not db.execute(_LANE_BUSY, (d.lane,)).fetchone()
-                d.status, d.attempts, d.token, d.due_at = DELIVERY_PENDING, 0, None, None
-                d.last_attempt, d.updated_at = None, now
-                if head and len(leased) < lease_limit:
-                    d.attempts, d.token, d.due_at = 1, token, lease_until
-                    leased.append(d)
-                elif head:
-                    d.due_at = now
-                db.execute(
-                    "INSERT INTO webhook_deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    _delivery_row(d),
-                )
-            return leased
-
-        return await self._write(work)
-
-    async def lease_webhook_deliveries(
-        self, now: datetime, token: str, lease_until: datetime, limit: int
-    ) -> list[Delivery]:
-        """Lease up to ``limit`` due deliveries."""
-        now_ms = to_ms(now)
-        due = "FROM webhook_deliveries WHERE due_ms <= ?"
-        if limit < 1 or not self._conn.execute(f"SELECT 1 {due} LIMIT 1", (now_ms,)).fetchone():
-            return []
-
-        def work(db: sqlite3.Connection) -> list[Delivery]:
-            rows = db.execute(
-                f"SELECT {_DELIVERY_COLUMNS} {due} ORDER BY due_ms LIMIT ?", (now_ms, limit)
-            ).fetchall()
-            out = []
-            for row in rows:
-                d = _delivery(row)
-                d.attempts += 1
-                d.token, d.due_at, d.updated_at = token, lease_until, now
-                db.execute(
-                    "UPDATE webhook_deliveries SET attempts = ?, token = ?, due_ms = ?, "
-                    "updated_ms = ? WHERE id = ?",
-                    (d.attempts, token, to_ms(lease_until), to_ms(now), d.id),
-                )
-                out.append(d)
-            return out
-
-        return await self._write(work)
-
-    async def finish_webhook_delivery(
-        self, delivery: Delivery, outcome: DeliveryOutcome, now: datetime
-    ) -> FinishResult | None:
-        """Record an attempt of a leased delivery; promote its lane's next on a final one."""
-        now_ms = to_ms(now)
-
-        def work(db: sqlite3.Connection) -> FinishResult | None:
-            row = db.execute(
-                "SELECT token, lane FROM webhook_deliveries WHERE id = ?", (delivery.id,)
-            ).fetchone()
-            if row is None or row[0] is None or row[0] != delivery.token:
-                return None
-            lane = row[1]
-            pending = outcome.status == DELIVERY_PENDING
-            due = to_ms(outcome.retry_at) if pending and outcome.retry_at else None
-            record = encode(outcome.attempt)
-            db.execute(
-                "UPDATE webhook_deliveries SET status = ?, due_ms = ?, token = NULL, last = ?, "
-                "updated_ms = ? WHERE id = ?",
-                (outcome.status, now_ms if pending and due is None else due, record, now_ms,
-                 delivery.id),
-            )  # fmt: skip
-            db.execute(
-                "INSERT INTO webhook_attempts (delivery_id, doc) VALUES (?, ?)",
-                (delivery.id, record),
-            )
-            if delivery.attempts > 1 or delivery.last_attempt is not None:  # else: log empty
-                db.execute(
-                    "DELETE FROM webhook_attempts WHERE delivery_id = ? AND n <= (SELECT n FROM "
-                    "webhook_attempts WHERE delivery_id = ? ORDER BY n DESC LIMIT 1 OFFSET ?)",
-                    (delivery.id, delivery.id, WEBHOOK_LOG_KEEP),
-                )
-            promoted = None
-            if not pending and lane != delivery.id:
-                nxt = db.execute(
-                    "SELECT id, due_ms FROM webhook_deliveries WHERE lane = ? "
-                    "AND status = 'pending' ORDER BY seq LIMIT 1",
-                    (lane,),
-                ).fetchone()
-                if nxt is not None and nxt[1] is None:
-                    db.execute(
-                        "UPDATE webhook_deliveries SET due_ms = ?, updated_ms = ? WHERE id = ?",
-                        (now_ms, now_ms, nxt[0]),
-                    )
-                    promoted = nxt[0]
-            if outcome.endpoint_ok is True:
-                db.execute(
-                    "UPDATE webhook_endpoints SET failing_ms = NULL "
-                    "WHERE id = ? AND failing_ms IS NOT NULL",
-                    (delivery.endpoint_id,),
-                )
-            elif outcome.endpoint_ok is False:
-                db.execute(
-                    "UPDATE webhook_endpoints SET failing_ms = ? "
-                    "WHERE id = ? AND failing_ms IS NULL",
-                    (now_ms, delivery.endpoint_id),
-                )
-            frow = db.execute(
-                "SELECT failing_ms FROM webhook_endpoints WHERE id = ?", (delivery.endpoint_id,)
-            ).fetchone()
-            failing = from_ms(frow[0]) if frow and frow[0] is not None else None
-            return FinishResult(failing, promoted)
-
-        return await self._write(work)
-
-    async def requeue_webhook_deliveries(
-        self, deliveries: Sequence[Delivery], now: datetime
-    ) -> list[Delivery]:
-        """Send deliveries again, each in no lane (see the protocol)."""
-        now_ms = to_ms(now)
-
-        def work(db: sqlite3.Connection) -> list[Delivery]:
-            out = []
-            for d in deliveries:
-                row = db.execute(
-                    f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?", (d.id,)
-                ).fetchone()
-                if row is None:
-                    d.lane, d.status, d.attempts, d.due_at = d.id, DELIVERY_PENDING, 0, now
-                    d.token, d.last_attempt, d.updated_at = None, None, now
-                    db.execute(
-                        "INSERT INTO webhook_deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        _delivery_row(d),
-                    )
-                    out.append(d)
-                    continue
-                cur = _delivery(row)
-                if cur.status != DELIVERY_PENDING:
-                    cur.lane, cur.status, cur.attempts = cur.id, DELIVERY_PENDING, 0
-                    cur.due_at = now
-                elif cur.token is None and cur.due_at is not None:
-                    cur.due_at = now
-                else:
-                    out.append(cur)  # in flight, or held back in its lane
-                    continue
-                cur.updated_at = now
-                db.execute(
-                    "UPDATE webhook_deliveries SET lane = ?, status = ?, attempts = ?, due_ms = ?, "
-                    "updated_ms = ? WHERE id = ?",
-                    (cur.lane, cur.status, cur.attempts, now_ms, now_ms, cur.id),
-                )
-                out.append(cur)
-            return out
-
-        return await self._write(work)
-
-    async def get_webhook_delivery(self, delivery_id: str) -> Delivery | None:
-        """The delivery with its attempt log."""
-        row = self._conn.execute(
-            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = ?", (delivery_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        d = _delivery(row)
-        d.log = [
-            jsoncodec.loads(r[0])
-            for r in self._conn.execute(
-                "SELECT doc FROM webhook_attempts WHERE delivery_id = ? ORDER BY n", (delivery_id,)
-            )
-        ]
-        return d
-
-    async def list_webhook_deliveries(
-        self, endpoint_id: str, status: str | None, cursor: str | None, limit: int
-    ) -> Page[Delivery]:
-        """The endpoint's deliveries, newest event first (cursor: the last seq returned)."""
-        sql = f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE endpoint_id = ?"
-        args: list[Any] = [endpoint_id]
-        if status is not None:
-            sql += " AND status = ?"
-            args.append(status)
-        if cursor:
-            sql += " AND seq < ?"
-            args.append(int(cursor))
-        rows = self._conn.execute(f"{sql} ORDER BY seq DESC LIMIT ?", [*args, limit + 1]).fetchall()
-        items = [_delivery(r) for r in rows[:limit]]
-        return Page(items, str(items[-1].seq) if len(rows) > limit else None)
-
-    async def events_at(self, seqs: Sequence[int]) -> list[Event]:
-        """The events with these seqs, in seq order."""
-        wanted = sorted(set(seqs))
-        out = []
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            for seq, doc in self._conn.execute(
-                f"SELECT seq, doc FROM events WHERE seq IN ({marks}) ORDER BY seq", chunk
-            ):
-                ev = Event.from_dict(jsoncodec.loads(doc))
-                ev.seq = seq
-                out.append(ev)
-        return out
-
-
-# A delivery's changing state lives in columns (a lease or a finish is one UPDATE), its
-# fixed fields in ``doc``; only lane heads and leases have a ``due_ms`` (one partial index
-# serves due attempts and expired leases), and the lane index covers pending rows only.
-_WEBHOOK_SCHEMA = """
-CREATE TABLE IF NOT EXISTS webhook_endpoints (
-    id TEXT PRIMARY KEY, team_id TEXT NOT NULL, version INTEGER NOT NULL, failing_ms INTEGER,
-    doc TEXT NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS webhook_endpoints_team ON webhook_endpoints (team_id, id);
-CREATE TABLE IF NOT EXISTS webhook_deliveries (
-    id TEXT PRIMARY KEY, endpoint_id TEXT NOT NULL, seq INTEGER NOT NULL, lane TEXT NOT NULL,
-    status TEXT NOT NULL, attempts INTEGER NOT NULL, due_ms INTEGER, token TEXT, last TEXT,
-    updated_ms INTEGER NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, seq);
-CREATE INDEX IF NOT EXISTS webhook_deliveries_due ON webhook_deliveries (due_ms)
-    WHERE due_ms IS NOT NULL;
-CREATE INDEX IF NOT EXISTS webhook_deliveries_lane ON webhook_deliveries (lane, seq)
-    WHERE status = 'pending';
-CREATE TABLE IF NOT EXISTS webhook_attempts (
-    n INTEGER PRIMARY KEY, delivery_id TEXT NOT NULL, doc TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS webhook_attempts_delivery ON webhook_attempts (delivery_id, n);
-CREATE TABLE IF NOT EXISTS webhook_state (
-    name TEXT PRIMARY KEY, value INTEGER NOT NULL, owner TEXT, lease_ms INTEGER) WITHOUT ROWID;
-"""
-_DELIVERY_COLUMNS = "doc, lane, status, attempts, due_ms, token, last, updated_ms"
-_LANE_BUSY = "SELECT 1 FROM webhook_deliveries WHERE lane = ? AND status = 'pending' LIMIT 1"
-
-
-def _webhook_endpoint(row: tuple[Any, ...]) -> WebhookEndpoint:
-    """An endpoint from ``doc, failing_ms``."""
-    failing = from_ms(row[1]) if row[1] is not None else None
-    return WebhookEndpoint.from_dict(jsoncodec.loads(row[0]), failing)
-
-
-def _delivery(row: tuple[Any, ...]) -> Delivery:
-    """A delivery from the ``_DELIVERY_COLUMNS``."""
-    d = Delivery.from_static(jsoncodec.loads(row[0]), row[1])
-    d.status, d.attempts, d.token = row[2], row[3], row[5]
-    d.due_at = from_ms(row[4]) if row[4] is not None else None
-    d.last_attempt = jsoncodec.loads(row[6]) if row[6] else None
-    d.updated_at = from_ms(row[7])
-    return d
-
-
-def _delivery_row(d: Delivery) -> tuple[Any, ...]:
-    """The columns of a new delivery row."""
-    return (
-        d.id,
-        d.endpoint_id,
-        d.seq,
-        d.lane,
-        d.status,
-        d.attempts,
-        to_ms(d.due_at) if d.due_at else None,
-        d.token,
-        encode(d.last_attempt) if d.last_attempt else None,
-        to_ms(d.updated_at or d.created_at),
-        encode(d.static_doc()),
-    )
-
-
-# -- end webhooks --------------------------------------------------------------------------

@@ -13,9 +13,9 @@ from typing import Any
 
 from gateway import jsoncodec
 from gateway.errors import CreditLimitExceeded
-from gateway.models import Charge, Event, Job, Message
+from gateway.models import Charge, Event, Job, Message, to_ms
 from gateway.store.base import Limit, crossed_thresholds, ledger_overage_micros
-from gateway.store.rules import event_doc, threshold_event, to_ms
+from gateway.store.rules import event_doc, threshold_event
 from gateway.store.sqlite_rates import RateLog
 
 

@@ -11,6 +11,11 @@ The writes of two consecutive event-loop ticks share ONE transaction and ONE com
 A caller therefore never sees success before its data is durable. Writes wait for another
 connection's lock (another process) with ``asyncio.sleep``, never blocking the loop, and
 WAL checkpoints (the part of durability that copies and fsyncs) run in a thread.
+
+Public on purpose: the SQLite implementations of extensions' storage roles
+(``gateway/store/roles.py``) get the store's ``Engine``, create their tables with
+:meth:`Engine.migrate`, read on :attr:`Engine.conn` and write with :meth:`Engine.write` and
+:meth:`Engine.batched`, so their writes share the core's transactions and commits.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -34,6 +39,17 @@ Runner = Callable[[sqlite3.Connection, list[Any]], list[Any]]
 def _busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc)
     return "locked" in text or "busy" in text
+
+
+def _statements(script: str) -> list[str]:
+    """The SQL statements of ``script`` (a ``;`` inside a string or a trigger stays put)."""
+    out, buf = [], ""
+    for piece in script.split(";"):
+        buf += piece + ";"
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    return [statement for statement in out if statement != ";"]
 
 
 class _Checkpointer(threading.Thread):
@@ -135,6 +151,39 @@ class Engine:
         pending.append((done, None, None))
         await done
         return result
+
+    async def migrate(self, name: str, steps: Sequence[str]) -> None:
+        """Bring the tables of ``name`` (an extension, e.g. ``"webhooks"``) up to date.
+
+        ``steps`` are SQL scripts, run in order and each once per database: how many ran
+        is kept in the table ``schema_steps``, and the ones after that run together in one
+        write (all or none; other processes wait for it). A released step never changes: a
+        new schema is a step appended (``ALTER TABLE …``). Steps written with ``IF NOT
+        EXISTS`` also adopt tables that an earlier version of the gateway created; a
+        database a newer version migrated further is left as it is.
+        """
+
+        def work(db: sqlite3.Connection) -> None:
+            # Statement by statement inside the write: executescript() would first COMMIT
+            # the transaction that this tick's other writes share.
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_steps "
+                "(name TEXT PRIMARY KEY, done INTEGER NOT NULL) WITHOUT ROWID"
+            )
+            row = db.execute("SELECT done FROM schema_steps WHERE name = ?", (name,)).fetchone()
+            done = int(row[0]) if row else 0
+            if done >= len(steps):
+                return
+            for step in steps[done:]:
+                for statement in _statements(step):
+                    db.execute(statement)
+            db.execute(
+                "INSERT INTO schema_steps VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET done = excluded.done",
+                (name, len(steps)),
+            )
+
+        await self.write(work)
 
     async def batched(self, runner: Runner, item: Any) -> Any:
         """Queue ``item`` for ``runner`` at this tick's COMMIT; return what it decides."""

@@ -13,16 +13,18 @@ import pytest
 import tests.connectors.fake  # noqa: F401  (registers kind "fake")
 from gateway.api.app import create_app
 from gateway.clock import FrozenClock
-from gateway.config import WebhookSettings, parse_settings
+from gateway.config import parse_settings
 from gateway.ids import new_id
 from gateway.models import Event
 from gateway.runtime import Runtime
-from gateway.store.base import WebhookEndpoint
 from tests.gateway.conftest import Seed, fake_connectors, seed_directory
 from tests.webhooks.receiver import Receiver
 from webhooks.client import Client
 from webhooks.delivery import Engine
+from webhooks.models import WebhookEndpoint
+from webhooks.settings import WebhookSettings
 from webhooks.signing import new_secret
+from webhooks.storage import WEBHOOK_STORE, WebhookStore
 
 
 @pytest.fixture
@@ -43,13 +45,19 @@ async def rt(
 ) -> AsyncIterator[Runtime]:
     """A runtime on a fresh store of the backend under test, fake connectors included."""
     settings = parse_settings({"gateway": {"store": url, "blobs": str(tmp_path / "blobs")}})
-    settings = dataclasses.replace(settings, connectors=fake_connectors(), webhooks=hook_settings)
+    settings = dataclasses.replace(settings, connectors=fake_connectors())
+    settings = settings.with_extension("webhooks", hook_settings)
     runtime = await Runtime.create(settings, clock=clock)
     await runtime.wait_started()
     try:
         yield runtime
     finally:
         await runtime.aclose()
+
+
+def hooks(rt: Runtime) -> WebhookStore:
+    """The webhooks' storage role on ``rt``'s store."""
+    return rt.role(WEBHOOK_STORE)
 
 
 @pytest.fixture
@@ -104,7 +112,7 @@ async def add_endpoint(
     )
     data.update(kw)
     endpoint = WebhookEndpoint(**data)  # type: ignore[arg-type]
-    await rt.store.create_webhook_endpoint(endpoint, 20)
+    await hooks(rt).create_endpoint(endpoint, 20)
     return endpoint
 
 

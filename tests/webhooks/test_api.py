@@ -18,11 +18,12 @@ from gateway.models import iso
 from gateway.runtime import Runtime
 from tests.gateway.api.test_openapi import Checker
 from tests.gateway.conftest import CONTACT, MOBILE_A, Seed, auth
-from tests.webhooks.conftest import add_events, settle
+from tests.webhooks.conftest import add_events, hooks, settle
 from tests.webhooks.receiver import Answer, Receiver
 from webhooks import api as webhooks_api
 from webhooks.delivery import Engine, delivery_id
 from webhooks.endpoints import KNOWN_EVENTS, MAX_ENDPOINTS_PER_TEAM
+from webhooks.settings import webhook_settings
 from webhooks.targets import system_resolver
 
 pytestmark = pytest.mark.anyio
@@ -85,7 +86,7 @@ async def test_endpoint_lifecycle(
     rotated = r.json()
     assert rotated["secret"] != made["secret"]
     assert rotated["previous_secret_expires_at"] == iso(clock.now() + timedelta(hours=24))
-    stored = await rt.store.get_webhook_endpoint(made["id"])
+    stored = await hooks(rt).get_endpoint(made["id"])
     assert stored is not None
     assert (stored.secret, stored.old_secret) == (rotated["secret"], made["secret"])
 
@@ -133,9 +134,8 @@ async def test_private_targets_are_refused_unless_allowed(
     client: httpx.AsyncClient, seed: Seed, check: Checker, rt: Runtime,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    rt.settings = dataclasses.replace(
-        rt.settings, webhooks=dataclasses.replace(rt.settings.webhooks, allow_private_targets=False)
-    )
+    own = dataclasses.replace(webhook_settings(rt.settings), allow_private_targets=False)
+    rt.settings = rt.settings.with_extension("webhooks", own)
 
     names = {"public.test": ["93.184.215.14"], "sneaky.test": ["93.184.215.14", "10.1.1.1"]}
 
@@ -204,10 +204,10 @@ async def test_reenabling_clears_the_gateway_reason(
     clock: FrozenClock,
 ) -> None:  # fmt: skip
     made = await create(client, seed.team_key, check, url=receiver.url)
-    endpoint = await rt.store.get_webhook_endpoint(made["id"])
+    endpoint = await hooks(rt).get_endpoint(made["id"])
     assert endpoint is not None
     endpoint.enabled, endpoint.disabled_reason, endpoint.version = False, "failed 5 days", 2
-    assert await rt.store.update_webhook_endpoint(endpoint)
+    assert await hooks(rt).update_endpoint(endpoint)
     r = await client.get(f"{BASE}/{made['id']}", headers=auth(seed.team_key))
     assert r.json()["disabled_reason"] == "failed 5 days" and r.json()["enabled"] is False
     r = await client.patch(f"{BASE}/{made['id']}", json={"enabled": True},
@@ -381,7 +381,7 @@ async def test_replay_is_capped(
     check(r, f"{BASE}/{{id}}/replay")
     assert r.json()["deliveries"] == 4
     assert r.json()["next_since"] == iso(start + timedelta(seconds=40))
-    page = await rt.store.list_webhook_deliveries(made["id"], None, None, 10)
+    page = await hooks(rt).list_deliveries(made["id"], None, None, 10)
     assert len(page.items) == 4
 
 

@@ -22,11 +22,11 @@ from gateway.clock import SystemClock
 from gateway.config import load_settings
 from gateway.models import Event
 from gateway.runtime import Runtime
-from gateway.store.base import WebhookEndpoint
 from tests.conftest import free_port
-from tests.webhooks.conftest import add_endpoint, add_events
+from tests.webhooks.conftest import add_endpoint, add_events, hooks
 from tests.webhooks.receiver import Received, Receiver
 from webhooks.delivery import delivery_id
+from webhooks.models import WebhookEndpoint
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -180,7 +180,7 @@ async def test_sigkill_with_deliveries_pending(real_rt: Runtime, tmp_path: Path)
         workers.append(start_worker(config))
 
         async def attempted() -> bool:
-            page = await rt.store.list_webhook_deliveries(endpoints[0].id, None, None, 100)
+            page = await hooks(rt).list_deliveries(endpoints[0].id, None, None, 100)
             started = [d for d in page.items if d.attempts >= 1]
             return hanging.count >= 4 and len(started) >= 4
 
@@ -205,7 +205,7 @@ async def test_sigkill_with_deliveries_pending(real_rt: Runtime, tmp_path: Path)
         check_arrivals([r for r in receiver.received if r.path == "/a"], a_events, endpoints[:1])
         check_arrivals([r for r in receiver.received if r.path == "/b"], b_events, endpoints[1:])
         for ep in endpoints:
-            page = await rt.store.list_webhook_deliveries(ep.id, "succeeded", None, 100)
+            page = await hooks(rt).list_deliveries(ep.id, "succeeded", None, 100)
             assert len(page.items) == (30 if ep is endpoints[0] else len(b_events))
     finally:
         stop(workers)

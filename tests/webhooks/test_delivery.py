@@ -11,15 +11,15 @@ import pytest
 from standardwebhooks import Webhook
 
 from gateway.clock import FrozenClock
-from gateway.config import DEFAULT_RETRY_SCHEDULE
 from gateway.models import iso
 from gateway.runtime import Runtime
-from gateway.store.base import Delivery, DeliveryOutcome
-from tests.webhooks.conftest import add_endpoint, add_events, settle
+from tests.webhooks.conftest import add_endpoint, add_events, hooks, settle
 from tests.webhooks.receiver import Answer, Received, Receiver
 from webhooks import signing
 from webhooks.client import Client
 from webhooks.delivery import Engine, delivery_id, lane_of, next_delay, retry_after_seconds
+from webhooks.models import Delivery, DeliveryOutcome
+from webhooks.settings import DEFAULT_RETRY_SCHEDULE
 
 pytestmark = pytest.mark.anyio
 TEAM = "team_a"
@@ -30,7 +30,7 @@ def received_msg(conv: str, n: int) -> tuple[str, dict[str, object]]:
 
 
 async def deliveries(rt: Runtime, endpoint_id: str) -> dict[str, Delivery]:
-    page = await rt.store.list_webhook_deliveries(endpoint_id, None, None, 200)
+    page = await hooks(rt).list_deliveries(endpoint_id, None, None, 200)
     return {d.event_id: d for d in page.items}
 
 
@@ -135,7 +135,7 @@ async def test_retry_schedule_then_failed(
     clock.advance(days=2)
     await settle(engine)
     assert len(receiver.received) == 8
-    detail = await rt.store.get_webhook_delivery(stored.id)
+    detail = await hooks(rt).get_delivery(stored.id)
     assert detail is not None and [a["attempt"] for a in detail.log] == list(range(1, 9))
 
 
@@ -271,7 +271,7 @@ async def test_a_changed_url_takes_the_next_attempt(
     (event,) = await add_events(rt, TEAM, received_msg("c1", 1))
     await settle(engine)
     endpoint.url, endpoint.version = receiver.url + "/new", endpoint.version + 1
-    assert await rt.store.update_webhook_endpoint(endpoint)
+    assert await hooks(rt).update_endpoint(endpoint)
     clock.advance(seconds=5)
     await settle(engine)
     assert [r.path for r in receiver.received] == ["/old", "/new"]
@@ -292,12 +292,12 @@ async def test_disabled_after_five_days_of_failures(
         clock.set(start + timedelta(days=day))
         await add_events(rt, TEAM, received_msg(f"c{day + 1}", day + 1))
         await settle(engine)
-        current = await rt.store.get_webhook_endpoint(endpoint.id)
+        current = await hooks(rt).get_endpoint(endpoint.id)
         assert current is not None and current.enabled and current.failing_since == start
     clock.set(start + timedelta(days=5))
     await add_events(rt, TEAM, received_msg("c9", 9))
     await settle(engine)
-    current = await rt.store.get_webhook_endpoint(endpoint.id)
+    current = await hooks(rt).get_endpoint(endpoint.id)
     assert current is not None and not current.enabled
     assert current.disabled_reason is not None
     assert f"since {iso(start)} failed" in current.disabled_reason
@@ -326,13 +326,13 @@ async def test_a_success_restarts_the_five_days(
     ok["yes"] = True
     await add_events(rt, TEAM, received_msg("c2", 2))
     await settle(engine)
-    current = await rt.store.get_webhook_endpoint(endpoint.id)
+    current = await hooks(rt).get_endpoint(endpoint.id)
     assert current is not None and current.failing_since is None
     ok["yes"] = False
     clock.set(start + timedelta(days=6))
     await add_events(rt, TEAM, received_msg("c3", 3))
     await settle(engine)
-    current = await rt.store.get_webhook_endpoint(endpoint.id)
+    current = await hooks(rt).get_endpoint(endpoint.id)
     assert current is not None and current.enabled
     assert current.failing_since == clock.now()
 
@@ -345,7 +345,7 @@ async def test_rotation_signs_with_both_secrets_for_24_hours(
     old = endpoint.secret
     new = signing.rotate(endpoint, clock.now())
     endpoint.version += 1
-    assert await rt.store.update_webhook_endpoint(endpoint)
+    assert await hooks(rt).update_endpoint(endpoint)
     await add_events(rt, TEAM, received_msg("c1", 1))
     await settle(engine)
     (got,) = receiver.received
@@ -411,11 +411,11 @@ async def test_deleted_endpoint_deliveries_end_quietly(
     endpoint = await add_endpoint(rt, TEAM, receiver.url)
     await add_events(rt, TEAM, received_msg("c1", 1), received_msg("c1", 2))
     await settle(engine)
-    assert await rt.store.delete_webhook_endpoint(endpoint.id)
+    assert await hooks(rt).delete_endpoint(endpoint.id)
     clock.advance(seconds=5)
     await settle(engine)
     assert len(receiver.received) == 1
-    assert await rt.store.lease_webhook_deliveries(clock.now(), "t", clock.now(), 10) == []
+    assert await hooks(rt).lease_deliveries(clock.now(), "t", clock.now(), 10) == []
 
 
 # -- crashes and several engines -----------------------------------------------------------
@@ -425,12 +425,12 @@ async def test_an_expired_lease_is_delivered_again_with_the_same_id(
     endpoint = await add_endpoint(rt, TEAM, receiver.url)
     (event,) = await add_events(rt, TEAM, received_msg("c1", 1))
     # A process fanned out and leased the delivery, then died before its attempt ended.
-    version = await rt.store.webhook_endpoints_version()
+    version = await hooks(rt).endpoints_version()
     from webhooks.delivery import new_delivery
 
     dead = new_delivery(event, endpoint, clock.now())
-    assert await rt.store.lease_webhook_fanout("dead", clock.now(), timedelta(seconds=10)) == 0
-    leased = await rt.store.webhook_fanout(
+    assert await hooks(rt).lease_fanout("dead", clock.now(), timedelta(seconds=10)) == 0
+    leased = await hooks(rt).fanout(
         0, event.seq, version, [dead], "dead:1", clock.now() + timedelta(seconds=60), 10,
         clock.now(),
     )  # fmt: skip
@@ -445,7 +445,7 @@ async def test_an_expired_lease_is_delivered_again_with_the_same_id(
     assert stored.status == "succeeded" and stored.attempts == 2
     # The dead process's late answer changes nothing.
     outcome = DeliveryOutcome("failed", {"at": "late"}, None, False)
-    assert await rt.store.finish_webhook_delivery(dead, outcome, clock.now()) is None
+    assert await hooks(rt).finish_delivery(dead, outcome, clock.now()) is None
 
 
 async def test_two_engines_deliver_each_event_once(rt: Runtime, receiver: Receiver) -> None:

@@ -1,5 +1,6 @@
-"""The webhooks as an extension of the core: found through the entry point, served by the
-app, run by the workers, allowed to deliver locally in the demo."""
+"""The webhooks as an extension of the core: found through the entry point, configured
+and stored through the core's seams, served by the app, run by the workers, allowed to
+deliver locally in the demo."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ from standardwebhooks import Webhook
 from starlette.routing import Route
 
 from gateway.api.app import create_app
+from gateway.config import parse_settings
 from gateway.demo import demo_settings
-from gateway.jobs import Worker, extensions
+from gateway.extensions import extensions
+from gateway.jobs import Worker
 from gateway.runtime import Runtime
 from tests.webhooks.conftest import add_endpoint, add_events
 from tests.webhooks.receiver import Receiver
 from webhooks.api import ROUTES
 from webhooks.extension import EXTENSION
+from webhooks.settings import webhook_settings
+from webhooks.storage import WEBHOOK_STORE
 
 pytestmark = pytest.mark.anyio
 
@@ -51,4 +56,17 @@ async def test_the_workers_run_the_delivery_engine(rt: Runtime, receiver: Receiv
 
 
 def test_the_demo_delivers_to_local_receivers(tmp_path: object) -> None:
-    assert demo_settings(str(tmp_path), "127.0.0.1", 8080).webhooks.allow_private_targets
+    settings = demo_settings(str(tmp_path), "127.0.0.1", 8080)
+    assert webhook_settings(settings).allow_private_targets
+
+
+def test_its_section_is_parsed_by_it() -> None:
+    settings = parse_settings({"webhooks": {"timeout": 3}})
+    assert webhook_settings(settings).timeout == 3
+    assert settings.extensions["webhooks"] == EXTENSION.parse_settings({"timeout": 3})
+
+
+async def test_the_runtime_opens_its_storage(rt: Runtime) -> None:
+    assert EXTENSION.storage() == (WEBHOOK_STORE,)
+    assert rt.role(WEBHOOK_STORE) is rt.role(WEBHOOK_STORE)  # opened once, with the store
+    assert await rt.role(WEBHOOK_STORE).list_endpoints(None) == []

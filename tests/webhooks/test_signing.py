@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from gateway.store.base import WebhookEndpoint
 from webhooks import signing
+from webhooks.models import WebhookEndpoint
 
 
 def test_secrets_are_whsec_and_32_random_bytes() -> None:

@@ -502,6 +502,17 @@ async def test_events_are_numbered_in_order(store: Store, clock: FrozenClock) ->
     assert [e.seq for e in listed] == seqs[2:4]
 
 
+async def test_events_at(store: Store, clock: FrozenClock) -> None:
+    events = [
+        Event(new_id("evt"), "message.received", "t", {"n": n}, clock.now()) for n in range(5)
+    ]
+    await store.append_events(events)
+    seqs = [e.seq for e in events]
+    got = await store.events_at([seqs[3], seqs[1], seqs[3], 10**9])
+    assert [(e.seq, e.data) for e in got] == [(seqs[1], {"n": 1}), (seqs[3], {"n": 3})]
+    assert await store.events_at([]) == []
+
+
 async def test_idempotency_claim_complete_release(store: Store, clock: FrozenClock) -> None:
     ttl = timedelta(seconds=60)
     assert await store.idem_claim("team_1", "k1", "fp", clock.now(), ttl) is None

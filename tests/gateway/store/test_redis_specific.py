@@ -189,7 +189,7 @@ async def test_sends_take_a_new_connection_after_a_hang_up(
     # The lane keeps one connection for sends; when the server closes it (restart,
     # timeout, CLIENT KILL) while idle, the next batch goes out on a new one.
     store = stores[0]
-    assert isinstance(store, RedisStore) and store._lane is not None
+    assert isinstance(store, RedisStore)
     t, m, conv = await contract.setup(store, clock, limit=10**9)
 
     def send() -> Awaitable[list[Event]]:
@@ -197,7 +197,7 @@ async def test_sends_take_a_new_connection_after_a_hang_up(
         return store.submit_outbound(msg, contract.charge(t, m), contract.job(clock), [])
 
     await send()
-    conn = store._lane._conn
+    conn = store.backend.lane._conn
     await conn.send_command("CLIENT", "ID")
     client_id = await conn.read_response()
     await store._r.client_kill_filter(_id=client_id)
@@ -219,8 +219,8 @@ async def test_a_connection_lost_in_flight_fails_its_calls_and_the_next_batch_wo
     # Replies lost with the connection: the calls fail (their outcome is unknown to the
     # caller, as with any lost reply) instead of waiting forever; later sends go on.
     store = stores[0]
-    assert isinstance(store, RedisStore) and store._lane is not None
-    lane = store._lane
+    assert isinstance(store, RedisStore)
+    lane = store.backend.lane
     t, m, conv = await contract.setup(store, clock, limit=10**9)
 
     def send() -> Awaitable[list[Event]]:

@@ -1,4 +1,4 @@
-"""The [webhooks] section of the configuration."""
+"""The [webhooks] section of the configuration: parsed by the extension through the core."""
 
 from __future__ import annotations
 
@@ -7,15 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import DEFAULT_RETRY_SCHEDULE, WebhookSettings, parse_settings
+from gateway.config import Settings, parse_settings
 from gateway.errors import ConfigError
+from webhooks.extension import EXTENSION
+from webhooks.settings import DEFAULT_RETRY_SCHEDULE, WebhookSettings, webhook_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults() -> None:
-    hooks = parse_settings({}).webhooks
-    assert hooks == WebhookSettings()
+    hooks = webhook_settings(parse_settings({}))
+    assert hooks == WebhookSettings() == webhook_settings(Settings())
+    assert EXTENSION.parse_settings(None) == WebhookSettings()
     assert hooks.retry_schedule == (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
     assert hooks.retry_schedule == DEFAULT_RETRY_SCHEDULE
     assert not hooks.allow_private_targets
@@ -23,19 +26,21 @@ def test_defaults() -> None:
 
 
 def test_values() -> None:
-    hooks = parse_settings(
-        {
-            "webhooks": {
-                "retry_schedule": [0, 1.5, 60],
-                "allow_private_targets": True,
-                "timeout": 2,
-                "concurrency": 8,
-                "poll_interval": 0.01,
-                "lease_seconds": 5,
-                "disable_after_seconds": 3600,
+    hooks = webhook_settings(
+        parse_settings(
+            {
+                "webhooks": {
+                    "retry_schedule": [0, 1.5, 60],
+                    "allow_private_targets": True,
+                    "timeout": 2,
+                    "concurrency": 8,
+                    "poll_interval": 0.01,
+                    "lease_seconds": 5,
+                    "disable_after_seconds": 3600,
+                }
             }
-        }
-    ).webhooks
+        )
+    )
     assert hooks.retry_schedule == (0.0, 1.5, 60.0) and hooks.allow_private_targets
     assert (hooks.timeout, hooks.concurrency, hooks.poll_interval) == (2.0, 8, 0.01)
     assert (hooks.lease_seconds, hooks.disable_after_seconds) == (5.0, 3600.0)
@@ -43,7 +48,7 @@ def test_values() -> None:
 
 def test_the_example_file_is_the_default() -> None:
     data = tomllib.loads((ROOT / "config.example.toml").read_text())
-    assert parse_settings({"webhooks": data["webhooks"]}).webhooks == WebhookSettings()
+    assert webhook_settings(parse_settings({"webhooks": data["webhooks"]})) == WebhookSettings()
 
 
 @pytest.mark.parametrize(
@@ -71,3 +76,11 @@ def test_errors_name_the_key(table: dict[str, object], message: str) -> None:
 def test_section_must_be_a_table() -> None:
     with pytest.raises(ConfigError, match="webhooks: expected a table"):
         parse_settings({"webhooks": [1]})
+
+
+def test_the_section_reaches_the_extension_after_interpolation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HOOK_PRIVATE_TEST", "yes")
+    with pytest.raises(ConfigError, match=r"webhooks\.allow_private_targets: expected bool"):
+        parse_settings({"webhooks": {"allow_private_targets": "${HOOK_PRIVATE_TEST}"}})
