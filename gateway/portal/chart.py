@@ -83,8 +83,16 @@ def layout(channel: str, months: list[Month]) -> ChannelChart:
         over_h = plot * m.overage / top
         base = HEIGHT - BOTTOM
         bars.append(
-            Bar(m, round(x, 1), round(width, 1), round(base - within_h, 1), round(within_h, 1),
-                round(base - within_h - over_h, 1), round(over_h, 1), round(x + width / 2, 1))
+            Bar(
+                m,
+                round(x, 1),
+                round(width, 1),
+                round(base - within_h, 1),
+                round(within_h, 1),
+                round(base - within_h - over_h, 1),
+                round(over_h, 1),
+                round(x + width / 2, 1),
+            )
         )
     included = months[-1].included if months else 0
     included_y = round(HEIGHT - BOTTOM - plot * included / top, 1)

@@ -94,7 +94,9 @@ async def remaining_units(portal: Portal, viewer: Viewer, channel: str) -> tuple
     rt = portal.rt
     period = period_of(rt.clock.now(), rt.settings.tz)
     lines, _ = await rt.store.ledger(viewer.team.id, period)
-    used = sum(ln.used for ln in lines if ln.member_id == viewer.member.id and ln.channel == channel)
+    used = sum(
+        ln.used for ln in lines if ln.member_id == viewer.member.id and ln.channel == channel
+    )
     included = rt.settings.tariff.included.get(channel, 0)
     return max(0, included - used), included
 
@@ -165,9 +167,8 @@ async def composer_context(
         "channel": channel,
         "window": window,
         "closed": closed,
-        "sms_possible": Channel.SMS in channels or (
-            Channel.WHATSAPP in channels and addon_allows(viewer.member.addons, Channel.SMS)
-        ),
+        "sms_possible": Channel.SMS in channels
+        or (Channel.WHATSAPP in channels and addon_allows(viewer.member.addons, Channel.SMS)),
         "text": text,
         "preview": current,
         "templates": portal.settings.templates,

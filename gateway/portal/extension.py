@@ -1,26 +1,43 @@
 """The portal as a gateway extension (entry point ``gateway.extensions: portal``).
 
-The core never imports the portal: ``create_app`` serves :meth:`routes` (pages at ``/``,
-left out of the OpenAPI document), and ``Worker.run`` runs :meth:`run`, which keeps the
-inbox index up to date from the event log even while nobody has the portal open.
-Uninstalling the entry point (or ``[portal] enabled = false``) switches it off.
+The core never imports the portal: ``gateway.config`` parses ``[portal]`` with
+:meth:`~PortalExtension.parse_settings`, ``Runtime.create`` opens the ``PortalStore`` role
+(:meth:`~PortalExtension.storage`), ``create_app`` serves :meth:`~PortalExtension.routes`
+(pages at ``/``, left out of the OpenAPI document), and ``Worker.run`` runs
+:meth:`~PortalExtension.run`, which keeps the inbox index up to date from the event log
+even while nobody has the portal open. Uninstalling the entry point (or ``[portal]
+enabled = false``) switches it off.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from starlette.routing import BaseRoute
+from gateway.portal import settings
 
-from gateway.runtime import Runtime
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+    from gateway.runtime import Runtime
+    from gateway.store.roles import Role
 
 
 class PortalExtension:
     """Routes and the event-log tail of the portal."""
 
     name = "portal"
+
+    def parse_settings(self, table: Mapping[str, Any] | None) -> settings.PortalSettings:
+        """The ``[portal]`` section (``gateway/portal/settings.py``)."""
+        return settings.parse_settings(table)
+
+    def storage(self) -> Sequence[Role[Any]]:
+        """Accounts, sessions, drafts, read state and the inbox index: ``PortalStore``."""
+        from gateway.portal.roles import PORTAL_STORE
+
+        return (PORTAL_STORE,)
 
     def routes(self) -> Sequence[BaseRoute]:
         """The portal's pages, partials, event stream and static files."""

@@ -8,12 +8,12 @@ browser asks for German before English, else English.
 
 from __future__ import annotations
 
+import datetime as dt
 import gettext
 import io
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
 from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -68,9 +68,10 @@ def negotiate(accept_language: str | None, chosen: str | None) -> str:
     return best[2] if best else DEFAULT
 
 
-_current: ContextVar[gettext.NullTranslations] = ContextVar(
-    "portal_translations", default=gettext.NullTranslations()
+_current: ContextVar[gettext.NullTranslations | None] = ContextVar(
+    "portal_translations", default=None
 )
+_SOURCE = gettext.NullTranslations()
 
 
 def activate(lang: str) -> None:
@@ -80,12 +81,12 @@ def activate(lang: str) -> None:
 
 def _(message: str) -> str:
     """``message`` in the request's language."""
-    return _current.get().gettext(message)
+    return (_current.get() or _SOURCE).gettext(message)
 
 
 def ngettext(singular: str, plural: str, n: int) -> str:
     """The singular or plural form for ``n`` in the request's language."""
-    return _current.get().ngettext(singular, plural, n)
+    return (_current.get() or _SOURCE).ngettext(singular, plural, n)
 
 
 def gettext_callables() -> tuple[Callable[[str], str], Callable[[str, str, int], str]]:
@@ -105,24 +106,24 @@ class Formats:
         """The Babel locale (de_DE or en_GB: 24-hour clocks in both)."""
         return Locale.parse("de_DE" if self.lang == "de" else "en_GB")
 
-    def time(self, at: datetime) -> str:
+    def time(self, at: dt.datetime) -> str:
         """``14:32``."""
         return format_time(at, "HH:mm", tzinfo=self.tz, locale=self.locale)
 
-    def datetime(self, at: datetime) -> str:
+    def datetime(self, at: dt.datetime) -> str:
         """Date and time, medium length."""
         return format_datetime(at, "medium", tzinfo=self.tz, locale=self.locale)
 
-    def day(self, at: datetime) -> str:
+    def day(self, at: dt.datetime) -> str:
         """The date, medium length."""
         return format_date(at.astimezone(self.tz), "medium", locale=self.locale)
 
     def month(self, period: str) -> str:
         """``2026-03`` → ``Mar 2026`` / ``März 2026``."""
         year, month = int(period[:4]), int(period[5:7])
-        return format_date(datetime(year, month, 1), "MMM y", locale=self.locale)
+        return format_date(dt.date(year, month, 1), "MMM y", locale=self.locale)
 
-    def relative(self, at: datetime, now: datetime) -> str:
+    def relative(self, at: dt.datetime, now: dt.datetime) -> str:
         """``5 minutes ago`` / ``vor 5 Minuten``; the date once it is more than a week."""
         delta = at - now
         if abs(delta.total_seconds()) < 45:

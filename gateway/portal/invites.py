@@ -47,6 +47,8 @@ async def send_invitation(portal: Portal, member: Member, team: Team, inviter: s
         await send_mail(smtp, invitation_mail(portal, member, team, inviter, link))
     except MailError as exc:
         raise ValidationError(
-            i18n._("The mail relay did not take the invitation: {reason}").format(reason=exc.message),
+            i18n._("The mail relay did not take the invitation: {reason}").format(
+                reason=exc.message
+            ),
             code="mail_failed",
         ) from None

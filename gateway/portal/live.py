@@ -48,7 +48,11 @@ def contact_label(number: str, region: str) -> str:
     except phonenumbers.NumberParseException:
         return number
     home = phonenumbers.region_code_for_number(parsed) == region.upper()
-    fmt = phonenumbers.PhoneNumberFormat.NATIONAL if home else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    fmt = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if home
+        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
     return str(phonenumbers.format_number(parsed, fmt))
 
 
@@ -91,9 +95,7 @@ class Subscription:
     """One open stream of a member."""
 
     member_id: str
-    queue: asyncio.Queue[Frame | None] = field(
-        default_factory=lambda: asyncio.Queue(QUEUE_LIMIT)
-    )
+    queue: asyncio.Queue[Frame | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     closed: bool = False
 
     def offer(self, item: Frame | None) -> None:

@@ -1,23 +1,30 @@
-"""The portal's storage role opened on the running store (SQLite or Redis)."""
+"""The portal's storage role, ``PORTAL_STORE``: ``PortalStore`` (``storage.py``) with one
+implementation per store backend, opened by ``Runtime.create`` (the portal extension
+lists it) and handed out by ``rt.role(PORTAL_STORE)``."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gateway.portal.storage import PortalStore
-from gateway.store.base import Store
+from gateway.store.roles import Role
+
+if TYPE_CHECKING:
+    from gateway.store.redis_backend import RedisBackend
+    from gateway.store.sqlite_engine import Engine
 
 
-async def open_portal_store(store: Store) -> PortalStore:
-    """The ``PortalStore`` implementation of ``store``'s backend, its tables created."""
-    from gateway.store.sqlite import SqliteStore
+async def _open_sqlite(engine: Engine) -> PortalStore:
+    from gateway.portal.storage_sqlite import SqlitePortalStore
 
-    if isinstance(store, SqliteStore):
-        from gateway.portal.storage_sqlite import SqlitePortalStore
+    return await SqlitePortalStore.open(engine)
 
-        return await SqlitePortalStore.open(store._engine)
-    from gateway.store.redis import RedisStore
 
-    if isinstance(store, RedisStore):
-        from gateway.portal.storage_redis import RedisPortalStore
+async def _open_redis(backend: RedisBackend) -> PortalStore:
+    from gateway.portal.storage_redis import RedisPortalStore
 
-        return await RedisPortalStore.open(store._r, store.prefix)
-    raise TypeError(f"the portal has no storage for {type(store).__name__}")
+    return await RedisPortalStore.open(backend)
+
+
+# Imported lazily by the openers: a SQLite gateway never loads the Redis implementation.
+PORTAL_STORE: Role[PortalStore] = Role("portal", sqlite=_open_sqlite, redis=_open_redis)

@@ -15,9 +15,7 @@ and no inline script or style: everything the portal runs is in its static files
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
 from http.cookies import SimpleCookie
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 from starlette.datastructures import FormData, Headers, MutableHeaders
@@ -177,7 +175,9 @@ class PortalGuard:
             if len(token) < 32:
                 token = new_token()
                 set_cookies.append(
-                    cookie(CSRF_COOKIE, token, max_age=None, secure=portal.secure, same_site="Strict")
+                    cookie(
+                        CSRF_COOKIE, token, max_age=None, secure=portal.secure, same_site="Strict"
+                    )
                 )
             scope["portal_csrf"] = token
 
@@ -203,7 +203,9 @@ class PortalGuard:
             scope["portal_csrf_token_required"] = verdict is None
         if viewer is None and not self.public:
             if scope["method"] == "GET" and headers.get("accept", "").find("text/event-stream") < 0:
-                target = scope["path"] + (f"?{scope['query_string'].decode()}" if scope["query_string"] else "")
+                target = scope["path"] + (
+                    f"?{scope['query_string'].decode()}" if scope["query_string"] else ""
+                )
                 location = "/sign-in?next=" + quote(target, safe="/")
                 if headers.get("hx-request") == "true":
                     response_headers = [(b"hx-redirect", location.encode())]
@@ -246,7 +248,7 @@ async def read_form(request: Request, limit: int = MAX_FORM) -> FormData:
         chunks.append(chunk)
     body = b"".join(chunks)
 
-    async def replay() -> Mapping[str, Any]:
+    async def replay() -> Message:
         return {"type": "http.request", "body": body, "more_body": False}
 
     form = await Request(request.scope, replay).form(max_files=10, max_fields=50)

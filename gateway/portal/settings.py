@@ -86,7 +86,7 @@ def _templates(value: Any) -> tuple[TemplateOffer, ...]:
         if not isinstance(name, str) or not _TEMPLATE_NAME.match(name):
             raise ConfigError(f"{where}.name: the approved template's name (a-z, 0-9, _)")
         if not isinstance(language, str) or not _LANGUAGE.match(language):
-            raise ConfigError(f"{where}.language: a language code such as \"de\" or \"en_US\"")
+            raise ConfigError(f'{where}.language: a language code such as "de" or "en_US"')
         label = item.get("label", name)
         if not isinstance(label, str) or not label.strip():
             raise ConfigError(f"{where}.label: expected a non-empty string")

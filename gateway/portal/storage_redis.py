@@ -17,14 +17,20 @@ from gateway.portal.storage import (
     SEARCH_KEEP,
     Account,
     Draft,
-    IndexChange,
     InboxPage,
     InboxQuery,
+    IndexChange,
     Session,
     Summary,
 )
 from gateway.portal.storage_redis_scripts import SCRIPTS
 from gateway.portal.storage_sqlite import make_cursor, split_cursor
+from gateway.store.redis_backend import RedisBackend
+
+
+def _s(value: str | bytes) -> str:
+    """A reply as text (the client decodes already; the types allow bytes)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _ms(at: datetime) -> int:
@@ -34,18 +40,23 @@ def _ms(at: datetime) -> int:
 class RedisPortalStore:
     """The portal's keys in the store's Redis database."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
-        self.client = client
-        self.p = f"{prefix}:portal:"
-        self._scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
+    def __init__(self, backend: RedisBackend) -> None:
+        self._b = backend
+        self.p = backend.key("portal", "")  # every key: {prefix}:portal:…
 
     @classmethod
-    async def open(cls, client: aioredis.Redis, prefix: str) -> RedisPortalStore:
-        """The store on ``client`` (``decode_responses=True``) under ``prefix``."""
-        return cls(client, prefix)
+    async def open(cls, backend: RedisBackend) -> RedisPortalStore:
+        """The role on ``backend``, its scripts registered."""
+        backend.register_scripts(SCRIPTS)
+        return cls(backend)
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The store's Redis client."""
+        return self._b.client
 
     async def _call(self, name: str, *args: str | int) -> Any:
-        return await self._scripts[name](keys=[], args=[self.p, *args])
+        return await self._b.call(name, [], [self.p, *args])
 
     # -- accounts -----------------------------------------------------------------------
     async def put_account(self, account: Account) -> None:
@@ -72,12 +83,13 @@ class RedisPortalStore:
     async def account_by_email(self, email: str) -> Account | None:
         """The account with this email, or None."""
         member = await self.client.hget(f"{self.p}acct_email", email.strip().casefold())
-        return await self.get_account(member) if member else None
+        return await self.get_account(_s(member)) if member else None
 
     async def list_accounts(self, team_id: str) -> list[Account]:
         """The team's accounts, oldest first."""
         ids = await self.client.zrange(f"{self.p}acct_team:{team_id}", 0, -1)
-        raws = await self.client.mget([f"{self.p}acct:{i}" for i in ids]) if ids else []
+        keys = [f"{self.p}acct:{_s(i)}" for i in ids if isinstance(i, str | bytes)]
+        raws = await self.client.mget(keys) if keys else []
         return [Account.from_dict(jsoncodec.loads(r)) for r in raws if r]
 
     async def set_password(self, member_id: str, password_hash: str, now: datetime) -> bool:
@@ -163,10 +175,10 @@ class RedisPortalStore:
         await self.client.set(f"{self.p}inv:{token_hash}", value, px=ttl)
 
     @staticmethod
-    def _valid(value: str | None, now: datetime) -> str | None:
+    def _valid(value: str | bytes | None, now: datetime) -> str | None:
         if not value:
             return None
-        member, _, until = value.partition(" ")
+        member, _, until = _s(value).partition(" ")
         return member if until.isdigit() and int(until) > _ms(now) else None
 
     async def take_invite(self, token_hash: str, now: datetime) -> str | None:
@@ -194,7 +206,11 @@ class RedisPortalStore:
             return None
         doc = jsoncodec.loads(raw)
         return Draft(
-            member_id, conversation_id, doc["text"], doc.get("channel"), parse_iso(doc["updated_at"])
+            member_id,
+            conversation_id,
+            doc["text"],
+            doc.get("channel"),
+            parse_iso(doc["updated_at"]),
         )
 
     async def mark_read(self, member_id: str, conversation_id: str) -> None:
@@ -210,9 +226,7 @@ class RedisPortalStore:
     async def apply_index(self, after_seq: int, new_seq: int, changes: list[IndexChange]) -> bool:
         """Apply ``changes`` if the cursor is still ``after_seq``."""
         docs = [jsoncodec.dumps(c.to_dict()) for c in changes]
-        return bool(
-            await self._call("portal_apply_index", after_seq, new_seq, SEARCH_KEEP, *docs)
-        )
+        return bool(await self._call("portal_apply_index", after_seq, new_seq, SEARCH_KEEP, *docs))
 
     async def get_summary(self, conversation_id: str, member_id: str) -> Summary | None:
         """The summary with the member's read state."""

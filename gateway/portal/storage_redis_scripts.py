@@ -124,7 +124,8 @@ for i = 5, #ARGV do
     s = cjson.decode(raw)
     if type(s.channels) ~= 'table' then s.channels = {} end
     if type(s.failed) ~= 'table' then s.failed = {} end
-    local newer = c.at_ms > s.last_ms or (c.at_ms == s.last_ms and c.message_id >= s.last_message_id)
+    local newer = c.at_ms > s.last_ms
+      or (c.at_ms == s.last_ms and c.message_id >= s.last_message_id)
     if c.new_message and newer then
       s.last_at, s.last_ms, s.last_message_id = c.at, c.at_ms, c.message_id
       s.last_text, s.last_channel = c.text, c.channel

@@ -16,9 +16,9 @@ from gateway.portal.storage import (
     SEARCH_KEEP,
     Account,
     Draft,
-    IndexChange,
     InboxPage,
     InboxQuery,
+    IndexChange,
     Session,
     Summary,
     merge_change,
@@ -93,15 +93,8 @@ class SqlitePortalStore:
 
     @classmethod
     async def open(cls, engine: Engine) -> SqlitePortalStore:
-        """Create the tables (idempotent) and return the store."""
-
-        def work(db: sqlite3.Connection) -> None:
-            for step in STEPS:
-                for statement in step.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-
-        await engine.write(work)
+        """The role on ``engine``, its tables created or migrated."""
+        await engine.migrate("portal", STEPS)
         return cls(engine)
 
     @property
@@ -193,9 +186,7 @@ class SqlitePortalStore:
         def work(db: sqlite3.Connection) -> None:
             if replaces:
                 db.execute("DELETE FROM portal_sessions WHERE id = ?", (replaces,))
-            db.execute(
-                "DELETE FROM portal_sessions WHERE expires < ?", (_ts(session.created_at),)
-            )
+            db.execute("DELETE FROM portal_sessions WHERE expires < ?", (_ts(session.created_at),))
             db.execute(
                 "INSERT INTO portal_sessions VALUES (?, ?, ?, ?)",
                 (
@@ -255,7 +246,9 @@ class SqlitePortalStore:
 
         def work(db: sqlite3.Connection) -> None:
             for key in keys:
-                db.execute("DELETE FROM portal_failures WHERE key = ? AND at <= ?", (key, at - window_s))
+                db.execute(
+                    "DELETE FROM portal_failures WHERE key = ? AND at <= ?", (key, at - window_s)
+                )
                 db.execute("INSERT INTO portal_failures VALUES (?, ?)", (key, at))
 
         await self.engine.write(work)
@@ -300,7 +293,9 @@ class SqlitePortalStore:
             row = db.execute(
                 "SELECT member_id, expires FROM portal_invites WHERE token = ?", (token_hash,)
             ).fetchone()
-            db.execute("DELETE FROM portal_invites WHERE token = ? OR expires < ?", (token_hash, _ts(now)))
+            db.execute(
+                "DELETE FROM portal_invites WHERE token = ? OR expires < ?", (token_hash, _ts(now))
+            )
             if row is None or row[1] <= _ts(now):
                 return None
             return str(row[0])

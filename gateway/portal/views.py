@@ -9,6 +9,7 @@ attachment ids ``thumbnail`` (page 1 as PNG) and ``pdf``); top-level ``meta["pag
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -80,10 +81,8 @@ def _failure(message: Message, fmt: Formats, meta: dict[str, Any] | None = None)
     parts = [reason] if reason else []
     next_try = (meta or {}).get("next_try") or error.get("retry_at")
     if isinstance(next_try, str):
-        try:
+        with contextlib.suppress(ValueError):
             parts.append(_("next try {time}").format(time=fmt.datetime(parse_iso(next_try))))
-        except ValueError:
-            pass
     return "; ".join(parts) or None
 
 

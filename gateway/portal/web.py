@@ -22,7 +22,7 @@ from gateway.errors import NotFound
 from gateway.portal import i18n
 from gateway.portal.accounts import Viewer
 from gateway.portal.live import Hub, contact_label
-from gateway.portal.roles import open_portal_store
+from gateway.portal.roles import PORTAL_STORE
 from gateway.portal.settings import PortalSettings
 from gateway.portal.storage import PortalStore
 from gateway.runtime import Runtime
@@ -35,9 +35,8 @@ CSRF_COOKIE = "portal_csrf"  # the signed-out forms' double-submit token
 
 
 def settings_of(rt: Runtime) -> PortalSettings:
-    """The ``[portal]`` settings of this process (defaults when the section is absent)."""
-    found = getattr(rt.settings, "extensions", {}).get("portal")
-    return found if isinstance(found, PortalSettings) else PortalSettings()
+    """The ``[portal]`` settings of this process."""
+    return rt.settings.extension("portal", PortalSettings)
 
 
 @dataclass(slots=True)
@@ -69,7 +68,7 @@ async def portal_for(rt: Runtime) -> Portal:
         portal = _PORTALS.get(rt)
         if portal is None:
             settings = settings_of(rt)
-            store = await open_portal_store(rt.store)
+            store = rt.role(PORTAL_STORE)
             hub = Hub(rt.store, store, rt.settings.region, settings.poll_interval)
             portal = Portal(rt, store, settings, hub)
             _PORTALS[rt] = portal

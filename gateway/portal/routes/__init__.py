@@ -4,8 +4,8 @@ shown as pages."""
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from starlette.middleware import Middleware
 from starlette.requests import Request

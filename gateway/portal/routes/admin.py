@@ -45,14 +45,19 @@ async def _member(portal: Portal, viewer: Viewer, member_id: str) -> Member:
 
 
 async def members_context(
-    portal: Portal, viewer: Viewer, notice: str | None = None, error: GatewayError | None = None,
+    portal: Portal,
+    viewer: Viewer,
+    notice: str | None = None,
+    error: GatewayError | None = None,
     values: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The members page."""
     members = await portal.rt.store.list_members(viewer.team.id)
     accounts = {a.member_id: a for a in await portal.store.list_accounts(viewer.team.id)}
     period = period_of(portal.rt.clock.now(), portal.rt.settings.tz)
-    report = await quota_report(portal.rt.store, portal.rt.settings.tariff, viewer.team, members, period)
+    report = await quota_report(
+        portal.rt.store, portal.rt.settings.tariff, viewer.team, members, period
+    )
     return {
         "members": members,
         "accounts": accounts,
@@ -86,7 +91,9 @@ async def add_member(request: Request) -> Response:
         if role not in ROLES:
             raise ValidationError(i18n._("Choose a role."), field="role")
         if await portal.store.account_by_email(values["email"]) is not None:
-            raise ValidationError(i18n._("That email already signs in to the portal."), field="email")
+            raise ValidationError(
+                i18n._("That email already signs in to the portal."), field="email"
+            )
         member = await create_member(
             portal.rt.store,
             portal.rt.clock,
@@ -143,7 +150,9 @@ async def set_active(request: Request) -> Response:
     try:
         if member.id == viewer.member.id and not active:
             raise Forbidden(i18n._("You cannot deactivate yourself."))
-        await portal.rt.store.set_member_active(member.id, active, Plan(viewer.team.plan).max_members)
+        await portal.rt.store.set_member_active(
+            member.id, active, Plan(viewer.team.plan).max_members
+        )
     except GatewayError as exc:
         context = await members_context(portal, viewer, error=exc)
         return render(request, "admin/members.html", context, 422)

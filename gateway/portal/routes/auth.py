@@ -81,7 +81,9 @@ async def sign_out(request: Request) -> Response:
     if viewer is not None:
         await portal.store.end_session(viewer.session.id)
     response = see_other("/sign-in")
-    response.headers.append("set-cookie", cookie(SESSION_COOKIE, "", max_age=0, secure=portal.secure))
+    response.headers.append(
+        "set-cookie", cookie(SESSION_COOKIE, "", max_age=0, secure=portal.secure)
+    )
     return response
 
 
@@ -120,7 +122,9 @@ async def accept_invitation(request: Request) -> Response:
     account = await portal.store.get_account(member_id)
     if account is None:
         return render(request, "invite.html", {"invalid": True, "member": None}, 404)
-    _, session_token = await accounts.start_session(portal.store, portal.settings, account, now, None)
+    _, session_token = await accounts.start_session(
+        portal.store, portal.settings, account, now, None
+    )
     return with_session(portal, see_other("/"), session_token)
 
 

@@ -30,7 +30,12 @@ async def composer(request: Request) -> Response:
     portal, viewer, conv = await conversation_of(request)
     text = request.query_params.get("text")
     context = await compose.composer_context(
-        portal, viewer, conv, request.query_params.get("channel"), None, text[:10_000] if text else None
+        portal,
+        viewer,
+        conv,
+        request.query_params.get("channel"),
+        None,
+        text[:10_000] if text else None,
     )
     return render(request, "_composer.html", {"c": context})
 
@@ -66,10 +71,18 @@ async def _store_files(portal: Portal, viewer: Viewer, form: FormData) -> list[A
                 field="files",
             )
         if not data:
-            raise ValidationError(i18n._("{name} is empty.").format(name=upload.filename), field="files")
+            raise ValidationError(
+                i18n._("{name} is empty.").format(name=upload.filename), field="files"
+            )
         sha = portal.rt.blobs.put(data)
         att = Attachment(
-            new_id("att"), viewer.team.id, sha, len(data), ctype, upload.filename, portal.rt.clock.now()
+            new_id("att"),
+            viewer.team.id,
+            sha,
+            len(data),
+            ctype,
+            upload.filename,
+            portal.rt.clock.now(),
         )
         await portal.rt.store.put_attachment(att)
         out.append(att)
@@ -82,16 +95,26 @@ def _upload_limit(portal: Portal) -> int:
 
 async def fax_files(request: Request) -> Response:
     """POST /c/{id}/fax/files: store the chosen files and show them before sending."""
-    portal, viewer, conv = await conversation_of(request)
+    portal, viewer, _ = await conversation_of(request)
     form = await read_form(request, _upload_limit(portal))
     try:
         atts = await _store_files(portal, viewer, form)
     except GatewayError as exc:
         return render(request, "_fax_files.html", {"files": [], "error": exc}, 422)
-    return render(request, "_fax_files.html", {"files": [attachment_view(a) for a in atts], "error": None})
+    return render(
+        request, "_fax_files.html", {"files": [attachment_view(a) for a in atts], "error": None}
+    )
 
 
-async def _thread_update(request: Request, portal: Portal, viewer: Viewer, conv: Any, error: GatewayError | None, text: str | None, channel: str | None) -> Response:
+async def _thread_update(
+    request: Request,
+    portal: Portal,
+    viewer: Viewer,
+    conv: Any,
+    error: GatewayError | None,
+    text: str | None,
+    channel: str | None,
+) -> Response:
     context = await messages_context(request, portal, viewer, conv, None)
     context["c"] = await compose.composer_context(portal, viewer, conv, channel, error, text)
     return render(request, "_thread_update.html", context, 422 if error else 200)
@@ -116,7 +139,9 @@ async def send(request: Request) -> Response:
                 (t for t in portal.settings.templates if f"{t.name}:{t.language}" == wanted), None
             )
             if template is None or channel != Channel.WHATSAPP:
-                raise ValidationError(i18n._("Choose one of the offered templates."), field="template")
+                raise ValidationError(
+                    i18n._("Choose one of the offered templates."), field="template"
+                )
             text = ""
         attachments = [str(a) for a in form.getlist("attachment") if isinstance(a, str)]
         if channel == Channel.FAX and not attachments:
@@ -134,14 +159,18 @@ async def send(request: Request) -> Response:
     except GatewayError as exc:
         error = exc
     else:
-        await portal.store.put_draft(Draft(viewer.member.id, conv.id, "", None, portal.rt.clock.now()))
+        await portal.store.put_draft(
+            Draft(viewer.member.id, conv.id, "", None, portal.rt.clock.now())
+        )
         text = ""
     if not is_htmx(request):
         if error is not None:
             context = {"status": 422, "error": error, "back": f"/c/{conv.id}"}
             return render(request, "error.html", context, 422)
         return see_other(f"/c/{conv.id}?channel={channel}")
-    return await _thread_update(request, portal, viewer, conv, error, text if error else "", channel)
+    return await _thread_update(
+        request, portal, viewer, conv, error, text if error else "", channel
+    )
 
 
 async def retry(request: Request) -> Response:
@@ -174,7 +203,8 @@ async def retry(request: Request) -> Response:
             await portal.store.clear_failed(conv.id, msg.id)
     if not is_htmx(request):
         if error is not None:
-            return render(request, "error.html", {"status": 422, "error": error, "back": f"/c/{conv.id}"}, 422)
+            return render(
+                request, "error.html", {"status": 422, "error": error, "back": f"/c/{conv.id}"}, 422
+            )
         return see_other(f"/c/{conv.id}")
     return await _thread_update(request, portal, viewer, conv, error, None, None)
-

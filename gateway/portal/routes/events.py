@@ -47,7 +47,7 @@ async def events(request: Request) -> Response:
                     yield frame.data
             else:
                 # A fresh stream: say where it starts, so that a take-over resumes here.
-                yield f"id: {sent}\ndata: {{\"type\": \"hello\"}}\n\n".encode()
+                yield f'id: {sent}\ndata: {{"type": "hello"}}\n\n'.encode()
             while True:
                 try:
                     item = await asyncio.wait_for(sub.queue.get(), heartbeat)

@@ -23,7 +23,7 @@ CHANNELS = tuple(c.value for c in Channel)
 def _filters(request: Request) -> dict[str, str]:
     q = request.query_params
     out = {}
-    if (text := q.get("q", "").strip()[:200]):
+    if text := q.get("q", "").strip()[:200]:
         out["q"] = text
     if q.get("channel") in CHANNELS:
         out["channel"] = str(q.get("channel"))
@@ -82,7 +82,9 @@ async def rows(request: Request) -> Response:
     name = "_more_rows.html" if context["paged"] else "_conversations.html"
     headers = {}
     if is_htmx(request) and not context["paged"]:
-        headers["HX-Push-Url"] = "/" + (f"?{context['query_string']}" if context["query_string"] else "")
+        headers["HX-Push-Url"] = "/" + (
+            f"?{context['query_string']}" if context["query_string"] else ""
+        )
     return render(request, name, context, headers=headers)
 
 

@@ -37,8 +37,12 @@ def rules_from_form(form: FormData, member_id: str) -> dict[str, Any]:
 
 
 async def forwarding_context(
-    portal: Portal, principal: Principal, member: Member, error: GatewayError | None = None,
-    saved: bool = False, rules: dict[str, Any] | None = None,
+    portal: Portal,
+    principal: Principal,
+    member: Member,
+    error: GatewayError | None = None,
+    saved: bool = False,
+    rules: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What ``_forwarding.html`` shows for ``member``."""
     if rules is None:
@@ -107,15 +111,23 @@ async def change_password(request: Request) -> Response:
             raise ValidationError(i18n._("The two passwords differ."), field="password2")
         try:
             await accounts.authenticate(
-                portal.store, portal.settings, viewer.account.email, current,
-                request.client.host if request.client else "unknown", now,
+                portal.store,
+                portal.settings,
+                viewer.account.email,
+                current,
+                request.client.host if request.client else "unknown",
+                now,
                 portal.rt.directory.member,
             )
         except accounts.SignInRefused:
-            raise ValidationError(i18n._("The current password is wrong."), field="current") from None
+            raise ValidationError(
+                i18n._("The current password is wrong."), field="current"
+            ) from None
         hashed = await accounts.hash_password(new)
     except GatewayError as exc:
-        return render(request, "_password.html", {"password_error": exc, "password_saved": False}, 422)
+        return render(
+            request, "_password.html", {"password_error": exc, "password_saved": False}, 422
+        )
     await portal.store.set_password(viewer.member.id, hashed, now)
     account = await portal.store.get_account(viewer.member.id)
     response = render(request, "_password.html", {"password_error": None, "password_saved": True})

@@ -29,7 +29,9 @@ async def conversation_of(request: Request) -> tuple[Portal, Viewer, Conversatio
     return portal, viewer, conv
 
 
-async def _attachments(portal: Portal, viewer: Viewer, messages: list[Message]) -> dict[str, Attachment]:
+async def _attachments(
+    portal: Portal, viewer: Viewer, messages: list[Message]
+) -> dict[str, Attachment]:
     out = {}
     for att_id in attachment_ids(messages):
         att = await portal.rt.store.get_attachment(att_id)
@@ -100,7 +102,11 @@ async def message(request: Request) -> Response:
     live_page = int(page) if page.isdigit() and len(page) < 5 else None
     atts = await _attachments(portal, viewer, [msg])
     b = bubble(msg, atts, request.scope["portal_formats"], live_page)
-    return render(request, "_bubble.html", {"b": b, "channel_name": channel_name, "region": viewer.team.region})
+    return render(
+        request,
+        "_bubble.html",
+        {"b": b, "channel_name": channel_name, "region": viewer.team.region},
+    )
 
 
 async def attachment(request: Request) -> Response:
@@ -119,5 +125,9 @@ async def attachment(request: Request) -> Response:
         "Cache-Control": "private, max-age=86400",
         "ETag": f'"{att.sha256}"',
     }
-    media_type = att.content_type if inline or att.content_type == "application/pdf" else "application/octet-stream"
+    media_type = (
+        att.content_type
+        if inline or att.content_type == "application/pdf"
+        else "application/octet-stream"
+    )
     return Response(data, 200, headers=headers, media_type=media_type)

@@ -42,9 +42,7 @@ class PortalSeed:
 def portal_settings(url: str, tmp_path: Path) -> Settings:
     """Settings of a portal test runtime on ``url``."""
     settings = parse_settings({"gateway": {"store": url, "blobs": str(tmp_path / "blobs")}})
-    return dataclasses.replace(
-        settings, connectors=fake_connectors(), public_url=BASE
-    )
+    return dataclasses.replace(settings, connectors=fake_connectors(), public_url=BASE)
 
 
 @pytest.fixture
@@ -117,7 +115,9 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-async def sign_in(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> httpx.Response:
+async def sign_in(
+    client: httpx.AsyncClient, email: str, password: str = PASSWORD
+) -> httpx.Response:
     """Sign in as a browser does (same-origin form post)."""
     page = await client.get("/sign-in")
     return await client.post(
@@ -128,9 +128,7 @@ async def sign_in(client: httpx.AsyncClient, email: str, password: str = PASSWOR
 
 
 @pytest.fixture
-async def anna(
-    app_client: httpx.AsyncClient, pseed: PortalSeed
-) -> httpx.AsyncClient:
+async def anna(app_client: httpx.AsyncClient, pseed: PortalSeed) -> httpx.AsyncClient:
     """The client signed in as Anna (team admin)."""
     r = await sign_in(app_client, pseed.seed.anna.email)
     assert r.status_code == 303, r.text

@@ -33,7 +33,9 @@ async def test_inbox_lists_the_members_conversations(
     assert "<script>" not in r.text  # no inline script (only <script src=…>)
 
 
-async def test_thread_escapes_and_sends(anna: httpx.AsyncClient, prt: Runtime, pseed: PortalSeed) -> None:
+async def test_thread_escapes_and_sends(
+    anna: httpx.AsyncClient, prt: Runtime, pseed: PortalSeed
+) -> None:
     msg = await receive(prt, "<script>alert('x')</script> & ü")
     await index(prt)
     r = await anna.get(f"/c/{msg.conversation_id}")
@@ -91,8 +93,15 @@ async def test_every_page_renders(anna: httpx.AsyncClient, prt: Runtime, pseed: 
     msg = await receive(prt, "Hallo")
     await index(prt)
     for lang in ("de", "en"):
-        for path in ("/", "/new", "/settings", "/admin", "/admin/keys",
-                     f"/c/{msg.conversation_id}", f"/admin/members/{pseed.seed.ben.id}/forwarding"):
+        for path in (
+            "/",
+            "/new",
+            "/settings",
+            "/admin",
+            "/admin/keys",
+            f"/c/{msg.conversation_id}",
+            f"/admin/members/{pseed.seed.ben.id}/forwarding",
+        ):
             r = await anna.get(path, headers={"Accept-Language": lang})
             assert r.status_code == 200, (path, r.text[:2000])
             assert f'lang="{lang}"' in r.text

@@ -10,12 +10,12 @@ import pytest
 from gateway.clock import FrozenClock
 from gateway.errors import Conflict
 from gateway.portal import search
-from gateway.portal.roles import open_portal_store
+from gateway.portal.roles import PORTAL_STORE
 from gateway.portal.storage import (
     Account,
     Draft,
-    IndexChange,
     InboxQuery,
+    IndexChange,
     PortalStore,
     Session,
 )
@@ -30,7 +30,7 @@ OTHER = "mem_B"
 @pytest.fixture
 async def ps(store: Store) -> AsyncIterator[PortalStore]:
     """The portal's storage on the store under test."""
-    yield await open_portal_store(store)
+    yield await PORTAL_STORE.open(store)
 
 
 def account(member: str, email: str, clock: FrozenClock, team: str = "team_1") -> Account:
@@ -178,11 +178,28 @@ async def test_index_cursor_is_compare_and_set(ps: PortalStore, clock: FrozenClo
 async def test_summaries_follow_the_messages(ps: PortalStore, clock: FrozenClock) -> None:
     changes = [
         change("conv_1", "msg_01", clock, text="Grüß Gott", name="Jürgen Müller"),
-        change("conv_1", "msg_02", clock, seconds=5, direction="outbound", status="accepted",
-               channel="whatsapp", text="Hallo zurück"),
+        change(
+            "conv_1",
+            "msg_02",
+            clock,
+            seconds=5,
+            direction="outbound",
+            status="accepted",
+            channel="whatsapp",
+            text="Hallo zurück",
+        ),
         # A status of the last message, then a late status of an older one.
-        change("conv_1", "msg_02", clock, seconds=6, direction="outbound", status="delivered",
-               channel="whatsapp", text="Hallo zurück", new=False),
+        change(
+            "conv_1",
+            "msg_02",
+            clock,
+            seconds=6,
+            direction="outbound",
+            status="delivered",
+            channel="whatsapp",
+            text="Hallo zurück",
+            new=False,
+        ),
         change("conv_1", "msg_01", clock, seconds=7, status="received", new=False, text=None),
     ]
     assert await ps.apply_index(0, 4, changes)
@@ -208,12 +225,29 @@ async def test_list_filters_search_and_pages(ps: PortalStore, clock: FrozenClock
     for i in range(7):
         conv = f"conv_{i:02d}"
         changes.append(
-            change(conv, f"msg_{i:02d}", clock, seconds=i, channel="sms" if i % 2 else "whatsapp",
-                   text=f"Nachricht {i}", name="Straßer" if i == 3 else None)
+            change(
+                conv,
+                f"msg_{i:02d}",
+                clock,
+                seconds=i,
+                channel="sms" if i % 2 else "whatsapp",
+                text=f"Nachricht {i}",
+                name="Straßer" if i == 3 else None,
+            )
         )
     changes.append(change("conv_99", "msg_99", clock, seconds=99, member=OTHER))
-    changes.append(change("conv_05", "msg_50", clock, seconds=50, direction="outbound",
-                          status="failed", failed=True, text="kaputt"))
+    changes.append(
+        change(
+            "conv_05",
+            "msg_50",
+            clock,
+            seconds=50,
+            direction="outbound",
+            status="failed",
+            failed=True,
+            text="kaputt",
+        )
+    )
     assert await ps.apply_index(0, 9, changes)
     await ps.mark_read(MEMBER, "conv_02")
 
@@ -240,7 +274,9 @@ async def test_list_filters_search_and_pages(ps: PortalStore, clock: FrozenClock
         c for c in everything if c not in ("conv_01",)
     ]
     assert await ids(InboxQuery(MEMBER, channel="whatsapp", unread=True)) == [
-        "conv_06", "conv_04", "conv_00"
+        "conv_06",
+        "conv_04",
+        "conv_00",
     ]
     assert await ids(InboxQuery(OTHER)) == ["conv_99"]
     assert await ps.unread_total(MEMBER) == 6
