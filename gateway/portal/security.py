@@ -15,15 +15,17 @@ and no inline script or style: everything the portal runs is in its static files
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from urllib.parse import quote, urlsplit
 
-from starlette.datastructures import FormData, Headers, MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders, UploadFile
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import Forbidden, PayloadTooLarge
+from gateway.errors import Forbidden, PayloadTooLarge, ValidationError
 from gateway.portal import i18n
 from gateway.portal.accounts import (
     TOUCH_EVERY,
@@ -233,7 +235,35 @@ class PortalGuard:
         await response(request.scope, request.receive, send)
 
 
-async def read_form(request: Request, limit: int = MAX_FORM) -> FormData:
+@dataclass(slots=True, frozen=True)
+class Upload:
+    """A file of a posted form, read into memory (the form's limit bounds it)."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+class Form:
+    """A posted form: text fields and uploads, nothing left open."""
+
+    def __init__(self, items: list[tuple[str, str | Upload]]) -> None:
+        self._items = items
+
+    def get(self, name: str) -> str | None:
+        """The first text value of ``name``."""
+        return next((v for k, v in self._items if k == name and isinstance(v, str)), None)
+
+    def getlist(self, name: str) -> list[str]:
+        """Every text value of ``name``."""
+        return [v for k, v in self._items if k == name and isinstance(v, str)]
+
+    def files(self, name: str) -> list[Upload]:
+        """Every file of ``name`` that has a name (an empty file input sends none)."""
+        return [v for k, v in self._items if k == name and isinstance(v, Upload) and v.filename]
+
+
+async def read_form(request: Request, limit: int = MAX_FORM) -> Form:
     """The posted form (bounded), with the CSRF token checked when the browser sent no
     Fetch Metadata or Origin header."""
     declared = request.headers.get("content-length")
@@ -251,10 +281,22 @@ async def read_form(request: Request, limit: int = MAX_FORM) -> FormData:
     async def replay() -> Message:
         return {"type": "http.request", "body": body, "more_body": False}
 
-    form = await Request(request.scope, replay).form(max_files=10, max_fields=50)
+    items: list[tuple[str, str | Upload]] = []
+    try:
+        async with Request(request.scope, replay).form(max_files=10, max_fields=50) as parsed:
+            for key, value in parsed.multi_items():
+                if isinstance(value, UploadFile):
+                    data = await value.read()
+                    ctype = value.content_type or "application/octet-stream"
+                    items.append((key, Upload(value.filename or "", ctype, data)))
+                else:
+                    items.append((key, value))
+    except MultiPartException as exc:
+        raise ValidationError(f"the form could not be read: {exc.message}") from None
+    form = Form(items)
     if request.scope.get("portal_csrf_token_required"):
         expected = str(request.scope.get("portal_csrf", ""))
         given = form.get("csrf") or request.headers.get("x-csrf-token") or ""
-        if not expected or not isinstance(given, str) or not hmac.compare_digest(given, expected):
+        if not expected or not hmac.compare_digest(given, expected):
             raise Forbidden("the form's security token is missing or wrong", code="csrf")
     return form

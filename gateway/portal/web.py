@@ -116,7 +116,7 @@ def environment() -> Environment:
         loader=FileSystemLoader(HERE / "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
         undefined=StrictUndefined,
-        trim_blocks=True,
+        # No trim_blocks: it would glue attributes split over lines by {% if %} blocks.
         lstrip_blocks=True,
         extensions=["jinja2.ext.i18n"],
     )

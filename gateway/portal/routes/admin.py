@@ -85,7 +85,7 @@ async def add_member(request: Request) -> Response:
     viewer = admin_of(request)
     form = await read_form(request)
     values = {k: str(form.get(k) or "").strip() for k in ("name", "email", "mobile", "fax", "role")}
-    addons = ",".join(str(a) for a in form.getlist("addons"))
+    addons = ",".join(form.getlist("addons"))
     try:
         role = values["role"] or "member"
         if role not in ROLES:

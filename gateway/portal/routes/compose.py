@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,7 +14,7 @@ from gateway.models import Attachment, Channel, Direction, Status
 from gateway.portal import compose, i18n
 from gateway.portal.accounts import Viewer
 from gateway.portal.routes.thread import conversation_of, messages_context
-from gateway.portal.security import read_form
+from gateway.portal.security import Form, read_form
 from gateway.portal.storage import Draft
 from gateway.portal.views import attachment_view
 from gateway.portal.web import Portal, is_htmx, portal_of, render, see_other, viewer_of
@@ -55,32 +54,30 @@ async def preview(request: Request) -> Response:
     return render(request, "_preview.html", {"preview": result})
 
 
-async def _store_files(portal: Portal, viewer: Viewer, form: FormData) -> list[Attachment]:
-    files = [f for f in form.getlist("files") if isinstance(f, UploadFile) and f.filename]
+async def _store_files(portal: Portal, viewer: Viewer, form: Form) -> list[Attachment]:
+    files = form.files("files")
     if len(files) > MAX_FAX_FILES:
         raise ValidationError(i18n._("At most 10 files per fax."), field="files")
     out = []
     for upload in files:
-        data = await upload.read()
-        ctype = upload.content_type or "application/octet-stream"
-        if ctype not in FAX_TYPES:
+        if upload.content_type not in FAX_TYPES:
             raise ValidationError(
                 i18n._("{name}: only PDF, PNG, JPEG and TIFF files can be faxed.").format(
                     name=upload.filename
                 ),
                 field="files",
             )
-        if not data:
+        if not upload.data:
             raise ValidationError(
                 i18n._("{name} is empty.").format(name=upload.filename), field="files"
             )
-        sha = portal.rt.blobs.put(data)
+        sha = portal.rt.blobs.put(upload.data)
         att = Attachment(
             new_id("att"),
             viewer.team.id,
             sha,
-            len(data),
-            ctype,
+            len(upload.data),
+            upload.content_type,
             upload.filename,
             portal.rt.clock.now(),
         )
@@ -143,11 +140,12 @@ async def send(request: Request) -> Response:
                     i18n._("Choose one of the offered templates."), field="template"
                 )
             text = ""
-        attachments = [str(a) for a in form.getlist("attachment") if isinstance(a, str)]
-        if channel == Channel.FAX and not attachments:
-            # Without script the files come with the send; with it they were stored
-            # (and shown) already and only their ids come.
-            attachments = [a.id for a in await _store_files(portal, viewer, form)]
+        attachments = form.getlist("attachment")
+        if channel == Channel.FAX:
+            if not attachments:
+                # Without script the files come with the send; with it they were stored
+                # (and shown) already and only their ids come.
+                attachments = [a.id for a in await _store_files(portal, viewer, form)]
         elif attachments:
             raise ValidationError(i18n._("Only a fax takes files here."), field="files")
         if not text.strip() and template is None and not attachments:

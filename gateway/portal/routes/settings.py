@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,13 +13,13 @@ from gateway.errors import GatewayError, ValidationError
 from gateway.models import Member
 from gateway.portal import accounts, chart, i18n
 from gateway.portal.compose import principal_of
-from gateway.portal.security import read_form, with_session
+from gateway.portal.security import Form, read_form, with_session
 from gateway.portal.views import channel_name
 from gateway.portal.web import Portal, portal_of, render, see_other, viewer_of
 from gateway.quota import period_of
 
 
-def rules_from_form(form: FormData, member_id: str) -> dict[str, Any]:
+def rules_from_form(form: Form, member_id: str) -> dict[str, Any]:
     """The forwarding rules a form asks for, as the rules' document."""
 
     def lines(name: str) -> list[str]:

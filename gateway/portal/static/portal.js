@@ -122,11 +122,14 @@
   }
 
   // -- the WhatsApp window countdown ----------------------------------------------------
+  // Ticks every 15 s, and right when a window closes (so the composer changes on time).
   function tickCountdowns() {
     const now = Date.now();
+    let next = 15000;
     document.querySelectorAll("[data-countdown]").forEach(function (el) {
       const ends = Date.parse(el.getAttribute("data-expires"));
       if (isNaN(ends)) return;
+      if (ends > now) next = Math.max(250, Math.min(next, ends - now + 100));
       const left = Math.floor((ends - now) / 1000);
       if (left <= 0) {
         if (!el.dataset.closed) {
@@ -145,6 +148,7 @@
       const span = h ? fill(el.dataset.fmtHm, { h: h, m: m }) : fill(el.dataset.fmtM, { m: m });
       el.textContent = fill(el.dataset.fmtLeft, { time: el.dataset.time, left: span });
     });
+    window.setTimeout(tickCountdowns, next);
   }
 
   // -- the composer: Enter sends, Shift+Enter is a new line -------------------------------
@@ -179,5 +183,4 @@
 
   startLive();
   tickCountdowns();
-  window.setInterval(tickCountdowns, 15000);
 })();

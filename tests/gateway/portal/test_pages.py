@@ -10,7 +10,7 @@ import pytest
 from gateway.portal.web import portal_for
 from gateway.runtime import Runtime
 from gateway.store.base import MessageFilter
-from tests.gateway.conftest import CONTACT, MOBILE_A
+from tests.gateway.conftest import CONTACT, FAX_A, MOBILE_A
 from tests.gateway.portal.conftest import SAME_ORIGIN, PortalSeed, csrf_of, index, receive
 
 pytestmark = pytest.mark.anyio
@@ -106,3 +106,44 @@ async def test_every_page_renders(anna: httpx.AsyncClient, prt: Runtime, pseed: 
             assert r.status_code == 200, (path, r.text[:2000])
             assert f'lang="{lang}"' in r.text
             assert not re.search(r"<script(?![^>]*\bsrc=)", r.text), path
+
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c63f8ffff3f0005fe02fea7d6a50000000049454e44ae426082"
+)
+
+
+async def test_fax_files_are_shown_then_sent(
+    anna: httpx.AsyncClient, prt: Runtime, pseed: PortalSeed
+) -> None:
+    conv = await prt.directory.conversation(
+        pseed.seed.team.id, pseed.seed.anna.id, FAX_A, "+4930999999901", prt.clock.now()
+    )
+    page = await anna.get(f"/c/{conv.id}", headers={"Accept-Language": "en"})
+    assert page.status_code == 200
+    assert 'name="files"' in page.text and "One fax costs one unit." in page.text
+    csrf = csrf_of(page.text)
+    r = await anna.post(
+        f"/c/{conv.id}/fax/files",
+        data={"csrf": csrf},
+        files={"files": ("page.png", PNG, "image/png")},
+        headers={**SAME_ORIGIN, "HX-Request": "true"},
+    )
+    assert r.status_code == 200, r.text
+    att = re.search(r'name="attachment" value="(att_[0-9A-Z]+)"', r.text)
+    assert att, r.text
+    r = await anna.post(
+        f"/c/{conv.id}/send",
+        data={"csrf": csrf, "channel": "fax", "attachment": att.group(1)},
+        files={"files": ("page.png", PNG, "image/png")},  # still in the file input: ignored
+        headers={**SAME_ORIGIN, "HX-Request": "true"},
+    )
+    assert r.status_code == 200, r.text
+    assert f'src="/a/{att.group(1)}"' in r.text
+    got = await prt.store.list_messages(
+        MessageFilter(team_id=pseed.seed.team.id, conversation_id=conv.id), None, 10
+    )
+    assert [(m.channel, m.attachments) for m in got.items] == [("fax", [att.group(1)])]
+    r = await anna.get(f"/a/{att.group(1)}")
+    assert r.status_code == 200 and r.content == PNG and r.headers["content-type"] == "image/png"
