@@ -29,6 +29,7 @@ from gateway.auth import create_key
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError, Forbidden, GatewayError, NotFound, ValidationError
+from gateway.extensions import AdminCommand, extensions
 from gateway.ids import new_id
 from gateway.models import Addon, ApiKey, Member, Plan, Team, iso
 from gateway.numbers import normalize_landline, normalize_mobile
@@ -147,13 +148,31 @@ def build_parser() -> argparse.ArgumentParser:
     m_list.add_argument("--team", required=True, metavar="TEAM_ID")
 
     key = objects.add_parser("key", parents=[admin_common], help="API keys")
+    actions = {"team": team_cmds, "member": member_cmds}
     key_cmds = key.add_subparsers(dest="action", required=True, metavar="ACTION")
     k_create = key_cmds.add_parser(
         "create", parents=[admin_common], help="create an API key (the secret is shown once)"
     )
     k_create.add_argument("--team", required=True, metavar="TEAM_ID")
     k_create.add_argument("--member", metavar="MEMBER_ID", help="limit the key to one member")
+    actions["key"] = key_cmds
+    # Extensions' commands (the portal's ``member set-password`` …), found by entry point.
+    for command in extension_commands().values():
+        if command.object not in actions:
+            extra = objects.add_parser(command.object, parents=[admin_common], help=command.object)
+            actions[command.object] = extra.add_subparsers(
+                dest="action", required=True, metavar="ACTION"
+            )
+        sub = actions[command.object].add_parser(
+            command.action, parents=[admin_common], help=command.help
+        )
+        command.arguments(sub)
     return parser
+
+
+def extension_commands() -> dict[tuple[str, str], AdminCommand]:
+    """The installed extensions' admin commands by (object, action)."""
+    return {(c.object, c.action): c for ext in extensions() for c in ext.admin_commands()}
 
 
 # -- serving -----------------------------------------------------------------------------
@@ -186,7 +205,12 @@ async def serve_runtime(rt: Runtime, host: str, port: int) -> None:
     from gateway.api.app import create_app
 
     app = create_app(rt, workers=True)
-    server = _Server(uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="info"))
+    # Open event streams (the portal's) would hold shutdown up for ever: they get a few
+    # seconds to end, then are cut (browsers reconnect to another process).
+    config = uvicorn.Config(
+        app, host=host, port=port, lifespan="on", log_level="info", timeout_graceful_shutdown=5
+    )
+    server = _Server(config)
 
     def stop(sig: int) -> None:
         if server.should_exit and sig == signal.SIGINT:
@@ -441,8 +465,22 @@ async def _admin_key_create(args: argparse.Namespace, store: Store, clock: Clock
     return key_view(key, secret), text
 
 
+async def _extension_admin(
+    command: AdminCommand, args: argparse.Namespace, settings: Settings
+) -> Result:
+    """Run an extension's admin command on a runtime (its storage roles open)."""
+    rt = await Runtime.create(settings, start_connectors=False)
+    try:
+        return await command.run(rt, args)
+    finally:
+        await rt.aclose()
+
+
 async def _admin(args: argparse.Namespace, settings: Settings) -> Result:
     """Run one ``admin`` command against the configured store."""
+    command = extension_commands().get((args.object, args.action))
+    if command is not None:
+        return await _extension_admin(command, args, settings)
     store = await open_store(settings.store)
     clock = SystemClock()
     try:

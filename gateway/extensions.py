@@ -12,24 +12,49 @@ Extensions are found through the entry-point group ``gateway.extensions``
 * routes, served by ``create_app`` after the core's, and their part of the OpenAPI
   document;
 * a background service, run by ``Worker.run`` (``serve`` and ``worker``) beside the job
-  loops.
+  loops;
+* ``gateway admin OBJECT ACTION`` commands (:class:`AdminCommand`), run on a runtime
+  whose storage roles are open;
+* its part of ``gateway demo``: what it sets up for the demo members, and the lines it
+  adds to the banner.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    import argparse
+
     from starlette.routing import BaseRoute
 
+    from gateway.models import Member
     from gateway.runtime import Runtime
     from gateway.store.roles import Role
 
 EXTENSION_GROUP = "gateway.extensions"
+
+
+@dataclass(frozen=True, slots=True)
+class AdminCommand:
+    """``gateway admin OBJECT ACTION …`` contributed by an extension.
+
+    ``arguments`` adds the command's arguments to its parser; ``run`` gets a runtime on
+    the configured store (storage roles open, connectors not started) and the parsed
+    arguments, and returns what every admin command returns: the JSON object (``--json``)
+    and the text. Errors are the gateway's (``GatewayError``), as for the core's commands.
+    """
+
+    object: str  # e.g. "member" (an existing object gets one more action)
+    action: str  # e.g. "set-password"
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[Runtime, argparse.Namespace], Awaitable[tuple[dict[str, Any], str]]]
 
 
 class Extension(Protocol):
@@ -56,6 +81,15 @@ class Extension(Protocol):
 
     async def run(self, rt: Runtime, stop: asyncio.Event) -> None:
         """The background service, until ``stop`` is set."""
+        ...
+
+    def admin_commands(self) -> Sequence[AdminCommand]:
+        """Its ``gateway admin`` commands (none: ``()``)."""
+        ...
+
+    async def demo(self, rt: Runtime, members: Sequence[Member]) -> str:
+        """Set up its part of ``gateway demo`` for the demo team's ``members`` (the first
+        is the team's admin) and return the banner's lines about it ("" for none)."""
         ...
 
 

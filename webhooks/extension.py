@@ -21,6 +21,8 @@ from webhooks import settings
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
+    from gateway.extensions import AdminCommand
+    from gateway.models import Member
     from gateway.runtime import Runtime
     from gateway.store.roles import Role
 
@@ -57,6 +59,14 @@ class WebhooksExtension:
         from webhooks.delivery import Engine
 
         await Engine(rt).run(stop)
+
+    def admin_commands(self) -> Sequence[AdminCommand]:
+        """None."""
+        return ()
+
+    async def demo(self, rt: Runtime, members: Sequence[Member]) -> str:
+        """Nothing to set up."""
+        return ""
 
 
 EXTENSION = WebhooksExtension()

@@ -20,6 +20,8 @@ from gateway.portal import settings
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
+    from gateway.extensions import AdminCommand
+    from gateway.models import Member
     from gateway.runtime import Runtime
     from gateway.store.roles import Role
 
@@ -61,6 +63,18 @@ class PortalExtension:
             await stop.wait()
         finally:
             await portal.hub.stop()
+
+    def admin_commands(self) -> Sequence[AdminCommand]:
+        """``gateway admin member set-password``."""
+        from gateway.portal.admin_cli import SET_PASSWORD
+
+        return (SET_PASSWORD,)
+
+    async def demo(self, rt: Runtime, members: Sequence[Member]) -> str:
+        """Portal passwords for the demo members, and their sign-ins for the banner."""
+        from gateway.portal.admin_cli import demo
+
+        return await demo(rt, members)
 
 
 EXTENSION = PortalExtension()

@@ -51,7 +51,12 @@ class LiveServer:
         self.port = int(self.sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         base = parse_settings(
-            {"gateway": {"store": f"sqlite:///{workdir}/gateway.db", "blobs": str(workdir / "blobs")}}
+            {
+                "gateway": {
+                    "store": f"sqlite:///{workdir}/gateway.db",
+                    "blobs": str(workdir / "blobs"),
+                }
+            }
         )
         self.settings = dataclasses.replace(
             base, connectors=fake_connectors(), public_url=self.url, poll_interval=0.05, **settings
@@ -90,7 +95,8 @@ class LiveServer:
             )
             self.server = uvicorn.Server(config)
             serving = asyncio.create_task(self.server.serve(sockets=[self.sock]))
-            while not self.server.started and not serving.done():
+            # uvicorn only says it listens through its ``started`` flag.
+            while not self.server.started and not serving.done():  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             self._ready.set()
             await serving

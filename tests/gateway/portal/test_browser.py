@@ -70,10 +70,15 @@ async def browser() -> AsyncIterator[Browser]:
             await b.close()
 
 
-async def new_context(browser: Browser, server: LiveServer, lang: str = "de-DE", **kw: Any) -> BrowserContext:
+async def new_context(
+    browser: Browser, server: LiveServer, lang: str = "de-DE", **kw: Any
+) -> BrowserContext:
     """A fresh browser profile (own cookies) in ``lang`` at 360 px unless told otherwise."""
-    options: dict[str, Any] = {"base_url": server.url, "locale": lang,
-                               "viewport": {"width": 360, "height": 740}}
+    options: dict[str, Any] = {
+        "base_url": server.url,
+        "locale": lang,
+        "viewport": {"width": 360, "height": 740},
+    }
     options.update(kw)
     context = await browser.new_context(**options)
     context.set_default_timeout(TIMEOUT)
@@ -99,7 +104,9 @@ async def shot(page: Page, name: str) -> None:
     await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-async def axe_violations(browser: Browser, server: LiveServer, cookies: list[Any], path: str, lang: str) -> list[dict[str, Any]]:
+async def axe_violations(
+    browser: Browser, server: LiveServer, cookies: list[Any], path: str, lang: str
+) -> list[dict[str, Any]]:
     """Serious and critical axe-core violations on ``path`` (axe is injected, so this
     context bypasses the CSP; the CSP itself is checked elsewhere)."""
     context = await new_context(browser, server, lang, bypass_csp=True)
@@ -109,22 +116,35 @@ async def axe_violations(browser: Browser, server: LiveServer, cookies: list[Any
         await page.goto(path)
         await page.add_script_tag(path=str(AXE))
         result = await page.evaluate(
-            "async () => await axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']})"
+            "async () => await axe.run(document, {runOnly: "
+            "['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']})"
         )
         return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
     finally:
         await context.close()
 
 
-def inbound(server: LiveServer, text: str, channel: str = "sms", to: str = MOBILE_A,
-            sender: str = CONTACT, meta: dict[str, Any] | None = None,
-            at_offset: timedelta = timedelta()) -> Any:
+def inbound(
+    server: LiveServer,
+    text: str,
+    channel: str = "sms",
+    to: str = MOBILE_A,
+    sender: str = CONTACT,
+    meta: dict[str, Any] | None = None,
+    at_offset: timedelta = timedelta(),
+) -> Any:
     """A contact's message arriving at the gateway (as a carrier would hand it over)."""
     assert server.rt is not None
     rt = server.rt
     message = InboundMessage(
-        "fake1" if channel != "fax" else "faxfake", channel, f"c-{new_id('x')}", sender, to,
-        text, rt.clock.now() + at_offset, meta=dict(meta or {}),
+        "fake1" if channel != "fax" else "faxfake",
+        channel,
+        f"c-{new_id('x')}",
+        sender,
+        to,
+        text,
+        rt.clock.now() + at_offset,
+        meta=dict(meta or {}),
     )
     return server.call(Inbound(rt).inbound(message))
 
@@ -143,11 +163,15 @@ async def test_sign_in_read_reply_and_live_inbound(
     await expect(row).to_contain_text("1 ungelesene Nachricht")
     await shot(page, "inbox-de-360")
     await row.locator("a").click()
-    await expect(page.locator(".bubble.in .text")).to_have_text("Guten Morgen! Haben Sie morgen Zeit?")
+    await expect(page.locator(".bubble.in .text")).to_have_text(
+        "Guten Morgen! Haben Sie morgen Zeit?"
+    )
     # Reading it cleared the unread count.
     assert server.rt is not None
     portal = await server.call(portal_for(server.rt))
-    summary = await server.call(portal.store.get_summary(first.conversation_id, seeded.seed.anna.id))
+    summary = await server.call(
+        portal.store.get_summary(first.conversation_id, seeded.seed.anna.id)
+    )
     assert summary is not None and summary.unread == 0
     # Reply: Shift+Enter is a new line, Enter sends.
     box = page.locator("#compose-text")
@@ -170,8 +194,11 @@ async def test_sign_in_read_reply_and_live_inbound(
 async def test_script_text_is_shown_as_text(
     browser: Browser, server: LiveServer, seeded: PortalSeed
 ) -> None:
-    msg: Message = await inbound(server, "<script>window.pwned = 1</script><img src=x onerror=alert(1)>",
-                                 sender="+4917611111111")
+    msg: Message = await inbound(
+        server,
+        "<script>window.pwned = 1</script><img src=x onerror=alert(1)>",
+        sender="+4917611111111",
+    )
     context = await new_context(browser, server, "en-GB", viewport={"width": 1024, "height": 800})
     page = await context.new_page()
     errors: list[str] = []
@@ -184,7 +211,10 @@ async def test_script_text_is_shown_as_text(
     assert await page.evaluate("() => window.pwned") is None
     assert await page.locator(".bubble img").count() == 0
     # The CSP is in force: an inline script the page did not bring is refused.
-    await page.evaluate("() => { const s = document.createElement('script'); s.textContent = 'window.inline = 1'; document.body.appendChild(s); }")
+    await page.evaluate(
+        "() => { const s = document.createElement('script');"
+        " s.textContent = 'window.inline = 1'; document.body.appendChild(s); }"
+    )
     assert await page.evaluate("() => window.inline") is None
     assert any("Content Security Policy" in e for e in errors)
     await context.close()
@@ -195,9 +225,14 @@ async def test_window_closes_and_sms_goes_instead(
 ) -> None:
     contact = "+4917622222222"
     # The contact wrote on WhatsApp almost 24 hours ago: the window closes in seconds.
-    msg: Message = await inbound(server, "Hallo per WhatsApp", channel="whatsapp", sender=contact,
-                                 at_offset=-timedelta(hours=24) + timedelta(seconds=6),
-                                 meta={"whatsapp": {"profile_name": "Jürgen Müller"}})
+    msg: Message = await inbound(
+        server,
+        "Hallo per WhatsApp",
+        channel="whatsapp",
+        sender=contact,
+        at_offset=-timedelta(hours=24) + timedelta(seconds=6),
+        meta={"whatsapp": {"profile_name": "Jürgen Müller"}},
+    )
     context = await new_context(browser, server)
     page = await context.new_page()
     await sign_in(page, seeded.seed.anna.email)
@@ -227,12 +262,32 @@ async def test_fax_upload_and_live_page_progress(
     rt = server.rt
     # A fax going out, written as the fax channel writes it: converting, then pages.
     fax_to = "+4930999999901"
-    conv = await server.call(rt.directory.conversation(seeded.seed.team.id, seeded.seed.anna.id,
-                                                       FAX_A, fax_to, rt.clock.now()))
+    conv = await server.call(
+        rt.directory.conversation(
+            seeded.seed.team.id, seeded.seed.anna.id, FAX_A, fax_to, rt.clock.now()
+        )
+    )
     now = rt.clock.now()
-    fax = Message(new_id("msg"), seeded.seed.team.id, seeded.seed.anna.id, conv.id, "fax",
-                  "outbound", FAX_A, fax_to, None, [], "accepted", 1, 1, None, now, now,
-                  connector_id="faxfake", meta={"fax": {"phase": "converting"}})
+    fax = Message(
+        new_id("msg"),
+        seeded.seed.team.id,
+        seeded.seed.anna.id,
+        conv.id,
+        "fax",
+        "outbound",
+        FAX_A,
+        fax_to,
+        None,
+        [],
+        "accepted",
+        1,
+        1,
+        None,
+        now,
+        now,
+        connector_id="faxfake",
+        meta={"fax": {"phase": "converting"}},
+    )
     created = Event(new_id("evt"), MESSAGE_CREATED, fax.team_id, fax.public(), now)
     await server.call(_insert_message(rt, fax, created))
     context = await new_context(browser, server, "en-GB")
@@ -242,14 +297,33 @@ async def test_fax_upload_and_live_page_progress(
     bubble = page.locator(f"#m-{fax.id}")
     await expect(bubble).to_contain_text("Converting")
     # Dialling, then page 2 of 3 (a fax.page event), then sent: all live.
-    await server.call(rt.store.update_message(fax.id, StatusUpdate(status="sending", meta={"fax": {"pages": 3, "pages_sent": 0, "phase": "dialling"}}), rt.clock.now()))
+    await server.call(
+        rt.store.update_message(
+            fax.id,
+            StatusUpdate(
+                status="sending", meta={"fax": {"pages": 3, "pages_sent": 0, "phase": "dialling"}}
+            ),
+            rt.clock.now(),
+        )
+    )
     await expect(bubble).to_contain_text("Dialling")
-    page_event = Event(new_id("evt"), "fax.page", fax.team_id,
-                       {"message_id": fax.id, "conversation_id": conv.id, "page": 2, "pages": 3}, rt.clock.now())
+    page_event = Event(
+        new_id("evt"),
+        "fax.page",
+        fax.team_id,
+        {"message_id": fax.id, "conversation_id": conv.id, "page": 2, "pages": 3},
+        rt.clock.now(),
+    )
     await server.call(rt.store.append_events([page_event]))
     await expect(bubble).to_contain_text("Page 2 of 3")
     await expect(page.locator("#live")).to_contain_text("Fax: page 2 of 3")
-    await server.call(rt.store.update_message(fax.id, StatusUpdate(status="sent", meta={"fax": {"pages": 3, "pages_sent": 3}}), rt.clock.now()))
+    await server.call(
+        rt.store.update_message(
+            fax.id,
+            StatusUpdate(status="sent", meta={"fax": {"pages": 3, "pages_sent": 3}}),
+            rt.clock.now(),
+        )
+    )
     await expect(bubble).to_contain_text("Sent, 3 pages")
     # Upload an image to fax: shown before sending, then sent.
     png = tmp_path / "page.png"
@@ -266,7 +340,14 @@ async def _insert_message(rt: Any, message: Message, event: Event) -> None:
     """Write an outbound message straight into the store, as a front door would."""
     from gateway.models import Job
 
-    job = Job(new_id("job"), "noop", {}, message.created_at + timedelta(days=365), 1, created_at=message.created_at)
+    job = Job(
+        new_id("job"),
+        "noop",
+        {},
+        message.created_at + timedelta(days=365),
+        1,
+        created_at=message.created_at,
+    )
     await rt.store.submit_outbound(message, None, job, [event])
 
 
@@ -292,12 +373,15 @@ async def test_cross_site_form_is_refused(
     # Another site on this machine (another port: same-site, so the Lax cookie goes
     # along) posts a form to the portal.
     target = f"{server.url}/settings/password"
-    form = (f'<form id="f" method="post" action="{target}"><input name="current" value="x">'
-            '<input name="password" value="hijacked-password"><input name="password2" value="hijacked-password">'
-            '<button>go</button></form>')
+    form = (
+        f'<form id="f" method="post" action="{target}"><input name="current" value="x">'
+        '<input name="password" value="hijacked-password">'
+        '<input name="password2" value="hijacked-password">'
+        "<button>go</button></form>"
+    )
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             body = form.encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
@@ -377,14 +461,24 @@ async def test_no_serious_accessibility_violation_on_any_page(
     await sign_in(page, seeded.seed.anna.email)
     cookies = await context.cookies()
     await context.close()
-    pages = ["/", "/new", "/settings", "/admin", "/admin/keys", f"/c/{msg.conversation_id}",
-             f"/admin/members/{seeded.seed.ben.id}/forwarding", "/c/conv_00000000000000000000000000"]
+    pages = [
+        "/",
+        "/new",
+        "/settings",
+        "/admin",
+        "/admin/keys",
+        f"/c/{msg.conversation_id}",
+        f"/admin/members/{seeded.seed.ben.id}/forwarding",
+        "/c/conv_00000000000000000000000000",
+    ]
     found = {}
     for lang in ("de-DE", "en-GB"):
         for path in pages:
             violations = await axe_violations(browser, server, cookies, path, lang)
             if violations:
-                found[(lang, path)] = [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in violations]
+                found[(lang, path)] = [
+                    (v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in violations
+                ]
     # Signed out: the sign-in page.
     for lang in ("de-DE", "en-GB"):
         violations = await axe_violations(browser, server, [], "/sign-in", lang)
@@ -393,7 +487,9 @@ async def test_no_serious_accessibility_violation_on_any_page(
     assert not found, json.dumps({f"{k[0]} {k[1]}": v for k, v in found.items()}, indent=1)
 
 
-async def test_pages_fit_360_pixels(browser: Browser, server: LiveServer, seeded: PortalSeed) -> None:
+async def test_pages_fit_360_pixels(
+    browser: Browser, server: LiveServer, seeded: PortalSeed
+) -> None:
     msg: Message = await inbound(server, "Ein ziemlich langer Text " * 20, sender="+4917666666666")
     context = await new_context(browser, server, "de-DE")
     page = await context.new_page()
