@@ -110,6 +110,7 @@ class JitterBuffer:
         self._play: int | None = None  # unwrapped timestamp of the next sample to play
         self._ssrc: int | None = None
         self._pending = b""  # the unplayed tail of a packet cut by the previous pull
+        self._end: int | None = None  # unwrapped timestamp just past the newest audio
         self.late = 0
         self.duplicates = 0
         self.missing = 0
@@ -135,9 +136,10 @@ class JitterBuffer:
             self._pending = b""
             ext = self._unwrap(packet.timestamp)
             self._play = ext - self.delay
+            self._end = ext
         else:
             ext = self._unwrap(packet.timestamp)
-        assert self._play is not None
+        assert self._play is not None and self._end is not None
         if ext + len(pcm) // 2 <= self._play:
             self.late += 1
             return
@@ -147,6 +149,13 @@ class JitterBuffer:
         if len(self._packets) >= self.max_packets:
             return
         self._packets[ext] = pcm
+        self._end = max(self._end, ext + len(pcm) // 2)
+
+    def buffered(self) -> int:
+        """Samples from the playout point to the end of the newest packet (gaps included)."""
+        if self._play is None or self._end is None:
+            return 0
+        return max(0, self._end - self._play)
 
     def pull(self, samples: int) -> list[bytes | int]:
         """The next ``samples`` samples: audio chunks and missing-sample counts, in order."""

@@ -17,6 +17,7 @@ the real elapsed samples; datagrams are handled as they arrive. The SIP layer ca
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import logging
 from abc import ABC, abstractmethod
@@ -40,6 +41,7 @@ _INCHES_PER_METRE: Final = 0.0254
 # How long a session keeps running after T.30's phase E, so its last frames (DCN and
 # their repeats) reach the far end.
 _GRACE_SAMPLES: Final = SAMPLE_RATE // 4
+_RX_HOLD: Final = SAMPLE_RATE // 5  # 200 ms
 _ids = itertools.count(1)
 # t38_packet_categories_e: control data end (2) and image data end (4).
 _ONE_END_COPY: Final = {2: 1, 4: 1}
@@ -64,6 +66,11 @@ class FaxSession(ABC):
         ticker: Ticker | None = None,
         on_page: PageCallback | None = None,
     ) -> None:
+        try:
+            ipaddress.ip_address(remote[0])
+        except ValueError:
+            # A host name here would mean a blocking DNS lookup on every sendto.
+            raise ValueError(f"the far end's media address must be an IP: {remote[0]!r}") from None
         self.endpoint = endpoint
         self.remote = remote
         self.job = job
@@ -382,6 +389,7 @@ class AudioFaxSession(FaxSession):
         self._setup_t30(self.modem.t30)
         self.modem.t30.set_supported_modems(job.modems)
         self._tx_due = 0
+        self._rx_owed = 0  # samples of playout time not yet handed to the modem
 
     def _receive(self, data: bytes) -> None:
         try:
@@ -396,7 +404,13 @@ class AudioFaxSession(FaxSession):
 
     def _run(self, samples: int) -> bool:
         modem = self.modem
-        for chunk in self.jitter.pull(samples):
+        # Play out what has arrived; when the buffer runs dry (the loop stalled and the
+        # datagrams are still unread, or the far end paused) owe up to _RX_HOLD samples
+        # rather than fill in audio that may yet come. Beyond that, time moves on.
+        owed = self._rx_owed + samples
+        play = min(owed, max(self.jitter.buffered(), owed - _RX_HOLD))
+        self._rx_owed = owed - play
+        for chunk in self.jitter.pull(play):
             if isinstance(chunk, bytes):
                 modem.rx(chunk)
             else:

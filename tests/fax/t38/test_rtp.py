@@ -125,3 +125,14 @@ def test_jitter_buffer_restarts_on_a_new_source() -> None:
 
 def test_nothing_received_is_all_missing() -> None:
     assert JitterBuffer().pull(160) == [160]
+
+
+def test_buffered_counts_from_the_playout_point_to_the_newest_audio() -> None:
+    buf = JitterBuffer(delay=160)
+    assert buf.buffered() == 0
+    buf.push(*frame(1, 1000, 1))
+    assert buf.buffered() == 320  # the delay plus one packet
+    buf.push(*frame(3, 1320, 3))
+    assert buf.buffered() == 640  # the gap for packet 2 counts
+    buf.pull(400)
+    assert buf.buffered() == 240

@@ -223,6 +223,13 @@ async def test_cancel_and_call_ended_mid_fax(tmp_path: Path, kind: str) -> None:
     assert got_receiver.completion_code == spandsp.T30_ERR_CALLDROPPED
 
 
+async def test_remote_must_be_an_ip_address(tmp_path: Path) -> None:
+    ep = await MediaEndpoint.bind()
+    with pytest.raises(ValueError, match="IP"):
+        T38Session(ep, ("localhost", 9), FaxJob(receive_file=tmp_path / "r.tiff"), T38Params())
+    ep.close()
+
+
 async def test_close_before_start_and_twice(tmp_path: Path) -> None:
     ep = await MediaEndpoint.bind()
     session = AudioFaxSession(
@@ -256,3 +263,24 @@ async def test_datagrams_from_elsewhere_and_garbage_are_ignored(tmp_path: Path) 
     for e in (ep, other, stranger):
         e.close()
     assert session.ignored == 2
+
+
+class StallingTicker(SimulatedTicker):
+    """Every 100th step is a 150 ms stall: one big tick, datagrams still unread."""
+
+    async def _run(self) -> None:
+        step = 0
+        while self._sessions:
+            step += 1
+            self._drive(self.total + (1200 if step % 100 == 0 else 160))
+            for _ in range(self.yields):
+                await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("kind", ["t38", "g711"])
+async def test_loop_stalls_are_caught_up(tmp_path: Path, kind: str) -> None:
+    pair = await run_pair(tmp_path, kind=kind, ticker=StallingTicker())
+
+    assert pair.sender.success, pair.sender
+    assert pair.receiver.success, pair.receiver
+    assert_same_pages(pair.sent, pair.received)
