@@ -123,6 +123,8 @@ class FaxSession(ABC):
 
     def start(self) -> None:
         """Attach to the endpoint and start ticking."""
+        if self._closed:
+            raise RuntimeError(f"{self.tag} is closed")
         if self._started:
             return
         self._started = True

@@ -16,8 +16,8 @@ remodulates, and its own UDPTL code talks to ours. What it needs (found by tryin
 - media flows once both sides send (it learns the peers' addresses from the SDP);
 - ``delete`` ends the call.
 
-Fax goes through only when the caller is the sender (as in a real call): the T.30
-roles follow who dialled.
+In both directions the sending session is the calling T.30 party, as in a real call (the
+session's default: ``calling = job.sending``).
 """
 
 from __future__ import annotations

@@ -237,6 +237,8 @@ async def test_close_before_start_and_twice(tmp_path: Path) -> None:
     )
     session.close()
     session.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        session.start()
     ep.close()
     result = await session.wait()
     assert result.cancelled
