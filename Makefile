@@ -24,8 +24,13 @@ test: $(STAMP) system-packages
 	$(VENV)/bin/pytest -q
 
 # The Redis tests start their own throwaway redis-server on a free loopback port.
+# Fax: libspandsp2 is the T.30/T.38 engine the product loads (ctypes); the fax media tests
+# start rtpengine (userspace T.38 gateway) and run tshark on their captures.
 system-packages: $(SMSC_NODE)/node_modules/.installed
 	@command -v redis-server >/dev/null || { $(APT) update && $(APT) install -y redis-server; }
+	@dpkg -s libspandsp2 >/dev/null 2>&1 && command -v tshark >/dev/null \
+		&& command -v rtpengine >/dev/null || { $(APT) update && $(APT) install -y \
+		--no-install-recommends libspandsp2 tshark rtpengine-daemon; }
 
 # The SMPP tests also run an independent SMSC on the npm package smpp (node-smpp): Node.js
 # from Debian when missing, then the locked packages, re-installed when the lock changes.
