@@ -23,9 +23,15 @@ test: $(STAMP) system-packages
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
-# The Redis tests start their own throwaway redis-server on a free loopback port.
+# The Redis tests start their own throwaway redis-server on a free loopback port. Fax
+# rendering draws text in DejaVu Sans (fonts-dejavu-core); its tests check pages with
+# tiffinfo (libtiff-tools).
 system-packages: $(SMSC_NODE)/node_modules/.installed
 	@command -v redis-server >/dev/null || { $(APT) update && $(APT) install -y redis-server; }
+	@test -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf || { $(APT) update \
+		&& $(APT) install -y --no-install-recommends fonts-dejavu-core; }
+	@command -v tiffinfo >/dev/null || { $(APT) update \
+		&& $(APT) install -y --no-install-recommends libtiff-tools; }
 
 # The SMPP tests also run an independent SMSC on the npm package smpp (node-smpp): Node.js
 # from Debian when missing, then the locked packages, re-installed when the lock changes.
