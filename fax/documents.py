@@ -104,9 +104,13 @@ def convert(data: bytes, content_type: str, opts: Options) -> Result:
     return Result(tiff.assemble(strips, opts.res), count)
 
 
-def cover(lines: list[text.Line], res: Resolution) -> bytes:
+def cover(lines: list[text.Line], res: Resolution, max_pages: int) -> bytes:
     """A cover sheet's lines as a TIFF-F file."""
-    pages = [halftone.binarize(page, res) for page in text.pages(lines, res)]
+    pages = []
+    for page in text.pages(lines, res):
+        if len(pages) >= max_pages:
+            raise TooManyPages(f"the cover note runs to more than {max_pages} pages")
+        pages.append(halftone.binarize(page, res))
     return tiff.encode(pages, res)
 
 
@@ -234,7 +238,7 @@ def sandbox_worker(header: dict[str, Any], document: bytes) -> tuple[dict[str, A
     res = resolution(str(header["resolution"]))
     if header["op"] == "cover":
         fields = json.loads(document)
-        data = cover(text.cover_lines(**fields), res)
+        data = cover(text.cover_lines(**fields), res, int(header["max_pages"]))
         return {"pages": len(tiff.pages(data)), "declared": -1}, data
     opts = Options(res, int(header["max_pages"]), int(header["max_pixels"]))
     result = convert(document, str(header["content_type"]), opts)

@@ -143,8 +143,10 @@ def tone_regions(grey: Grey) -> list[tuple[slice, slice]]:
     for top, left, bottom, right, size in _components(_close(blocks)):
         if size < MIN_REGION_BLOCKS:
             continue
-        regions.append((slice(top * BLOCK, min(h, (bottom + 1) * BLOCK)),
-                        slice(left * BLOCK, min(w, (right + 1) * BLOCK))))  # fmt: skip
+        # One block more on every side: the blocks a photo's edge cuts through hold too
+        # little of it to count, and screening the white around it changes nothing.
+        regions.append((slice(max(0, top - 1) * BLOCK, min(h, (bottom + 2) * BLOCK)),
+                        slice(max(0, left - 1) * BLOCK, min(w, (right + 2) * BLOCK))))  # fmt: skip
     return regions
 
 
