@@ -106,7 +106,7 @@ def convert(data: bytes, content_type: str, opts: Options) -> Result:
 
 def cover(lines: list[text.Line], res: Resolution, max_pages: int) -> bytes:
     """A cover sheet's lines as a TIFF-F file."""
-    pages = []
+    pages: list[np.ndarray] = []
     for page in text.pages(lines, res):
         if len(pages) >= max_pages:
             raise TooManyPages(f"the cover note runs to more than {max_pages} pages")
