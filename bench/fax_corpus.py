@@ -74,7 +74,7 @@ def photo(seed: int = 7, size: tuple[int, int] = (1200, 900)) -> Image.Image:
     sky = np.stack([90 + 80 * yy / h, 140 + 70 * yy / h, 230 - 20 * yy / h], -1)
     clouds = fractal_noise(rng, h, w)[..., None]
     img = sky * (1 - 0.6 * clouds) + 255 * 0.6 * clouds
-    ridge = fractal_noise(rng, 1, w, 7)[0] * 0.3 * h + 0.35 * h
+    ridge = fractal_noise(rng, 64, w, 5)[32] * 0.3 * h + 0.35 * h
     tex = fractal_noise(rng, h, w, 7)
     mountain = yy > ridge[None, :]
     shade = (0.35 + 0.5 * tex)[..., None] * np.array([110, 100, 80], np.float32)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from fax.document_errors import (
     TooManyPages,
     UnsupportedType,
 )
-from fax.pages import Resolution, place, resolution
+from fax.pages import FAX_WIDTH, Resolution, a4_rows, place, resolution
 
 PDF, PNG, JPEG = "application/pdf", "image/png", "image/jpeg"
 TIFF, TEXT = "image/tiff", "text/plain"
@@ -115,6 +115,14 @@ def cover(lines: list[text.Line], res: Resolution, max_pages: int) -> bytes:
 
 
 # -- PDF -----------------------------------------------------------------------------------
+def pdf_grey_pages(data: bytes, opts: Options) -> tuple[int, list[np.ndarray]]:
+    """The PDF's page count and its grey fax pages, before binarization (trusted input
+    only: this runs in the caller's process, e.g. for a benchmark's reference)."""
+    count, pages = _pdf_pages(data, opts)
+    return count, [page.copy() for page in pages]
+
+
+
 def _open_pdf(data: bytes) -> pdfium.PdfDocument:
     if b"%%EOF" not in data[-EOF_WINDOW:]:
         raise BrokenDocument("the PDF is truncated (no end-of-file marker)")
@@ -159,10 +167,11 @@ def _render_pdf(pdf: pdfium.PdfDocument, count: int, res: Resolution) -> Iterato
         pdfium_c.FPDF_RenderPageBitmap(bitmap, page, *args)
         if page.formenv:
             pdfium_c.FPDF_FFLDraw(page.formenv, bitmap, page, *args)
-        grey = np.array(bitmap.to_numpy(), np.uint8, copy=True).reshape(spot.height, -1)
+        # A view of PDFium's buffer, valid until the consumer asks for the next page.
+        grey = np.asarray(bitmap.to_numpy(), np.uint8).reshape(spot.height, -1)
+        yield grey[:, : spot.width]
         bitmap.close()
         page.close()
-        yield grey[:, : spot.width]
 
 
 # -- images --------------------------------------------------------------------------------
@@ -243,3 +252,53 @@ def sandbox_worker(header: dict[str, Any], document: bytes) -> tuple[dict[str, A
     opts = Options(res, int(header["max_pages"]), int(header["max_pixels"]))
     result = convert(document, str(header["content_type"]), opts)
     return {"pages": len(tiff.pages(result.tiff)), "declared": result.declared_pages}, result.tiff
+
+
+# -- the zygote's warm-up ------------------------------------------------------------------
+def tiny_pdf(fonts: Sequence[str] = ("Helvetica", "Helvetica-Bold", "Times-Roman", "Courier",
+                                     "Arial", "Arial,Bold", "Verdana")) -> bytes:  # fmt: skip
+    """A one-page PDF with a line in each of ``fonts`` (not embedded), for the warm-up."""
+    text = " ".join(f"BT /F{i} 11 Tf 72 {770 - 14 * i} Td (Warm up 0123) Tj ET"
+                    for i in range(len(fonts)))
+    content = text.encode()
+    font_refs = " ".join(f"/F{i} {5 + i} 0 R" for i in range(len(fonts)))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
+         b"/Resources << /Font << " + font_refs.encode() + b" >> >> >>"),
+        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+        *(f"<< /Type /Font /Subtype /Type1 /BaseFont /{name} >>".encode() for name in fonts),
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1, xref)
+    return bytes(out)
+
+
+def warm_up() -> None:
+    """Convert one small document of each kind, so that every child forked afterwards
+    starts with PDFium's fonts, Pillow's plugins, the text font, libtiff and the screens
+    already loaded (each child would otherwise load them again)."""
+    import contextlib
+
+    Image.init()
+    buf = io.BytesIO()
+    Image.new("L", (64, 64), 128).save(buf, "PNG")
+    for res in (resolution("fine"), resolution("standard")):
+        opts = Options(res)
+        convert(tiny_pdf(), PDF, opts)
+        convert(buf.getvalue(), PNG, opts)
+        convert(b"Warm up", TEXT, opts)
+        cover(text.cover_lines(to="warm", note="up"), res, 1)
+        for rows in (a4_rows(res), round(11 * res.ydpi)):
+            halftone.screen(rows, FAX_WIDTH, res.ydpi)
+    with contextlib.suppress(Exception):
+        text.font_path(bold=True)

@@ -70,14 +70,34 @@ def screen(height: int, width: int, ydpi: int) -> Grey:
     return plane
 
 
+def _maybe_tone(grey: Grey) -> bool:
+    """A cheap look at every 4th row and column: are there enough smooth mid-tones for a
+    tone region at all? (Text pages stop here.)"""
+    lo, hi = EVIDENCE_RANGE
+    sample = grey[:-1:4, :-1:4]
+    rows, cols = sample.shape
+    right = grey[::4, 1::4][:rows, :cols]
+    below = grey[1::4, ::4][:rows, :cols]
+    mid = (sample >= lo) & (sample <= hi)
+    wide = sample.astype(np.int16)
+    # Stricter than the blocks' test: a text edge is steep in one direction at least,
+    # and rarely flat within 6 levels both ways.
+    flat = EVIDENCE_GRADIENT // 2
+    smooth = (np.abs(wide - right) <= flat) & (np.abs(wide - below) <= flat)
+    # The smallest tone region (MIN_REGION_BLOCKS blocks, EVIDENCE_SHARE of them
+    # evidence) shows ~22 samples; ask for half of that.
+    need = BLOCK * BLOCK * MIN_REGION_BLOCKS * EVIDENCE_SHARE / 16 / 2
+    return int(np.count_nonzero(mid & smooth)) >= need
+
+
 def _tone_blocks(grey: Grey) -> NDArray[np.bool_]:
     """Blocks (BLOCK x BLOCK page pixels) rich in smooth mid-tones."""
+    if not _maybe_tone(grey):
+        return np.zeros((0, 0), np.bool_)
     h, w = grey.shape
     half = grey[: h - h % 2 : 2, : w - w % 2 : 2].astype(np.int16)
     lo, hi = EVIDENCE_RANGE
     mid = (half >= lo) & (half <= hi)
-    if int(mid.sum()) < (BLOCK // 2) ** 2 * MIN_REGION_BLOCKS * EVIDENCE_SHARE:
-        return np.zeros((0, 0), np.bool_)
     steep = np.zeros(half.shape, np.bool_)
     steep[:, 1:] |= np.abs(half[:, 1:] - half[:, :-1]) > EVIDENCE_GRADIENT
     steep[:, :-1] |= steep[:, 1:].copy()

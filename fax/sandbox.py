@@ -306,9 +306,10 @@ def _reap(jobs: dict[int, tuple[socket.socket, float, bool]]) -> None:
 
 def main() -> None:
     """Entry point of the zygote process: ``python -m fax.sandbox FD``."""
-    from fax.documents import sandbox_worker  # the renderer, imported once before forking
+    from fax.documents import sandbox_worker, warm_up  # imported once, before forking
 
     ctrl = socket.socket(fileno=int(sys.argv[1]))
+    warm_up()
     zygote(ctrl, sandbox_worker)
 
 

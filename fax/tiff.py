@@ -17,6 +17,7 @@ import img2pdf
 import numpy as np
 from PIL import Image, ImageOps
 
+from fax import g4
 from fax.pages import FAX_WIDTH, Resolution
 
 # Tags of a TIFF-F page, written in ascending order: (tag, type, value); types 3 SHORT,
@@ -35,8 +36,22 @@ class PageInfo:
     ydpi: float
 
 
+_encoder: g4.Encoder | None = None
+_encoder_loaded = False
+
+
 def g4_strip(white: np.ndarray) -> bytes:
     """The T.6 (G4) code of a page (True = white), min-is-white: white runs are 0 bits."""
+    global _encoder, _encoder_loaded
+    if not _encoder_loaded:
+        _encoder, _encoder_loaded = g4.load(), True
+    if _encoder is not None:
+        return _encoder.strip(white)
+    return pillow_g4_strip(white)
+
+
+def pillow_g4_strip(white: np.ndarray) -> bytes:
+    """``g4_strip`` through Pillow (the same libtiff codec, slower: see ``fax.g4``)."""
     h, w = white.shape
     # Pillow labels mode "1" min-is-black, so hand it the black pixels as 1 bits: libtiff
     # then codes our white as G4 white runs, and the code is the min-is-white page.
