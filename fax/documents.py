@@ -248,10 +248,15 @@ def sandbox_worker(header: dict[str, Any], document: bytes) -> tuple[dict[str, A
     if header["op"] == "cover":
         fields = json.loads(document)
         data = cover(text.cover_lines(**fields), res, int(header["max_pages"]))
-        return {"pages": len(tiff.pages(data)), "declared": -1}, data
+        return {"pages": data_pages(data), "declared": -1}, data
     opts = Options(res, int(header["max_pages"]), int(header["max_pixels"]))
     result = convert(document, str(header["content_type"]), opts)
-    return {"pages": len(tiff.pages(result.tiff)), "declared": result.declared_pages}, result.tiff
+    return {"pages": data_pages(result.tiff), "declared": result.declared_pages}, result.tiff
+
+
+def data_pages(data: bytes) -> int:
+    """The number of IFDs in a TIFF we wrote (``fax.tiff.assemble``)."""
+    return len(tiff.ifd_offsets(data))
 
 
 # -- the zygote's warm-up ------------------------------------------------------------------

@@ -20,6 +20,7 @@ import asyncio
 import atexit
 import json
 import signal
+import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -203,8 +204,9 @@ def _failure(outcome: Outcome, limits: Limits) -> DocumentError:
 def _checked(outcome: Outcome, res: str, max_pages: int) -> RenderedFax:
     """The child's fax, after checking its pages against what the document declared."""
     try:
-        fax = _describe(outcome.payload, outcome.cpu_seconds)
-    except (OSError, ValueError, SyntaxError) as exc:
+        fax_infos = tiff.pages(outcome.payload)
+        fax = _describe(outcome.payload, outcome.cpu_seconds, fax_infos)
+    except (OSError, ValueError, SyntaxError, struct.error) as exc:
         raise BrokenDocument(f"the conversion produced no readable fax ({exc})") from None
     reported, declared = outcome.header.get("pages"), outcome.header.get("declared")
     if reported != fax.pages or (declared not in (-1, None) and declared != fax.pages):
@@ -212,15 +214,16 @@ def _checked(outcome: Outcome, res: str, max_pages: int) -> RenderedFax:
     if fax.pages > max_pages:
         raise TooManyPages(f"the fax has {fax.pages} pages, more than the {max_pages} allowed")
     want = resolution(res).dpi
-    for number, info in enumerate(tiff.pages(outcome.payload), 1):
+    for number, info in enumerate(fax_infos, 1):
         if info.width != FAX_WIDTH or (round(info.xdpi), round(info.ydpi)) != want:
             raise BrokenDocument(f"page {number} came out {info.width} px at "
                                  f"{info.xdpi:g}x{info.ydpi:g} dpi")  # fmt: skip
     return fax
 
 
-def _describe(data: bytes, cpu_seconds: float) -> RenderedFax:
-    infos = tiff.pages(data)
+def _describe(data: bytes, cpu_seconds: float,
+              infos: list[tiff.PageInfo] | None = None) -> RenderedFax:  # fmt: skip
+    infos = tiff.pages(data) if infos is None else infos
     ydpi = round(infos[0].ydpi) if infos else 196
     return RenderedFax(data, len(infos), tuple((i.width, i.height) for i in infos),
                        "fine" if ydpi >= 150 else "standard", cpu_seconds)  # fmt: skip

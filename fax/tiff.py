@@ -166,6 +166,21 @@ def pages(data: bytes) -> list[PageInfo]:
     return out
 
 
+def ifd_offsets(data: bytes) -> list[int]:
+    """Where the IFDs of a little-endian classic TIFF start (cheap: no decoding)."""
+    if data[:4] != b"II*\0":
+        raise ValueError("not a little-endian TIFF")
+    (at,) = struct.unpack_from("<I", data, 4)
+    out: list[int] = []
+    while at:
+        if at in out or at + 2 > len(data):
+            raise ValueError("broken IFD chain")
+        out.append(at)
+        (count,) = struct.unpack_from("<H", data, at)
+        (at,) = struct.unpack_from("<I", data, at + 2 + 12 * count)
+    return out
+
+
 def to_pdf(data: bytes) -> bytes:
     """The pages as a PDF, losslessly (the G4 data copied), each at its true size."""
     pdf = img2pdf.convert(data, rotation=img2pdf.Rotation.ifvalid)
