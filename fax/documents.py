@@ -176,10 +176,14 @@ def _render_pdf(pdf: pdfium.PdfDocument, count: int, res: Resolution) -> Iterato
 
 # -- images --------------------------------------------------------------------------------
 def _image_pages(data: bytes, opts: Options) -> tuple[int, Iterator[np.ndarray]]:
+    # Pillow's own bomb check, set deliberately: it refuses (instead of warning about)
+    # anything over our limit before decoding a pixel.
     Image.MAX_IMAGE_PIXELS = opts.max_pixels
     try:
-        img = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise TooLarge(f"the image has more than {opts.max_pixels:,} pixels") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise BrokenDocument(f"the image cannot be read ({exc})") from None
@@ -196,10 +200,15 @@ def _image_frames(img: Image.Image, count: int, opts: Options) -> Iterator[np.nd
             if img.width * img.height > opts.max_pixels:
                 raise TooLarge(f"page {frame + 1} has {img.width} x {img.height} pixels, "
                                f"more than {opts.max_pixels:,}")  # fmt: skip
+            inches = _physical(img)
+            if img.format == "JPEG":
+                # Decode at 1/2, 1/4 or 1/8 scale when that still covers a fax page:
+                # a large photo then costs a fraction of the time and memory.
+                img.draft("L", (a4_rows(opts.res) * 2, a4_rows(opts.res) * 2))
             grey = _flatten(img)
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise BrokenDocument(f"page {frame + 1} cannot be decoded ({exc})") from None
-        yield _fit(grey, _physical(img), opts.res)
+        yield _fit(grey, inches, opts.res)
 
 
 def _flatten(img: Image.Image) -> Image.Image:

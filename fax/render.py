@@ -97,6 +97,8 @@ def render_document(data: bytes, content_type: str, *, resolution: str = "fine",
     """A PDF, PNG, JPEG, TIFF or UTF-8 text document as fax pages (TIFF-F, G4)."""
     limits = limits or Limits()
     res = _resolution(resolution)
+    if max_pages < 1:
+        raise ValueError("max_pages must be at least 1")
     if len(data) > limits.max_bytes:
         raise TooLarge(f"the document has {len(data):,} bytes, more than {limits.max_bytes:,}")
     if not data:

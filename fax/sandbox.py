@@ -19,6 +19,7 @@ child sends is unpickled: the reply is JSON and raw bytes.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import resource
@@ -54,6 +55,10 @@ class Outcome:
     cpu_seconds: float
 
 
+class ZygoteLost(RuntimeError):
+    """The zygote ended before it reported how a conversion ended."""
+
+
 # -- parent side ---------------------------------------------------------------------------
 class Sandbox:
     """One zygote and the conversions it forks; thread-safe, at most ``slots`` at once."""
@@ -81,13 +86,28 @@ class Sandbox:
         self._ctrl = mine
         return mine
 
+    @property
+    def zygote_pid(self) -> int | None:
+        """The zygote's process id (None before it started or after it stopped)."""
+        return self._proc.pid if self._proc is not None else None
+
     def start(self) -> None:
         """Start the zygote now rather than at the first conversion."""
         with self._lock:
             self._zygote()
 
     def run(self, header: dict[str, Any], document: bytes, *, timeout: float) -> Outcome:
-        """Convert in a child: ``header`` and ``document`` go to it, its reply comes back."""
+        """Convert in a child: ``header`` and ``document`` go to it, its reply comes back.
+        If the zygote died meanwhile, a new one is started and the conversion tried once
+        more; a second loss raises ``RuntimeError``."""
+        try:
+            return self._run_once(header, document, timeout)
+        except ZygoteLost:
+            with self._lock:
+                self._stop()
+            return self._run_once(header, document, timeout)
+
+    def _run_once(self, header: dict[str, Any], document: bytes, timeout: float) -> Outcome:
         with self._slots:
             parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -141,7 +161,7 @@ def _exchange(sock: socket.socket, header: dict[str, Any], document: bytes,
     sender.join()
     data = b"".join(chunks)
     if len(data) < TRAILER.size:
-        raise RuntimeError("the fax conversion sandbox went away")
+        raise ZygoteLost("the fax conversion sandbox went away")
     magic, how, code, _, cpu_us = TRAILER.unpack(data[-TRAILER.size :])
     if magic != MAGIC:
         raise RuntimeError("the fax conversion sandbox answered garbage")
@@ -267,6 +287,7 @@ def _accept(ctrl: socket.socket, worker: Worker, jobs: dict[int, tuple[socket.so
     pid = os.fork()
     if pid == 0:  # the child
         try:
+            _die_with_parent()
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             sel.close()
@@ -279,6 +300,13 @@ def _accept(ctrl: socket.socket, worker: Worker, jobs: dict[int, tuple[socket.so
             os._exit(0)
     jobs[pid] = (pair, time.monotonic() + float(order["timeout"]), False)
     return True
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this child when the zygote dies (nobody else would stop it)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def _reap(jobs: dict[int, tuple[socket.socket, float, bool]]) -> None:

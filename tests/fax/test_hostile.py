@@ -70,5 +70,24 @@ def test_memory_budget_refuses_a_greedy_document(sandbox: Sandbox) -> None:
     with pytest.raises(render.DocumentError) as err:
         render.render_document(data, "image/jpeg", sandbox=sandbox,
                                limits=render.Limits(memory=20 << 20))  # fmt: skip
-    assert err.value.code in ("too_large", "broken")
+    assert err.value.code == "too_large"
     assert render.render_document(data, "image/jpeg", sandbox=sandbox).pages == 1
+
+
+def test_a_dead_zygote_is_replaced() -> None:
+    """If the zygote dies (killed here), the next conversion starts a new one."""
+    import os
+    import signal
+
+    box = Sandbox(slots=1)
+    try:
+        box.start()
+        first = box.zygote_pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        fax = render.render_document(GOOD, "application/pdf", sandbox=box)
+        assert fax.pages == 2
+        assert box.zygote_pid not in (None, first)
+    finally:
+        box.close()
+    assert box.zygote_pid is None

@@ -177,3 +177,22 @@ async def test_async_wrappers_do_not_block_the_loop(sandbox: Sandbox) -> None:
         task.cancel()
     assert (fax.pages, text.pages, cover.pages) == (8, 1, 1)
     assert ticks >= 3
+
+
+@pytest.mark.slow
+def test_a_page_with_a_rotate_entry_is_upright(sandbox: Sandbox) -> None:
+    """A portrait page stored with /Rotate 90 shows landscape (turned clockwise), so it is
+    turned a quarter back: the fax page is the upright portrait page."""
+    import pikepdf
+
+    with pikepdf.open(io.BytesIO(samples.pdf(1))) as doc:
+        doc.pages[0].Rotate = 90
+        out = io.BytesIO()
+        doc.save(out)
+    fax = render.render_document(out.getvalue(), "application/pdf", sandbox=sandbox)
+    assert fax.page_sizes == (A4_FINE,)
+    plain = render.render_document(samples.pdf(1), "application/pdf", sandbox=sandbox)
+    turned = np.asarray(frames(fax.tiff)[0].convert("L")) < 128
+    upright = np.asarray(frames(plain.tiff)[0].convert("L")) < 128
+    assert abs(int(turned.sum()) - int(upright.sum())) < 0.02 * upright.sum()
+    assert (turned & upright).sum() > 0.9 * upright.sum()
