@@ -24,8 +24,8 @@ test: $(STAMP) system-packages
 	$(VENV)/bin/pytest -q
 
 # The Redis tests start their own throwaway redis-server on a free loopback port. Fax
-# rendering draws text in DejaVu Sans (fonts-dejavu-core); its tests check pages with
-# tiffinfo (libtiff-tools).
+# rendering draws text in DejaVu Sans (fonts-dejavu-core) and codes G4 pages through
+# libtiff6 (fax/g4.py), which libtiff-tools brings along with tiffinfo for the tests.
 system-packages: $(SMSC_NODE)/node_modules/.installed
 	@command -v redis-server >/dev/null || { $(APT) update && $(APT) install -y redis-server; }
 	@test -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf || { $(APT) update \

@@ -69,7 +69,7 @@ def sniff(data: bytes, content_type: str) -> str:
     if data.startswith((b"II*\x00", b"MM\x00*")):
         return TIFF
     declared = content_type.split(";")[0].strip().lower()
-    if declared.startswith("text/"):
+    if declared == TEXT:
         try:
             data.decode("utf-8")
         except UnicodeDecodeError:

@@ -153,11 +153,14 @@ def _exchange(sock: socket.socket, header: dict[str, Any], document: bytes,
                                                   + head, document), daemon=True)  # fmt: skip
     sender.start()
     chunks = []
-    while True:
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            break
-        chunks.append(chunk)
+    try:
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except ConnectionError:  # the zygote died holding its end of the pair
+        chunks = []
     sender.join()
     data = b"".join(chunks)
     if len(data) < TRAILER.size:

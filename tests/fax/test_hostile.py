@@ -27,6 +27,7 @@ def hostile() -> list[tuple[str, bytes, str, dict[str, object]]]:
          {"limits": render.Limits(seconds=0.05)}),
         ("unsupported_type", b"GIF89a....", "image/gif", {}),
         ("unsupported_type", b"\xff\xfe\x00bad", "text/plain", {}),
+        ("unsupported_type", b"<html><body>hi</body></html>", "text/html", {}),
         ("broken", samples.image("PNG")[:300], "image/png", {}),
         ("too_many_pages", samples.image("TIFF", (200, 100), frames=4), "image/tiff",
          {"max_pages": 3}),
