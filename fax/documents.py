@@ -122,7 +122,6 @@ def pdf_grey_pages(data: bytes, opts: Options) -> tuple[int, list[np.ndarray]]:
     return count, [page.copy() for page in pages]
 
 
-
 def _open_pdf(data: bytes) -> pdfium.PdfDocument:
     if b"%%EOF" not in data[-EOF_WINDOW:]:
         raise BrokenDocument("the PDF is truncated (no end-of-file marker)")
