@@ -15,10 +15,10 @@ PORTAL_HTMX := gateway/portal/static/vendor/htmx.min.js
 # Extra arguments for the demo, e.g. `make run DEMO_ARGS="--port 9000"`.
 DEMO_ARGS ?=
 
-.PHONY: run test system-packages portal-assets
+.PHONY: run test run-packages system-packages portal-assets
 
 ## run: serve a throwaway demo gateway (SQLite, demo team, API key) on 127.0.0.1:8080
-run: $(STAMP)
+run: $(STAMP) run-packages
 	$(VENV)/bin/gateway demo $(DEMO_ARGS)
 
 ## test: lint, type-check and run the test suite
@@ -27,12 +27,33 @@ test: $(STAMP) system-packages
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
-# The Redis tests start their own throwaway redis-server on a free loopback port; the
-# portal's browser tests drive Debian's chromium (fonts for readable screenshots).
-system-packages: $(SMSC_NODE)/node_modules/.installed portal-assets
-	@command -v redis-server >/dev/null || { $(APT) update && $(APT) install -y redis-server; }
-	@command -v chromium >/dev/null && [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] \
-		|| { $(APT) update && $(APT) install -y --no-install-recommends chromium fonts-dejavu-core; }
+# Debian packages, installed only when missing (one apt-get run for all that are). While
+# they install, no service may start (policy-rc.d): redis-server, rtpengine-daemon and
+# dovecot would otherwise start system daemons on their standard ports; the tests start
+# their own on free loopback ports.
+#   the gateway itself: libspandsp2 (T.30/T.38 engine, loaded with ctypes), libtiff6 (G4
+#   coding of fax pages, fax/g4.py), fonts-dejavu-core (text and cover pages);
+RUN_DEBS  := libspandsp2 libtiff6 fonts-dejavu-core
+#   the tests: redis-server; tshark and rtpengine (fax media checks); tiffinfo; chromium
+#   for the portal's browser tests.
+TEST_DEBS := redis-server tshark rtpengine-daemon libtiff-tools chromium
+define apt_install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		guard=; [ -e /usr/sbin/policy-rc.d ] || { guard=1; \
+			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }; \
+		$(APT) update && $(APT) install -y --no-install-recommends $$missing; rc=$$?; \
+		[ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; exit $$rc; \
+	fi
+endef
+
+run-packages:
+	$(call apt_install,$(RUN_DEBS))
+
+system-packages: run-packages $(SMSC_NODE)/node_modules/.installed portal-assets
+	$(call apt_install,$(TEST_DEBS))
 
 # htmx and axe-core exactly as package-lock.json pins them; htmx is then copied into the
 # portal's static files (a test checks that the committed copy is the locked one).
@@ -41,14 +62,14 @@ portal-assets: $(PORTAL_NPM)/node_modules/.installed
 		|| cp $(PORTAL_NPM)/node_modules/htmx.org/dist/htmx.min.js $(PORTAL_HTMX)
 
 $(PORTAL_NPM)/node_modules/.installed: $(PORTAL_NPM)/package.json $(PORTAL_NPM)/package-lock.json
-	@command -v node >/dev/null && command -v npm >/dev/null || { $(APT) update && $(APT) install -y nodejs npm; }
+	@command -v node >/dev/null && command -v npm >/dev/null || { $(APT) update && $(APT) install -y --no-install-recommends nodejs npm; }
 	cd $(PORTAL_NPM) && npm ci --no-audit --no-fund
 	@touch $@
 
 # The SMPP tests also run an independent SMSC on the npm package smpp (node-smpp): Node.js
 # from Debian when missing, then the locked packages, re-installed when the lock changes.
 $(SMSC_NODE)/node_modules/.installed: $(SMSC_NODE)/package.json $(SMSC_NODE)/package-lock.json
-	@command -v node >/dev/null && command -v npm >/dev/null || { $(APT) update && $(APT) install -y nodejs npm; }
+	@command -v node >/dev/null && command -v npm >/dev/null || { $(APT) update && $(APT) install -y --no-install-recommends nodejs npm; }
 	cd $(SMSC_NODE) && npm ci --no-audit --no-fund
 	@touch $@
 

@@ -92,3 +92,23 @@ def test_ingest_cpu_bench_smoke() -> None:
                 rf"^{kind}\s+{layer}\s+\d+\.\d\s+\d+\.\d\s+\d+ \d+$", out.stdout, re.M
             ), text
     assert re.search(r"^predicted ratio sqlite: \d\.\d{3} ", out.stdout, re.M), text
+
+
+@pytest.mark.slow
+def test_fax_render_bench_smoke() -> None:
+    """One round over the generated corpus: a row per page type beside Ghostscript, and
+    the three goal lines."""
+    cmd = [sys.executable, "-m", "bench.fax_render", "--rounds", "1", "--no-install"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    num = r"\s+[\d.]+"
+    for name, pages in (("text", 1), ("grey_form", 1), ("photo", 1), ("landscape", 1),
+                        ("letter", 1), ("30_pages", 30)):  # fmt: skip
+        row = rf"^{name}\s+{pages} \|{num * 4} \|{num * 4} \|{num * 2}\s+(better|WORSE)$"
+        assert re.search(row, out.stdout, re.M), text
+    assert re.search(r"^RATIO speed .*: \d+\.\d\d \(goal >= 1\.0\) GOAL (MET|MISSED)", out.stdout,
+                     re.M), text  # fmt: skip
+    assert re.search(r"^RATIO bytes per page .*GOAL (MET|MISSED)$", out.stdout, re.M), text
+    assert re.search(r"^FIDELITY better than Ghostscript on \d of 6 page types GOAL", out.stdout,
+                     re.M), text  # fmt: skip

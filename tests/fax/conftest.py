@@ -1,0 +1,17 @@
+"""A sandbox (zygote process) shared by a test module, stopped at its end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from fax.sandbox import Sandbox
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    box = Sandbox(slots=2)
+    box.start()
+    yield box
+    box.close()
