@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -117,7 +118,7 @@ async def _throttled(
         count, oldest = counts[key]
         if count >= limit and oldest is not None:
             left = (oldest + timedelta(seconds=window) - now).total_seconds()
-            wait = max(wait, int(left) + 1)
+            wait = max(wait, math.ceil(left))
     return wait
 
 

@@ -57,7 +57,7 @@ async def sign_in(request: Request) -> Response:
             password,
             client_address(request),
             now,
-            portal.rt.directory.member,
+            portal.rt.store.get_member,
         )
     except accounts.SignInRefused as refused:
         context = {"next": target, "email": email, "refused": refused}

@@ -116,7 +116,7 @@ async def change_password(request: Request) -> Response:
                 current,
                 request.client.host if request.client else "unknown",
                 now,
-                portal.rt.directory.member,
+                portal.rt.store.get_member,
             )
         except accounts.SignInRefused:
             raise ValidationError(
