@@ -18,6 +18,7 @@ import uvicorn
 
 from gateway.api.app import create_app
 from gateway.config import parse_settings
+from gateway.portal.settings import PortalSettings
 from gateway.runtime import Runtime
 from tests.gateway.conftest import fake_connectors
 
@@ -44,7 +45,13 @@ class LiveServer:
     """``gateway serve`` in a thread: uvicorn on a pre-bound loopback socket, the job
     workers and the portal's event tail running; ``call`` runs a coroutine in its loop."""
 
-    def __init__(self, workdir: Path, **settings: Any) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        store: str | None = None,
+        portal: PortalSettings | None = None,
+        **settings: Any,
+    ) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(128)
@@ -53,7 +60,7 @@ class LiveServer:
         base = parse_settings(
             {
                 "gateway": {
-                    "store": f"sqlite:///{workdir}/gateway.db",
+                    "store": store or f"sqlite:///{workdir}/gateway.db",
                     "blobs": str(workdir / "blobs"),
                 }
             }
@@ -61,6 +68,8 @@ class LiveServer:
         self.settings = dataclasses.replace(
             base, connectors=fake_connectors(), public_url=self.url, poll_interval=0.05, **settings
         )
+        if portal is not None:
+            self.settings = self.settings.with_extension("portal", portal)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.rt: Runtime | None = None
         self.server: uvicorn.Server | None = None
