@@ -4,7 +4,10 @@ event streams of the members the events are about.
 The tail reads the log (so a message received by another process on the same Redis
 store shows up too), first lets the inbox index catch up with it (``indexer.py``), then
 hands each event to the streams of its member as one pre-built server-sent-event frame:
-the JSON is encoded once per event, whatever the number of streams. A stream that cannot
+the JSON is encoded once per event, whatever the number of streams. Between looks it
+waits on the store's ``EventWaiter`` (Redis announces every append; SQLite is looked at
+every few milliseconds), at most ``poll_interval``. Every ``heartbeat_seconds`` each
+stream gets a heartbeat (and checks that its session still exists). A stream that cannot
 keep up is closed; its browser reconnects with ``Last-Event-ID`` and gets what it missed
 from the log (``replay``).
 """
@@ -39,6 +42,9 @@ class Frame:
 
     seq: int
     data: bytes
+
+
+HEARTBEAT = Frame(0, b": heartbeat\n\n")  # seq 0: never an event
 
 
 def contact_label(number: str, region: str) -> str:
@@ -115,12 +121,18 @@ class Hub:
     """The tail of one process: indexes, then fans events out (see the module docstring)."""
 
     def __init__(
-        self, store: Store, portal: PortalStore, region: str, poll_interval: float
+        self,
+        store: Store,
+        portal: PortalStore,
+        region: str,
+        poll_interval: float,
+        heartbeat: float = 15.0,
     ) -> None:
         self.store = store
         self.portal = portal
         self.region = region
         self.poll_interval = poll_interval
+        self.heartbeat = heartbeat
         self.seq: int | None = None  # the last event handed out (None: not started)
         self._subs: dict[str, set[Subscription]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -165,15 +177,32 @@ class Hub:
                 del self._subs[sub.member_id]
 
     async def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                more = await self.step()
-            except Exception:
-                log.exception("the portal's event tail failed; trying again")
-                more = False
-            if not more:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self.poll_interval)
+        loop = asyncio.get_running_loop()
+        waiter = self.portal.event_waiter()
+        beat = loop.time() + self.heartbeat
+        try:
+            while not self._stop.is_set():
+                try:
+                    more = await self.step()
+                    if not more:
+                        wait = max(0.0, min(self.poll_interval, beat - loop.time()))
+                        stopped = asyncio.ensure_future(self._stop.wait())
+                        grown = asyncio.ensure_future(waiter.wait(self.seq or 0, wait))
+                        await asyncio.wait({stopped, grown}, return_when=asyncio.FIRST_COMPLETED)
+                        for task in (stopped, grown):
+                            task.cancel()
+                        await asyncio.gather(stopped, grown, return_exceptions=True)
+                except Exception:
+                    log.exception("the portal's event tail failed; trying again")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), self.poll_interval)
+                if loop.time() >= beat:
+                    beat = loop.time() + self.heartbeat
+                    for subs in self._subs.values():
+                        for sub in subs:
+                            sub.offer(HEARTBEAT)
+        finally:
+            await waiter.aclose()
 
     async def step(self) -> bool:
         """Index and hand out the next events; True when more may be waiting."""

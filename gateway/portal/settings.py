@@ -10,7 +10,8 @@ Every key is optional::
     signin_account_limit = 5       # … at most this many per account
     signin_address_limit = 20      # … and per client address
     invite_hours = 72              # an invitation link is valid this long
-    poll_interval = 0.05           # seconds between looks at the event log when idle
+    poll_interval = 1.0            # the longest wait between looks at the event log (new
+                                   # events wake the live tail at once)
     heartbeat_seconds = 15         # a comment line on quiet event streams
     page_size = 50                 # conversations and messages per page
     [[portal.templates]]           # WhatsApp templates offered once a window is closed
@@ -52,7 +53,7 @@ class PortalSettings:
     signin_account_limit: int = 5
     signin_address_limit: int = 20
     invite_hours: float = 72.0
-    poll_interval: float = 0.05
+    poll_interval: float = 1.0
     heartbeat_seconds: float = 15.0
     page_size: int = 50
     templates: tuple[TemplateOffer, ...] = ()

@@ -69,7 +69,13 @@ async def portal_for(rt: Runtime) -> Portal:
         if portal is None:
             settings = settings_of(rt)
             store = rt.role(PORTAL_STORE)
-            hub = Hub(rt.store, store, rt.settings.region, settings.poll_interval)
+            hub = Hub(
+                rt.store,
+                store,
+                rt.settings.region,
+                settings.poll_interval,
+                settings.heartbeat_seconds,
+            )
             portal = Portal(rt, store, settings, hub)
             _PORTALS[rt] = portal
     return portal

@@ -23,6 +23,8 @@ model's ``to_dict()``. With P = the prefix:
     P:jobs:dead                       zset 0, job ids (lex)
     P:events:seq                      counter           P:events  zset, score = seq,
                                                          member = "{seq} {doc without seq}"
+                                      (every append PUBLISHes its last seq on the channel
+                                      P:events:seq: the log's readers need not poll)
     P:idem:{scope}:{key}              hash fp, code, body, exp (ms, compared with ``now``)
     P:rate:{limit key}                zset of accepted sends: message id, score = created ms
 

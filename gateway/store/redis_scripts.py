@@ -8,7 +8,8 @@ from __future__ import annotations
 
 LUA_LIB = """
 local function int(n) return string.format('%d', n) end
--- Append event docs to the log; returns their seqs.
+-- Append event docs to the log; returns their seqs. The last seq is published on the
+-- channel named like the seq key, so that readers of the log need not poll it.
 local function append_events(seq_key, log_key, docs)
   local seqs = {}
   for _, doc in ipairs(docs) do
@@ -16,6 +17,7 @@ local function append_events(seq_key, log_key, docs)
     redis.call('ZADD', log_key, int(seq), int(seq) .. ' ' .. doc)
     seqs[#seqs + 1] = seq
   end
+  if #seqs > 0 then redis.call('PUBLISH', seq_key, int(seqs[#seqs])) end
   return seqs
 end
 -- SqliteStore._ledger_add: (before, after), or (nil, overage, cost) past the limit.

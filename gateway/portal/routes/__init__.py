@@ -115,6 +115,12 @@ def routes() -> list[BaseRoute]:
         route("/admin/keys", admin.keys_page, GET),
         route("/admin/keys", admin.create_api_key, POST),
         route("/admin/keys/{id}/revoke", admin.revoke_api_key, POST),
-        route("/events", events.events, GET),
+        Route(
+            "/events",
+            events.EventStream(),
+            methods=GET,
+            middleware=[Middleware(PortalGuard)],
+            include_in_schema=False,
+        ),
         Route("/static/{path:path}", static, methods=GET, include_in_schema=False),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,7 +14,7 @@ from gateway.models import Channel, addon_allows
 from gateway.numbers import normalize
 from gateway.portal import i18n, search
 from gateway.portal.security import read_form
-from gateway.portal.storage import InboxQuery
+from gateway.portal.storage import InboxPage, InboxQuery
 from gateway.portal.views import channel_name, contact, window_of
 from gateway.portal.web import is_htmx, portal_of, render, see_other, viewer_of
 
@@ -33,21 +34,10 @@ def _filters(request: Request) -> dict[str, str]:
     return out
 
 
-async def _rows(request: Request) -> dict[str, Any]:
-    portal = await portal_of(request)
-    viewer = viewer_of(request)
-    filters = _filters(request)
-    query = InboxQuery(
-        viewer.member.id,
-        channel=filters.get("channel"),
-        unread="unread" in filters,
-        failed="failed" in filters,
-        search=search.fold_query(filters.get("q", "")),
-    )
-    cursor = request.query_params.get("cursor") or None
-    page = await portal.store.list_inbox(query, cursor, portal.settings.page_size)
-    now = portal.rt.clock.now()
-    region = viewer.team.region
+def rows_context(
+    filters: dict[str, str], page: InboxPage, paged: bool, now: datetime, region: str
+) -> dict[str, Any]:
+    """What the list templates show of a page of summaries."""
     rows = [
         {
             "summary": s,
@@ -64,11 +54,28 @@ async def _rows(request: Request) -> dict[str, Any]:
         "filters": filters,
         "query_string": urlencode(filters),
         "more": more,
-        "paged": cursor is not None,
+        "paged": paged,
         "now": now,
         "channel_name": channel_name,
-        "unread_total": await portal.store.unread_total(viewer.member.id),
     }
+
+
+async def _rows(request: Request) -> dict[str, Any]:
+    portal = await portal_of(request)
+    viewer = viewer_of(request)
+    filters = _filters(request)
+    query = InboxQuery(
+        viewer.member.id,
+        channel=filters.get("channel"),
+        unread="unread" in filters,
+        failed="failed" in filters,
+        search=search.fold_query(filters.get("q", "")),
+    )
+    cursor = request.query_params.get("cursor") or None
+    page = await portal.store.list_inbox(query, cursor, portal.settings.page_size)
+    return rows_context(
+        filters, page, cursor is not None, portal.rt.clock.now(), viewer.team.region
+    )
 
 
 async def inbox(request: Request) -> Response:
