@@ -16,7 +16,9 @@ Extensions are found through the entry-point group ``gateway.extensions``
 * ``gateway admin OBJECT ACTION`` commands (:class:`AdminCommand`), run on a runtime
   whose storage roles are open;
 * its part of ``gateway demo``: what it sets up for the demo members, and the lines it
-  adds to the banner.
+  adds to the banner;
+* services for the other extensions (``gateway/services.py``), found with
+  :func:`service`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 if TYPE_CHECKING:
     import argparse
@@ -35,9 +37,11 @@ if TYPE_CHECKING:
 
     from gateway.models import Member
     from gateway.runtime import Runtime
+    from gateway.services import ServiceKey
     from gateway.store.roles import Role
 
 EXTENSION_GROUP = "gateway.extensions"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +96,24 @@ class Extension(Protocol):
         is the team's admin) and return the banner's lines about it ("" for none)."""
         ...
 
+    def services(self, rt: Runtime) -> Mapping[ServiceKey[Any], object]:
+        """The services it offers on ``rt``, under their keys in ``gateway/services.py``
+        ({} for none)."""
+        ...
+
 
 @functools.cache
 def extensions() -> tuple[Extension, ...]:
     """The installed extensions, by name (loaded once per process)."""
     found = sorted(entry_points(group=EXTENSION_GROUP), key=lambda ep: ep.name)
     return tuple(ep.load() for ep in found)
+
+
+def service(rt: Runtime, key: ServiceKey[T]) -> T | None:
+    """The service under ``key`` (``gateway/services.py``) that an installed extension
+    offers on ``rt``, or None."""
+    for ext in extensions():
+        found = ext.services(rt).get(key)
+        if found is not None:
+            return cast(T, found)
+    return None

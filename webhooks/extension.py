@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from gateway.extensions import AdminCommand
     from gateway.models import Member
     from gateway.runtime import Runtime
+    from gateway.services import ServiceKey
     from gateway.store.roles import Role
 
 
@@ -67,6 +68,13 @@ class WebhooksExtension:
     async def demo(self, rt: Runtime, members: Sequence[Member]) -> str:
         """Nothing to set up."""
         return ""
+
+    def services(self, rt: Runtime) -> Mapping[ServiceKey[Any], object]:
+        """``WebhookAdmin``: the team admin's endpoint management (the portal uses it)."""
+        from gateway.services import WEBHOOK_ADMIN
+        from webhooks.admin import Admin
+
+        return {WEBHOOK_ADMIN: Admin(rt)}
 
 
 EXTENSION = WebhooksExtension()

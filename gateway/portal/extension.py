@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from gateway.extensions import AdminCommand
     from gateway.models import Member
     from gateway.runtime import Runtime
+    from gateway.services import ServiceKey
     from gateway.store.roles import Role
 
 
@@ -75,6 +76,10 @@ class PortalExtension:
         from gateway.portal.admin_cli import demo
 
         return await demo(rt, members)
+
+    def services(self, rt: Runtime) -> Mapping[ServiceKey[Any], object]:
+        """None offered."""
+        return {}
 
 
 EXTENSION = PortalExtension()

@@ -13,7 +13,16 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway.errors import GatewayError
-from gateway.portal.routes import admin, auth, compose, events, inbox, settings, thread
+from gateway.portal.routes import (
+    admin,
+    auth,
+    compose,
+    events,
+    inbox,
+    settings,
+    thread,
+    webhooks,
+)
 from gateway.portal.security import PortalGuard
 from gateway.portal.web import STATIC, render
 
@@ -115,6 +124,12 @@ def routes() -> list[BaseRoute]:
         route("/admin/keys", admin.keys_page, GET),
         route("/admin/keys", admin.create_api_key, POST),
         route("/admin/keys/{id}/revoke", admin.revoke_api_key, POST),
+        route("/admin/webhooks", webhooks.page, GET),
+        route("/admin/webhooks", webhooks.create, POST),
+        route("/admin/webhooks/{id}", webhooks.deliveries, GET),
+        route("/admin/webhooks/{id}/enabled", webhooks.set_enabled, POST),
+        route("/admin/webhooks/{id}/delete", webhooks.delete, POST),
+        route("/admin/webhooks/{id}/deliveries/{delivery_id}/retry", webhooks.retry, POST),
         Route(
             "/events",
             events.EventStream(),

@@ -18,6 +18,7 @@ from gateway.portal import i18n
 ROOT = Path(__file__).parents[3]
 # Words German spells the same.
 SAME_IN_GERMAN = {
+    "URL (https)",
     "Team",
     "Fax",
     "Admin",
