@@ -115,6 +115,7 @@ class AttachmentView:
     filename: str
     size: int
     thumbnail: str | None = None  # attachment id of a preview image
+    pages: int | None = None  # as the fax will carry it (before sending)
 
 
 @dataclass(slots=True)

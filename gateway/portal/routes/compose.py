@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.errors import GatewayError, NotFound, ValidationError
+from gateway.extensions import service
 from gateway.ids import new_id
 from gateway.models import Attachment, Channel, Direction, Status
 from gateway.portal import compose, i18n
@@ -16,8 +17,9 @@ from gateway.portal.accounts import Viewer
 from gateway.portal.routes.thread import conversation_of, messages_context
 from gateway.portal.security import Form, read_form
 from gateway.portal.storage import Draft
-from gateway.portal.views import attachment_view
+from gateway.portal.views import AttachmentView, attachment_view
 from gateway.portal.web import Portal, is_htmx, portal_of, render, see_other, viewer_of
+from gateway.services import DOCUMENT_PREVIEW
 from gateway.window import template_of
 
 MAX_FAX_FILES = 10
@@ -54,11 +56,19 @@ async def preview(request: Request) -> Response:
     return render(request, "_preview.html", {"preview": result})
 
 
-async def _store_files(portal: Portal, viewer: Viewer, form: Form) -> list[Attachment]:
+async def _store(portal: Portal, team_id: str, data: bytes, ctype: str, name: str) -> Attachment:
+    sha = portal.rt.blobs.put(data)
+    att = Attachment(new_id("att"), team_id, sha, len(data), ctype, name, portal.rt.clock.now())
+    await portal.rt.store.put_attachment(att)
+    return att
+
+
+async def _store_files(
+    portal: Portal, viewer: Viewer, form: Form
+) -> list[tuple[Attachment, bytes]]:
     files = form.files("files")
     if len(files) > MAX_FAX_FILES:
         raise ValidationError(i18n._("At most 10 files per fax."), field="files")
-    out = []
     for upload in files:
         if upload.content_type not in FAX_TYPES:
             raise ValidationError(
@@ -71,19 +81,33 @@ async def _store_files(portal: Portal, viewer: Viewer, form: Form) -> list[Attac
             raise ValidationError(
                 i18n._("{name} is empty.").format(name=upload.filename), field="files"
             )
-        sha = portal.rt.blobs.put(upload.data)
-        att = Attachment(
-            new_id("att"),
-            viewer.team.id,
-            sha,
-            len(upload.data),
-            upload.content_type,
-            upload.filename,
-            portal.rt.clock.now(),
-        )
-        await portal.rt.store.put_attachment(att)
-        out.append(att)
-    return out
+    return [
+        (await _store(portal, viewer.team.id, u.data, u.content_type, u.filename), u.data)
+        for u in files
+    ]
+
+
+async def _previews(
+    portal: Portal, viewer: Viewer, stored: list[tuple[Attachment, bytes]]
+) -> list[AttachmentView]:
+    """The files as the fax will carry them: page count and page 1, rendered by the fax
+    channel's ``DocumentPreview`` service when one is installed (else images show
+    themselves and documents an icon)."""
+    renderer = service(portal.rt, DOCUMENT_PREVIEW)
+    views = []
+    for att, data in stored:
+        view = attachment_view(att)
+        if renderer is not None:
+            try:
+                pages = await renderer.preview(data, att.content_type)
+            except ValidationError as exc:
+                raise ValidationError(f"{att.filename}: {exc.detail}", field="files") from None
+            thumb = await _store(
+                portal, viewer.team.id, pages.thumbnail_png, "image/png", f"{att.filename}.png"
+            )
+            view.thumbnail, view.pages = thumb.id, pages.pages
+        views.append(view)
+    return views
 
 
 def _upload_limit(portal: Portal) -> int:
@@ -95,12 +119,10 @@ async def fax_files(request: Request) -> Response:
     portal, viewer, _ = await conversation_of(request)
     form = await read_form(request, _upload_limit(portal))
     try:
-        atts = await _store_files(portal, viewer, form)
+        files = await _previews(portal, viewer, await _store_files(portal, viewer, form))
     except GatewayError as exc:
         return render(request, "_fax_files.html", {"files": [], "error": exc}, 422)
-    return render(
-        request, "_fax_files.html", {"files": [attachment_view(a) for a in atts], "error": None}
-    )
+    return render(request, "_fax_files.html", {"files": files, "error": None})
 
 
 async def _thread_update(
@@ -145,7 +167,7 @@ async def send(request: Request) -> Response:
             if not attachments:
                 # Without script the files come with the send; with it they were stored
                 # (and shown) already and only their ids come.
-                attachments = [a.id for a in await _store_files(portal, viewer, form)]
+                attachments = [a.id for a, _ in await _store_files(portal, viewer, form)]
         elif attachments:
             raise ValidationError(i18n._("Only a fax takes files here."), field="files")
         if not text.strip() and template is None and not attachments:

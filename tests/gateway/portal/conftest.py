@@ -171,3 +171,16 @@ async def index(rt: Runtime) -> None:
     portal = await portal_for(rt)
     while await indexer.index_step(rt.store, portal.store):
         pass
+
+
+def png_bytes() -> bytes:
+    """A small page image (a dark bar on white), as a scanner or phone would send."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("L", (400, 300), 255)
+    ImageDraw.Draw(image).rectangle((40, 40, 360, 80), fill=0)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()

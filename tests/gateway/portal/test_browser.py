@@ -28,7 +28,7 @@ from gateway.portal.web import portal_for
 from gateway.store.base import StatusUpdate
 from tests.gateway.conftest import CONTACT, FAX_A, MOBILE_A
 from tests.gateway.portal.browser import AXE, CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, LiveServer
-from tests.gateway.portal.conftest import PASSWORD, PortalSeed, seed_portal
+from tests.gateway.portal.conftest import PASSWORD, PortalSeed, png_bytes, seed_portal
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 TIMEOUT = 20_000  # ms: the machine is shared, chromium may be slow
@@ -327,7 +327,7 @@ async def test_fax_upload_and_live_page_progress(
     await expect(bubble).to_contain_text("Sent, 3 pages")
     # Upload an image to fax: shown before sending, then sent.
     png = tmp_path / "page.png"
-    png.write_bytes(_PNG)
+    png.write_bytes(png_bytes())
     await page.locator("#fax-files-input").set_input_files(str(png))
     await expect(page.locator("#fax-files img")).to_have_count(1)
     await shot(page, "fax-thread-en-360")
@@ -501,10 +501,3 @@ async def test_pages_fit_360_pixels(
     await page.goto("/admin")
     await shot(page, "admin-de-360")
     await context.close()
-
-
-# A 1x1 white PNG.
-_PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c63f8ffff3f0005fe02fea7d6a50000000049454e44ae426082"
-)

@@ -11,7 +11,14 @@ from gateway.portal.web import portal_for
 from gateway.runtime import Runtime
 from gateway.store.base import MessageFilter
 from tests.gateway.conftest import CONTACT, FAX_A, MOBILE_A
-from tests.gateway.portal.conftest import SAME_ORIGIN, PortalSeed, csrf_of, index, receive
+from tests.gateway.portal.conftest import (
+    SAME_ORIGIN,
+    PortalSeed,
+    csrf_of,
+    index,
+    png_bytes,
+    receive,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -108,12 +115,6 @@ async def test_every_page_renders(anna: httpx.AsyncClient, prt: Runtime, pseed: 
             assert not re.search(r"<script(?![^>]*\bsrc=)", r.text), path
 
 
-PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c63f8ffff3f0005fe02fea7d6a50000000049454e44ae426082"
-)
-
-
 async def test_fax_files_are_shown_then_sent(
     anna: httpx.AsyncClient, prt: Runtime, pseed: PortalSeed
 ) -> None:
@@ -127,16 +128,30 @@ async def test_fax_files_are_shown_then_sent(
     r = await anna.post(
         f"/c/{conv.id}/fax/files",
         data={"csrf": csrf},
-        files={"files": ("page.png", PNG, "image/png")},
+        files={"files": ("page.png", png_bytes(), "image/png")},
         headers={**SAME_ORIGIN, "HX-Request": "true"},
     )
     assert r.status_code == 200, r.text
     att = re.search(r'name="attachment" value="(att_[0-9A-Z]+)"', r.text)
     assert att, r.text
+    # Shown as the fax channel will send it: its page count and page 1, rendered.
+    assert "page.png · 1 page" in r.text
+    thumb = re.search(r'<img src="/a/(att_[0-9A-Z]+)" alt="Page 1 of page.png"', r.text)
+    assert thumb and thumb.group(1) != att.group(1)
+    shown = await anna.get(f"/a/{thumb.group(1)}")
+    assert shown.headers["content-type"] == "image/png" and shown.content[:4] == b"\x89PNG"
+    # A document the fax channel cannot render is refused with its reason.
+    r = await anna.post(
+        f"/c/{conv.id}/fax/files",
+        data={"csrf": csrf},
+        files={"files": ("broken.pdf", b"%PDF-1.4 not really", "application/pdf")},
+        headers={**SAME_ORIGIN, "HX-Request": "true"},
+    )
+    assert r.status_code == 422 and "broken.pdf:" in r.text
     r = await anna.post(
         f"/c/{conv.id}/send",
         data={"csrf": csrf, "channel": "fax", "attachment": att.group(1)},
-        files={"files": ("page.png", PNG, "image/png")},  # still in the file input: ignored
+        files={"files": ("page.png", png_bytes(), "image/png")},  # still in the file input: ignored
         headers={**SAME_ORIGIN, "HX-Request": "true"},
     )
     assert r.status_code == 200, r.text
@@ -146,4 +161,8 @@ async def test_fax_files_are_shown_then_sent(
     )
     assert [(m.channel, m.attachments) for m in got.items] == [("fax", [att.group(1)])]
     r = await anna.get(f"/a/{att.group(1)}")
-    assert r.status_code == 200 and r.content == PNG and r.headers["content-type"] == "image/png"
+    assert (
+        r.status_code == 200
+        and r.content == png_bytes()
+        and r.headers["content-type"] == "image/png"
+    )
