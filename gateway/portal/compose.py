@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway import outbound
 from gateway.auth import Principal
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, WindowClosed
 from gateway.models import Channel, Conversation, addon_allows
 from gateway.portal.accounts import Viewer
 from gateway.portal.settings import TemplateOffer
@@ -121,6 +121,9 @@ async def preview(
                 principal_of(viewer),
                 send_request(channel, conv.member_number, conv.remote_number, text),
             )
+        except WindowClosed:
+            # The composer says so already, and offers the SMS and templates.
+            out.units = tariff.units(channel, text)
         except GatewayError as exc:
             out.error = exc.detail
             out.units = tariff.units(channel, text)

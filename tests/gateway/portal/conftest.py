@@ -184,3 +184,11 @@ def png_bytes() -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say where the browser tests kept their screenshots."""
+    from tests.gateway.portal.browser import SCREENSHOTS
+
+    if SCREENSHOTS.exists() and any(SCREENSHOTS.glob("*.png")):
+        terminalreporter.write_line(f"portal screenshots: {SCREENSHOTS}")
