@@ -128,7 +128,12 @@ async def create(request: Request) -> Response:
     try:
         if values["channel"] not in channels:
             raise ValidationError(i18n._("Choose one of your channels."), field="channel")
-        remote = normalize(values["number"], viewer.team.region)
+        try:
+            remote = normalize(values["number"], viewer.team.region)
+        except ValidationError:
+            raise ValidationError(
+                i18n._("That is not a valid phone number."), field="number"
+            ) from None
         own = viewer.member.number_for(Channel(values["channel"]))
         if own is None:
             raise ValidationError(i18n._("Choose one of your channels."), field="channel")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import httpx
 import pytest
 
+from gateway.portal.settings import TemplateOffer
 from gateway.portal.web import portal_for
 from gateway.runtime import Runtime
 from gateway.store.base import MessageFilter
@@ -166,3 +168,65 @@ async def test_fax_files_are_shown_then_sent(
         and r.content == png_bytes()
         and r.headers["content-type"] == "image/png"
     )
+
+
+async def test_new_conversation_by_national_number(
+    anna: httpx.AsyncClient, prt: Runtime, pseed: PortalSeed
+) -> None:
+    page = await anna.get("/new", headers={"Accept-Language": "en"})
+    csrf = csrf_of(page.text)
+    r = await anna.post("/new", data={"csrf": csrf, "number": "12", "channel": "sms"},
+                        headers=SAME_ORIGIN)  # fmt: skip
+    assert r.status_code == 422 and "That is not a valid phone number." in r.text
+    r = await anna.post("/new", data={"csrf": csrf, "number": "0176 98765432", "channel": "sms"},
+                        headers=SAME_ORIGIN)  # fmt: skip
+    assert r.status_code == 303 and r.headers["location"].startswith("/c/conv_")
+    conv = await prt.store.get_conversation(r.headers["location"][3:].split("?")[0])
+    assert conv is not None and conv.remote_number == "+4917698765432"
+    assert conv.member_id == pseed.seed.anna.id and conv.member_number == MOBILE_A
+
+
+async def test_closed_window_offers_sms_and_templates(
+    anna: httpx.AsyncClient, prt: Runtime, pseed: PortalSeed
+) -> None:
+    portal = await portal_for(prt)
+    portal.settings = dataclasses.replace(
+        portal.settings, templates=(TemplateOffer("termin_erinnerung", "de", "Terminerinnerung"),)
+    )
+    conv = await prt.directory.conversation(
+        pseed.seed.team.id, pseed.seed.anna.id, MOBILE_A, "+4917611112222", prt.clock.now()
+    )
+    page = await anna.get(f"/c/{conv.id}?channel=whatsapp", headers={"Accept-Language": "en"})
+    assert "The WhatsApp window is closed." in page.text
+    assert "Send as SMS" in page.text and "Terminerinnerung (de)" in page.text
+    r = await anna.post(
+        f"/c/{conv.id}/send",
+        data={"csrf": csrf_of(page.text), "channel": "whatsapp", "template": "termin_erinnerung:de",
+              "send_template": "1"},
+        headers={**SAME_ORIGIN, "HX-Request": "true"},
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert "Template: termin_erinnerung" in r.text
+    got = await prt.store.list_messages(
+        MessageFilter(team_id=pseed.seed.team.id, conversation_id=conv.id), None, 10
+    )
+    (sent,) = got.items
+    assert sent.channel == "whatsapp" and sent.text is None
+    assert sent.meta["whatsapp"]["template"]["name"] == "termin_erinnerung"
+    # Free text by WhatsApp is refused while closed; the same text goes as SMS.
+    r = await anna.post(
+        f"/c/{conv.id}/send",
+        data={"csrf": csrf_of(page.text), "channel": "whatsapp", "text": "Hallo"},
+        headers={**SAME_ORIGIN, "HX-Request": "true"},
+    )
+    assert r.status_code == 422 and "window" in r.text
+    r = await anna.post(
+        f"/c/{conv.id}/send",
+        data={"csrf": csrf_of(page.text), "channel": "whatsapp", "text": "Hallo", "as_sms": "1"},
+        headers={**SAME_ORIGIN, "HX-Request": "true"},
+    )
+    assert r.status_code == 200
+    got = await prt.store.list_messages(
+        MessageFilter(team_id=pseed.seed.team.id, conversation_id=conv.id), None, 10
+    )
+    assert [m.channel for m in got.items] == ["sms", "whatsapp"]
