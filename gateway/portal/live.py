@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -270,15 +269,3 @@ class Hub:
                     if item is not None:
                         yield item
             seq = events[-1].seq
-
-
-_HUBS: weakref.WeakKeyDictionary[object, Hub] = weakref.WeakKeyDictionary()
-
-
-def hub_for(owner: object, make: Any) -> Hub:
-    """The one hub of ``owner`` (a gateway process's host), made by ``make()`` once."""
-    hub = _HUBS.get(owner)
-    if hub is None:
-        hub = make()
-        _HUBS[owner] = hub
-    return hub
