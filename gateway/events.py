@@ -2,6 +2,8 @@
 
 Events are appended by the store in the same transaction as the change they describe;
 this module names the types and builds their payloads.
+
+Public: extensions (webhooks, the portal) read the event types from here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ MESSAGE_CREATED = "message.created"
 MESSAGE_RECEIVED = "message.received"
 MESSAGE_STATUS = "message.status"
 QUOTA_THRESHOLD = "quota.threshold"
+# Forwarding of an inbound message (gateway/forwarding.py); not about one message's status.
+FORWARD_SENT = "forward.sent"
+FORWARD_FAILED = "forward.failed"
 
 
 def message_event(kind: str, message: Message, now: datetime) -> Event:

@@ -1,7 +1,7 @@
 """Webhook endpoints: what a team may register, and how the API shows it.
 
 An endpoint has a ``url`` (checked by ``targets.py``), an ``events`` filter (event types
-from ``gateway/events.py`` and ``gateway/forwarding.py``; ``[]`` or ``["*"]`` means every
+from ``gateway/events.py``; ``[]`` or ``["*"]`` means every
 type), ``enabled``, an optional ``description`` and a signing secret that the API shows
 only when it is made (creation, rotation). A team has at most
 :data:`MAX_ENDPOINTS_PER_TEAM` endpoints. An endpoint receives the events that happen
@@ -16,7 +16,6 @@ from typing import Any
 
 from gateway import events
 from gateway.errors import ValidationError
-from gateway.forwarding import FORWARD_FAILED, FORWARD_SENT
 from gateway.models import Event, iso
 from gateway.store.base import WebhookEndpoint
 from webhooks.targets import (
@@ -33,8 +32,8 @@ KNOWN_EVENTS = (
     events.MESSAGE_RECEIVED,
     events.MESSAGE_STATUS,
     events.QUOTA_THRESHOLD,
-    FORWARD_SENT,
-    FORWARD_FAILED,
+    events.FORWARD_SENT,
+    events.FORWARD_FAILED,
 )
 MAX_ENDPOINTS_PER_TEAM = 20
 MAX_DESCRIPTION = 256

@@ -13,13 +13,14 @@ from standardwebhooks import Webhook
 from gateway.clock import FrozenClock
 from gateway.config import DEFAULT_RETRY_SCHEDULE
 from gateway.models import iso
+from gateway.retry import retry_after_seconds
 from gateway.runtime import Runtime
 from gateway.store.base import Delivery, DeliveryOutcome
 from tests.webhooks.conftest import add_endpoint, add_events, settle
 from tests.webhooks.receiver import Answer, Received, Receiver
 from webhooks import signing
 from webhooks.client import Client
-from webhooks.delivery import Engine, delivery_id, lane_of, next_delay, retry_after_seconds
+from webhooks.delivery import Engine, delivery_id, lane_of, next_delay
 
 pytestmark = pytest.mark.anyio
 TEAM = "team_a"
