@@ -4,7 +4,6 @@ the uvicorn server class, the seeded sender, and py-spy sampling with a hot-spot
 from __future__ import annotations
 
 import collections
-import contextlib
 import importlib.util
 import os
 import re
@@ -13,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +29,8 @@ def uvicorn_choices() -> tuple[str, str]:
 
 
 def server_class() -> Any:
-    """uvicorn.Server without its signal capture (see the class)."""
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        """uvicorn without its signal capture (it re-raises SIGTERM after ``serve``
-        returns, which would kill the process before the runtime is closed)."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Generator[None, None, None]:
-            yield
+    """uvicorn.Server without its signal capture: the gateway's own (``gateway.serving``)."""
+    from gateway.serving import Server
 
     return Server
 

@@ -171,7 +171,7 @@ async def gateway_setup(store_url: str, blobs: str) -> tuple[Any, dict[str, Any]
     member and a member API key; returns the runtime and what the client needs."""
     from connectors.base import register
     from gateway.config import ConnectorConfig, parse_settings
-    from gateway.runtime import Runtime
+    from gateway.process import open_runtime
 
     register(NullConnector.kind, NullConnector)
     # The outbound policy's send limits stay on (counting them is part of every send), but
@@ -181,7 +181,7 @@ async def gateway_setup(store_url: str, blobs: str) -> tuple[Any, dict[str, Any]
         parse_settings({"gateway": {"store": store_url, "blobs": blobs}, "policy": limits}),
         connectors=(ConnectorConfig("null", NullConnector.kind, frozenset({"sms"}), None, {}),),
     )
-    rt = await Runtime.create(settings)
+    rt = await open_runtime(settings)
     await rt.wait_started()
     return rt, await seed_sender(rt)
 

@@ -180,12 +180,12 @@ async def inbox_page(store: str, conversations: int, requests: int) -> dict[str,
     from gateway.portal.security import resolve
     from gateway.portal.storage import InboxQuery
     from gateway.portal.web import portal_for, render
-    from gateway.runtime import Runtime
+    from gateway.process import open_runtime
 
     with tempfile.TemporaryDirectory(prefix="bench-portal-") as work:
         url = store if store != "sqlite" else f"sqlite:///{work}/gateway.db"
         settings = parse_settings({"gateway": {"store": url, "blobs": f"{work}/blobs"}})
-        rt = await Runtime.create(settings, start_connectors=False)
+        rt = await open_runtime(settings, start_connectors=False)
         try:
             team, member, token = await _seed_member(rt)
             t = time.perf_counter()
@@ -373,7 +373,7 @@ async def portal_streams(
     from gateway.portal import accounts
     from gateway.portal.roles import PORTAL_STORE
     from gateway.portal.settings import PortalSettings
-    from gateway.runtime import Runtime
+    from gateway.process import open_runtime
 
     prefix = f"bp{os.getpid()}"
     store = f"{redis_url}{'&' if '?' in redis_url else '?'}prefix={prefix}"
@@ -383,7 +383,7 @@ async def portal_streams(
         f'[gateway]\nstore = "{store}"\nblobs = "{work}/blobs"\n'
         f'public_url = "http://127.0.0.1:{port}"\n'
     )
-    rt = await Runtime.create(
+    rt = await open_runtime(
         parse_settings({"gateway": {"store": store, "blobs": str(work / "blobs")}}),
         start_connectors=False,
     )

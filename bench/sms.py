@@ -42,7 +42,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -62,7 +61,6 @@ from bench._common import (
     hot_spots,
     pin,
     seed_sender,
-    server_class,
     start_py_spy,
     stop_process,
     uvicorn_choices,
@@ -89,12 +87,11 @@ UNFINISHED = ("accepted", "queued", "sending", "sent")
 # The gateway process (``--serve``)
 # ---------------------------------------------------------------------------------------
 async def _serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
     import connectors.smpp.connector  # noqa: F401  (registers kind "smpp")
     from gateway.api.app import create_app
     from gateway.config import parse_settings
-    from gateway.runtime import Runtime
+    from gateway.process import open_runtime
+    from gateway.serving import serve_until_signal
 
     options = {
         "host": "127.0.0.1",
@@ -114,29 +111,23 @@ async def _serve(args: argparse.Namespace) -> None:
             "policy": {"member_limit": False, "destination_limit": False},
         }
     )
-    rt = await Runtime.create(settings)
+    rt = await open_runtime(settings)
     try:
         await rt.wait_started(30)
         info = await seed_sender(rt)
         app = create_app(rt, workers=True)
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=args.port,
-            loop=args.loop,
-            http=args.http,
-            lifespan="on",
-            access_log=False,
-            log_level="warning",
-        )
-        server = server_class()(config)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
         tmp = f"{args.info}.tmp"
         Path(tmp).write_text(json.dumps({**info, "pid": os.getpid()}), encoding="utf-8")
         os.replace(tmp, args.info)
-        await server.serve()
+        await serve_until_signal(
+            app,
+            "127.0.0.1",
+            args.port,
+            loop=args.loop,
+            http=args.http,
+            access_log=False,
+            log_level="warning",
+        )
     finally:
         await rt.aclose()
 

@@ -179,7 +179,7 @@ async def _serve(args: argparse.Namespace) -> None:
     import connectors.whatsapp.cloud  # noqa: F401  (registers kind "whatsapp_cloud")
     from gateway.api.app import create_app
     from gateway.config import parse_settings
-    from gateway.runtime import Runtime
+    from gateway.process import open_runtime
 
     options = {
         "graph_url": args.graph_url,
@@ -196,7 +196,7 @@ async def _serve(args: argparse.Namespace) -> None:
             ],
         }
     )
-    rt = await Runtime.create(settings)
+    rt = await open_runtime(settings)
     try:
         await rt.wait_started(30)
         info = await seed_whatsapp_member(rt)

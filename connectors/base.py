@@ -2,8 +2,9 @@
 
 A connector turns one carrier protocol (SMPP, an HTTP carrier API, the WhatsApp Cloud
 API, T.38 fax) into four calls: ``start``, ``send``, ``routes`` (its webhook endpoints,
-mounted under ``/hooks/{connector_id}``) and ``aclose``. Inbound messages and delivery
-reports go to the ``InboundSink`` it is given (``gateway/inbound.py``).
+mounted under ``/hooks/{connector_id}``) and ``aclose``; ``job_handlers`` declares the
+durable job kinds it runs. Inbound messages and delivery reports go to the
+``InboundSink`` it is given (``gateway/inbound.py``).
 
 Errors, drawn once and mapped by each connector from its carrier's codes in one table::
 
@@ -16,11 +17,15 @@ Errors, drawn once and mapped by each connector from its carrier's codes in one 
 
 Each module ends with ``register("kind", Factory)``; a kind is also found through the
 ``gateway.connectors`` entry-point group, so the gateway never imports a carrier by name.
+Carrier simulators that ``gateway demo`` runs (:class:`DemoCarrier`) are found the same
+way, through the ``gateway.simulators`` group.
+
+Public: every connector, and the core, import this module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -33,7 +38,7 @@ if TYPE_CHECKING:
     from gateway.blobs import BlobStore
     from gateway.clock import Clock
     from gateway.config import ConnectorConfig
-    from gateway.models import Message
+    from gateway.models import JobHandler, Message
 
 
 class ErrorCode:
@@ -247,6 +252,13 @@ class Connector(Protocol):
         """Whether the connector can send now (shown on ``/readyz``)."""
         ...
 
+    def job_handlers(self) -> Mapping[str, JobHandler]:
+        """The durable job kinds this connector runs (slow work it handed to the sink's
+        ``defer``), each with a bound method as handler; {} for none. A kind
+        several connectors declare goes to the one its payload's ``connector_id`` names.
+        While no running connector declares a kind, its jobs wait in the queue."""
+        ...
+
     async def aclose(self) -> None:
         """Disconnect and stop background tasks."""
         ...
@@ -287,3 +299,39 @@ def create(config: ConnectorConfig, context: ConnectorContext) -> Connector:
             f"connectors[{config.id}].kind: unknown connector kind {config.kind!r} (known: {kinds})"
         )
     return factory(config, context)
+
+
+# -- demo carriers: simulators that ``gateway demo`` runs beside the gateway --------------
+SIMULATOR_GROUP = "gateway.simulators"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoNumber:
+    """A number of a demo member and the channels the member uses it for."""
+
+    number: str
+    channels: frozenset[str]
+
+
+class DemoCarrier(Protocol):
+    """A carrier simulator that ``gateway demo`` starts on a free loopback port (a factory
+    in the ``gateway.simulators`` entry-point group, called once per demo)."""
+
+    async def start(self, public_url: str, numbers: Sequence[DemoNumber]) -> ConnectorConfig:
+        """Start the simulator for the demo's ``numbers`` (the gateway will be served at
+        ``public_url``); returns the ``[[connectors]]`` table of a connector reaching it."""
+        ...
+
+    def banner(self) -> str:
+        """How to use the simulated carrier from a shell (printed by the demo)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop the simulator."""
+        ...
+
+
+def demo_carriers() -> list[DemoCarrier]:
+    """A new instance of every installed demo carrier, by entry-point name."""
+    found = sorted(entry_points(group=SIMULATOR_GROUP), key=lambda ep: ep.name)
+    return [ep.load()() for ep in found]

@@ -14,9 +14,8 @@ from gateway.errors import ConfigError
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
-    from gateway.extensions import AdminCommand
-    from gateway.models import Member
-    from gateway.runtime import Runtime
+    from gateway.extensions import AdminCommand, Extension, Host
+    from gateway.models import JobHandler, Member
     from gateway.services import ServiceKey
     from gateway.store.roles import Role
 
@@ -43,18 +42,22 @@ class FaxExtension:
         """Nothing."""
         return {}
 
-    async def run(self, rt: Runtime, stop: asyncio.Event) -> None:
+    def job_handlers(self, host: Host) -> Mapping[str, JobHandler]:
+        """None."""
+        return {}
+
+    async def run(self, host: Host, stop: asyncio.Event) -> None:
         """No background service."""
 
     def admin_commands(self) -> Sequence[AdminCommand]:
         """None."""
         return ()
 
-    async def demo(self, rt: Runtime, members: Sequence[Member]) -> str:
+    async def demo(self, host: Host, members: Sequence[Member]) -> str:
         """Nothing to set up."""
         return ""
 
-    def services(self, rt: Runtime) -> Mapping[ServiceKey[Any], object]:
+    def services(self, host: Host) -> Mapping[ServiceKey[Any], object]:
         """``DocumentPreview``."""
         from fax.preview import FaxPreview
         from gateway.services import DOCUMENT_PREVIEW
@@ -62,4 +65,4 @@ class FaxExtension:
         return {DOCUMENT_PREVIEW: FaxPreview()}
 
 
-EXTENSION = FaxExtension()
+EXTENSION: Extension = FaxExtension()

@@ -2,7 +2,9 @@
 
 Everything lives in a temporary directory (an SQLite store and a blob directory) that is
 deleted when the demo stops. ``create_demo`` does the setup on any store, so tests can
-check it without serving.
+check it without serving. The carriers are simulators found through the
+``gateway.simulators`` entry points (``connectors.base.DemoCarrier``: the SMSC and the
+WhatsApp Cloud API today), never imported by name.
 """
 
 from __future__ import annotations
@@ -14,21 +16,18 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from connectors.base import DemoCarrier, DemoNumber, demo_carriers
+from gateway.admin import create_member, create_team
 from gateway.auth import create_key
-from gateway.cli import create_member, create_team
 from gateway.clock import Clock
 from gateway.config import ConnectorConfig, Settings, extension_settings
-from gateway.models import Addon, ApiKey, Member, Plan, Team
+from gateway.models import Addon, ApiKey, Channel, Member, Plan, Team
 from gateway.numbers import normalize_landline, normalize_mobile
+from gateway.process import open_runtime
 from gateway.quota import euros
 from gateway.runtime import Runtime
 from gateway.store.base import Store
-
-if TYPE_CHECKING:
-    from connectors.smpp.simulator import SmscSimulator
-    from connectors.whatsapp.simulator import WhatsAppSimulator
 
 DEMO_TEAM = "Demo GmbH"
 DEMO_PLAN = Plan.BUSINESS
@@ -81,10 +80,20 @@ class DemoInfo:
 
 
 def demo_connectors() -> tuple[ConnectorConfig, ...]:
-    """The connectors the demo runs with."""
-    # None yet: the built-in carrier simulators (SMSC, WhatsApp Cloud API, fax) are added
-    # here by later issues, so that the demo can send and receive without a real carrier.
+    """The connectors the demo runs with besides those of its carrier simulators."""
     return ()
+
+
+def demo_numbers() -> tuple[DemoNumber, ...]:
+    """The demo members' numbers, each with the channels its member uses it for."""
+    mobile = {Channel.SMS.value, Channel.WHATSAPP.value}
+    numbers = [DemoNumber(m.mobile, m.addons & mobile) for m in DEMO_MEMBERS]
+    numbers += [
+        DemoNumber(m.fax, frozenset({Channel.FAX.value}))
+        for m in DEMO_MEMBERS
+        if m.fax and Addon.FAX in m.addons
+    ]
+    return tuple(numbers)
 
 
 def demo_settings(root: str | Path, host: str, port: int) -> Settings:
@@ -172,104 +181,6 @@ def describe(info: DemoInfo, settings: Settings, workdir: str | None = None) -> 
     return "\n".join(lines)
 
 
-# -- WhatsApp: the Cloud API simulator (connectors/whatsapp/simulator.py) ----------------
-WHATSAPP_CONNECTOR_ID = "whatsapp"
-WHATSAPP_DEMO_CONTACT = "+4917612345678"
-
-
-def whatsapp_phone_number_ids() -> dict[str, str]:
-    """Made-up Meta phone_number_ids for the mobiles of the demo's WhatsApp members."""
-    members = [m for m in DEMO_MEMBERS if Addon.WHATSAPP in m.addons]
-    return {m.mobile: f"10000000000{i:04d}" for i, m in enumerate(members, start=1)}
-
-
-async def start_whatsapp(settings: Settings) -> tuple[Settings, WhatsAppSimulator]:
-    """Start the WhatsApp simulator on a free loopback port; returns ``settings`` with a
-    ``whatsapp_cloud`` connector for the demo's WhatsApp members, and the simulator."""
-    from connectors.whatsapp.simulator import WhatsAppSimulator
-
-    hook = f"{settings.public_url}/hooks/{WHATSAPP_CONNECTOR_ID}/"
-    sim = WhatsAppSimulator(numbers=whatsapp_phone_number_ids(), webhook_url=hook, status_delay=0.5)
-    await sim.start("127.0.0.1", 0)
-    config = ConnectorConfig(
-        WHATSAPP_CONNECTOR_ID,
-        "whatsapp_cloud",
-        frozenset({"whatsapp"}),
-        None,
-        sim.connector_options(),
-    )
-    return dataclasses.replace(settings, connectors=(*settings.connectors, config)), sim
-
-
-def whatsapp_banner(sim: WhatsAppSimulator) -> str:
-    """How to use the simulated WhatsApp carrier from a shell."""
-    business = next(iter(sim.numbers))
-    inbound = json.dumps({"from": WHATSAPP_DEMO_CONTACT, "to": business, "text": "Hallo!"})
-    lines = [
-        "  WhatsApp     simulated Cloud API at " + sim.graph_url,
-        "               (numbers: " + ", ".join(sim.numbers) + "; it posts signed",
-        "               status webhooks and tracks the 24-hour window like Meta)",
-        "    A contact writes (opens the 24-hour window for free-form answers):",
-        f"    curl -s {sim.base_url}/_sim/inbound -H 'Content-Type: application/json' "
-        f"-d {shlex.quote(inbound)}",
-        '    Then answer with "channel": "whatsapp", "from": "' + business + '", '
-        '"to": "' + WHATSAPP_DEMO_CONTACT + '".',
-        "",
-    ]
-    return "\n".join(lines)
-
-
-# -- end of WhatsApp ------------------------------------------------------------------------
-
-
-# -- SMS: the SMSC simulator (connectors/smpp/simulator.py) -------------------------------
-SMS_CONNECTOR_ID = "sms"
-SMSC_SYSTEM_ID = "demo"
-SMSC_PASSWORD = "demo"
-SMSC_RECEIPT_DELAY = 1.0  # seconds until the simulated handset has the SMS
-
-
-async def start_smsc(settings: Settings) -> tuple[Settings, SmscSimulator]:
-    """Start the SMSC simulator on a free loopback port; returns ``settings`` with an
-    ``smpp`` connector bound to it, and the simulator. An SMS to a demo member's mobile
-    also comes back as an inbound SMS (the simulator loops the members' numbers)."""
-    from connectors.smpp.simulator import SmscSimulator
-
-    sim = SmscSimulator(
-        host="127.0.0.1",
-        port=0,
-        system_id=SMSC_SYSTEM_ID,
-        password=SMSC_PASSWORD,
-        receipt_delay=SMSC_RECEIPT_DELAY,
-        record=False,
-        loop_numbers=[m.mobile for m in DEMO_MEMBERS],
-    )
-    await sim.start()
-    options = {
-        "host": "127.0.0.1",
-        "port": sim.port,
-        "system_id": SMSC_SYSTEM_ID,
-        "password": SMSC_PASSWORD,
-    }
-    config = ConnectorConfig(SMS_CONNECTOR_ID, "smpp", frozenset({"sms"}), None, options)
-    return dataclasses.replace(settings, connectors=(*settings.connectors, config)), sim
-
-
-def smsc_banner(sim: SmscSimulator) -> str:
-    """What the simulated SMS carrier does."""
-    lines = [
-        f"  SMS          simulated SMSC (SMPP 3.4) at 127.0.0.1:{sim.port}",
-        f"               (delivery receipts after {SMSC_RECEIPT_DELAY:g} s; an SMS to a demo "
-        "member's",
-        "               mobile also arrives as an inbound SMS for that member)",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-# -- end of SMS ---------------------------------------------------------------------------
-
-
 async def extension_demos(rt: Runtime, info: DemoInfo) -> list[str]:
     """Each installed extension's part of the demo (the portal's sign-ins …): its
     banner lines, set up for the demo members (the first is the team's admin)."""
@@ -286,24 +197,29 @@ async def extension_demos(rt: Runtime, info: DemoInfo) -> list[str]:
 async def run_demo(
     host: str, port: int, serve: Callable[[Runtime, str, int], Awaitable[None]]
 ) -> None:
-    """Set up a throwaway demo, print how to use it, and ``serve`` it until stopped."""
+    """Set up a throwaway demo with every installed carrier simulator, print how to use
+    it, and ``serve`` it until stopped."""
     with tempfile.TemporaryDirectory(prefix="gateway-demo-") as workdir:
         settings = demo_settings(workdir, host, port)
-        settings, whatsapp = await start_whatsapp(settings)  # WhatsApp simulator
-        settings, smsc = await start_smsc(settings)  # SMSC simulator
+        started: list[DemoCarrier] = []
         try:
-            rt = await Runtime.create(settings)
+            configs = []
+            for carrier in demo_carriers():
+                configs.append(await carrier.start(settings.public_url, demo_numbers()))
+                started.append(carrier)
+            settings = dataclasses.replace(settings, connectors=(*settings.connectors, *configs))
+            rt = await open_runtime(settings)
             try:
                 info = await create_demo(rt.store, rt.clock, settings)
                 await rt.wait_started()
                 print(describe(info, settings, workdir), flush=True)
-                print(smsc_banner(smsc), flush=True)
-                print(whatsapp_banner(whatsapp), flush=True)
+                for carrier in started:
+                    print(carrier.banner(), flush=True)
                 for text in await extension_demos(rt, info):
                     print(text, flush=True)
                 await serve(rt, host, port)
             finally:
                 await rt.aclose()
         finally:
-            await smsc.stop()
-            await whatsapp.stop()
+            for carrier in reversed(started):
+                await carrier.stop()

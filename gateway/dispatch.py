@@ -4,11 +4,15 @@ Short retries (a carrier hiccup of a second) happen inside one job run (``_send`
 anything longer becomes a durable retry (the job's ``run_at``), so no coroutine
 sleeps for minutes. Statuses only move forward; a message that fails permanently before
 the carrier accepted it gives its units back.
+
+The core's job kinds live here, bound to a runtime by :func:`job_handlers` (``send``,
+``status``) with the housekeeping of :func:`housekeeping`; ``gateway.process`` hands
+them to the worker.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -27,9 +31,9 @@ from connectors.base import (
 )
 from gateway import window
 from gateway.inbound import STATUS_RETRY, Inbound
-from gateway.jobs import Retry, handler, periodic
-from gateway.models import Job, Message, Status
-from gateway.outbound import retry_delay
+from gateway.jobs import Housekeeping
+from gateway.models import Job, JobHandler, Message, Status
+from gateway.retry import Retry, backoff, in_process
 from gateway.runtime import Runtime
 from gateway.store.base import StatusUpdate
 
@@ -39,10 +43,15 @@ SHORT_ATTEMPTS = 3
 SHORT_RETRY_FIRST = 0.2  # seconds before the second try; doubled before each next one
 # A carrier's retry_after above this is waited out as a durable retry, not in-process.
 SHORT_RETRY_MAX = 2.0
+# A send the carrier refused for now is tried again after 5 s, 20 s, 80 s … at most an hour.
+SEND_RETRY_FIRST = 5.0
+SEND_RETRY_FACTOR = 4.0
+SEND_RETRY_MAX = 3600.0
 AUTH_RETRY = timedelta(seconds=60)
 # A connector that says when to try again (``Health.retry_after``, e.g. until its next
 # reconnect) is tried again then, within these bounds.
 UNHEALTHY_RETRY_MIN = timedelta(seconds=1)
+STATUS_RETRY_MAX = 600.0
 _DONE = {Status.SENT, Status.DELIVERED, Status.READ, Status.FAILED}
 
 
@@ -63,21 +72,44 @@ def _short(exc: BaseException) -> bool:
     )
 
 
+def _hint(exc: BaseException) -> float | None:
+    return exc.retry_after if isinstance(exc, RetryableError) else None
+
+
 async def _send(connector: Connector, out: OutboundMessage) -> SendResult:
     """``connector.send``, tried up to ``SHORT_ATTEMPTS`` times through a short hiccup:
-    0.2 s, then 0.4 s … (at most ``SHORT_RETRY_MAX``, at least the carrier's
-    ``retry_after``) between tries. A plain loop: the success path (every send) costs one
-    call, where a retry library built its state machine for each send."""
-    attempt = 1
-    while True:
-        try:
-            return await connector.send(out)
-        except RetryableError as exc:
-            if attempt >= SHORT_ATTEMPTS or not _short(exc):
-                raise
-            backoff = min(SHORT_RETRY_FIRST * 2 ** (attempt - 1), SHORT_RETRY_MAX)
-            await asyncio.sleep(max(backoff, exc.retry_after or 0.0))
-            attempt += 1
+    about 0.2 s, then 0.4 s … (at most ``SHORT_RETRY_MAX``, at least the carrier's
+    ``retry_after``) between tries. The first try is a plain call: the success path
+    (every send) builds no retry state; tenacity takes over only after a short failure."""
+    try:
+        return await connector.send(out)
+    except RetryableError as exc:
+        if not _short(exc):
+            raise
+        return await _send_again(connector, out, exc)
+
+
+async def _send_again(
+    connector: Connector, out: OutboundMessage, failed: RetryableError
+) -> SendResult:
+    """The rest of ``_send`` after a first try that ``failed`` for a moment."""
+    first: RetryableError | None = failed
+
+    async def attempt() -> SendResult:
+        nonlocal first
+        if first is not None:  # tenacity's first attempt: the one that just failed
+            error, first = first, None
+            raise error
+        return await connector.send(out)
+
+    retrying = in_process(
+        attempts=SHORT_ATTEMPTS,
+        base=SHORT_RETRY_FIRST,
+        cap=SHORT_RETRY_MAX,
+        retry_on=_short,
+        hint=_hint,
+    )
+    return await retrying(attempt)
 
 
 async def outbound_message(rt: Runtime, msg: Message) -> OutboundMessage:
@@ -113,7 +145,19 @@ async def fail(rt: Runtime, msg: Message, error: Mapping[str, object]) -> None:
     )
 
 
-@handler("send")
+def job_handlers(rt: Runtime) -> dict[str, JobHandler]:
+    """The core's job kinds bound to ``rt``: ``send`` and ``status``."""
+    return {
+        "send": functools.partial(send_job, rt),
+        "status": functools.partial(status_job, rt),
+    }
+
+
+def housekeeping(rt: Runtime) -> list[Housekeeping]:
+    """The core's periodic housekeeping bound to ``rt``."""
+    return [functools.partial(fail_dead_sends, rt)]
+
+
 async def send_job(rt: Runtime, job: Job) -> bool | None:
     """Send one outbound message through its connector (True: sent, and the job finished
     with the same write)."""
@@ -158,9 +202,10 @@ async def send_job(rt: Runtime, job: Job) -> bool | None:
         if job.attempts >= job.max_attempts:
             await fail(rt, msg, exc.as_error())
             return None
-        delay = retry_delay(job.attempts)
-        if exc.retry_after:
-            delay = max(delay, timedelta(seconds=exc.retry_after))
+        wait = backoff(
+            job.attempts, base=SEND_RETRY_FIRST, cap=SEND_RETRY_MAX, factor=SEND_RETRY_FACTOR
+        )
+        delay = timedelta(seconds=max(wait, exc.retry_after or 0.0))
         await rt.store.update_message(
             msg.id, StatusUpdate(status=Status.QUEUED, detail=exc.as_error()), rt.clock.now()
         )
@@ -202,7 +247,6 @@ async def _window_refused(
     return None
 
 
-@handler("status")
 async def status_job(rt: Runtime, job: Job) -> None:
     """Apply a parked delivery report whose message was not known when it arrived."""
     p = job.payload
@@ -224,10 +268,11 @@ async def status_job(rt: Runtime, job: Job) -> None:
             job.attempts,
         )
         return
-    raise Retry(rt.clock.now() + STATUS_RETRY * 2**job.attempts, "carrier id not known yet")
+    # 4 s, 8 s, 16 s … after the first 2 s (``STATUS_RETRY``), at most ten minutes.
+    delay = backoff(job.attempts + 1, base=STATUS_RETRY.total_seconds(), cap=STATUS_RETRY_MAX)
+    raise Retry(rt.clock.now() + timedelta(seconds=delay), "carrier id not known yet")
 
 
-@periodic
 async def fail_dead_sends(rt: Runtime) -> int:
     """Fail (and refund) messages whose send job died, e.g. because its workers kept dying.
 

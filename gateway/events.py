@@ -1,8 +1,9 @@
 """The event log that developers' webhooks and the portal both read.
 
 Events are appended by the store in the same transaction as the change they describe;
-this module names the types and builds their payloads. Public on purpose: the event types
-are what extensions (webhooks/, the portal) filter and document.
+this module names the types and builds their payloads.
+
+Public: extensions (webhooks, the portal) read the event types from here.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ MESSAGE_CREATED = "message.created"
 MESSAGE_RECEIVED = "message.received"
 MESSAGE_STATUS = "message.status"
 QUOTA_THRESHOLD = "quota.threshold"
-FORWARD_SENT = "forward.sent"  # an inbound message was forwarded (gateway/forwarding.py)
+# Forwarding of an inbound message (gateway/forwarding.py); not about one message's status.
+FORWARD_SENT = "forward.sent"
 FORWARD_FAILED = "forward.failed"
 
 

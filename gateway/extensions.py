@@ -1,24 +1,37 @@
-"""The extension seam: packages of the house that add to every gateway process (webhooks/,
-the portal).
+"""The extension seam: what a package of the house (``webhooks/``, later the portal) adds
+to every gateway process, and what a process offers it.
 
-Extensions are found through the entry-point group ``gateway.extensions``
-(pyproject.toml), so the core never imports them. What an extension adds:
+Public: extensions import this module; the core never imports an extension. An
+extension is one object found through the entry-point group ``gateway.extensions``
+(``pyproject.toml``)::
+
+    [project.entry-points."gateway.extensions"]
+    webhooks = "webhooks.extension:EXTENSION"
+
+Every process (``gateway serve``, ``gateway worker``, ``gateway demo``) loads them once.
+What an extension adds:
 
 * its ``[name]`` section of the configuration: ``gateway.config`` hands the table to
-  :meth:`Extension.parse_settings` and keeps the result in ``Settings.extensions[name]``;
+  :meth:`Extension.parse_settings` and keeps the result in ``Settings.extensions[name]``
+  (read back with ``host.settings.extension(name, kind)``);
 * its storage: the storage roles it lists in :meth:`Extension.storage`, opened with the
-  store by ``Runtime.create`` and handed out by ``rt.role(...)``
+  store by ``gateway.process.open_runtime`` and handed out by ``host.role(...)``
   (``gateway/store/roles.py``);
-* routes, served by ``create_app`` after the core's, and their part of the OpenAPI
-  document;
-* a background service, run by ``Worker.run`` (``serve`` and ``worker``) beside the job
-  loops;
-* ``gateway admin OBJECT ACTION`` commands (:class:`AdminCommand`), run on a runtime
-  whose storage roles are open;
+* routes: ``create_app`` serves :meth:`Extension.routes` after the core's ``/v1`` routes,
+  and the OpenAPI document merges :meth:`Extension.openapi`;
+* jobs and a service: the job worker runs the kinds of :meth:`Extension.job_handlers` (a
+  job of a kind no running process handles waits in the queue, see ``gateway.jobs``) and
+  :meth:`Extension.run`, the extension's background service, beside its job loops;
+* ``gateway admin OBJECT ACTION`` commands (:class:`AdminCommand`), run on a host whose
+  storage roles are open;
 * its part of ``gateway demo``: what it sets up for the demo members, and the lines it
   adds to the banner;
 * services for the other extensions (``gateway/services.py``), found with
-  :func:`service`.
+  :func:`service`: the portal manages webhook endpoints through the webhooks
+  extension's ``WebhookAdmin`` without importing it.
+
+An extension types against :class:`Host`, never against ``gateway.runtime.Runtime``
+(which satisfies it): that keeps it to the public surface of the core.
 """
 
 from __future__ import annotations
@@ -33,23 +46,73 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 if TYPE_CHECKING:
     import argparse
 
+    import httpx
     from starlette.routing import BaseRoute
 
-    from gateway.models import Member
-    from gateway.runtime import Runtime
+    from gateway.blobs import BlobStore
+    from gateway.clock import Clock
+    from gateway.config import Settings
+    from gateway.metrics import Metrics
+    from gateway.models import JobHandler, Member
     from gateway.services import ServiceKey
+    from gateway.store.base import Store
     from gateway.store.roles import Role
 
-EXTENSION_GROUP = "gateway.extensions"
+GROUP = "gateway.extensions"
+R = TypeVar("R")
 T = TypeVar("T")
+
+
+class Host(Protocol):
+    """What a gateway process offers an extension (``gateway.runtime.Runtime`` is one)."""
+
+    @property
+    def settings(self) -> Settings:
+        """The process's settings (``gateway.config``; an extension's own section with
+        ``settings.extension(name, kind)``)."""
+        ...
+
+    @property
+    def store(self) -> Store:
+        """The shared store (``gateway.store.base.Store``)."""
+        ...
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every time decision uses (injected in tests)."""
+        ...
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The process's shared outgoing HTTP client."""
+        ...
+
+    @property
+    def metrics(self) -> Metrics:
+        """The ``/metrics`` registry."""
+        ...
+
+    @property
+    def blobs(self) -> BlobStore:
+        """Attachment bytes, addressed by SHA-256."""
+        ...
+
+    def role(self, role: Role[R]) -> R:
+        """The running store's implementation of a storage ``role`` an installed
+        extension lists (``LookupError`` for one that is not open)."""
+        ...
+
+    def wake_workers(self) -> None:
+        """Tell this process's job workers that a job was enqueued (others poll)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
 class AdminCommand:
     """``gateway admin OBJECT ACTION …`` contributed by an extension.
 
-    ``arguments`` adds the command's arguments to its parser; ``run`` gets a runtime on
-    the configured store (storage roles open, connectors not started) and the parsed
+    ``arguments`` adds the command's arguments to its parser; ``run`` gets a host on the
+    configured store (storage roles open, connectors not started) and the parsed
     arguments, and returns what every admin command returns: the JSON object (``--json``)
     and the text. Errors are the gateway's (``GatewayError``), as for the core's commands.
     """
@@ -58,7 +121,7 @@ class AdminCommand:
     action: str  # e.g. "set-password"
     help: str
     arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[Runtime, argparse.Namespace], Awaitable[tuple[dict[str, Any], str]]]
+    run: Callable[[Host, argparse.Namespace], Awaitable[tuple[dict[str, Any], str]]]
 
 
 class Extension(Protocol):
@@ -76,14 +139,18 @@ class Extension(Protocol):
         ...
 
     def routes(self) -> Sequence[BaseRoute]:
-        """Routes served after the core's /v1 routes."""
+        """Routes served after the core's ``/v1`` routes."""
         ...
 
     def openapi(self) -> dict[str, Any]:
-        """Their part of the OpenAPI document: ``paths``, ``schemas``, ``tags``, ``webhooks``."""
+        """Its part of the OpenAPI document: ``paths``, ``schemas``, ``tags``, ``webhooks``."""
         ...
 
-    async def run(self, rt: Runtime, stop: asyncio.Event) -> None:
+    def job_handlers(self, host: Host) -> Mapping[str, JobHandler]:
+        """The job kinds it runs, each with its handler bound to ``host`` ({} for none)."""
+        ...
+
+    async def run(self, host: Host, stop: asyncio.Event) -> None:
         """The background service, until ``stop`` is set."""
         ...
 
@@ -91,13 +158,13 @@ class Extension(Protocol):
         """Its ``gateway admin`` commands (none: ``()``)."""
         ...
 
-    async def demo(self, rt: Runtime, members: Sequence[Member]) -> str:
+    async def demo(self, host: Host, members: Sequence[Member]) -> str:
         """Set up its part of ``gateway demo`` for the demo team's ``members`` (the first
         is the team's admin) and return the banner's lines about it ("" for none)."""
         ...
 
-    def services(self, rt: Runtime) -> Mapping[ServiceKey[Any], object]:
-        """The services it offers on ``rt``, under their keys in ``gateway/services.py``
+    def services(self, host: Host) -> Mapping[ServiceKey[Any], object]:
+        """The services it offers on ``host``, under their keys in ``gateway/services.py``
         ({} for none)."""
         ...
 
@@ -105,15 +172,20 @@ class Extension(Protocol):
 @functools.cache
 def extensions() -> tuple[Extension, ...]:
     """The installed extensions, by name (loaded once per process)."""
-    found = sorted(entry_points(group=EXTENSION_GROUP), key=lambda ep: ep.name)
+    found = sorted(entry_points(group=GROUP), key=lambda ep: ep.name)
     return tuple(ep.load() for ep in found)
 
 
-def service(rt: Runtime, key: ServiceKey[T]) -> T | None:
+def service(host: Host, key: ServiceKey[T]) -> T | None:
     """The service under ``key`` (``gateway/services.py``) that an installed extension
-    offers on ``rt``, or None."""
+    offers on ``host``, or None."""
     for ext in extensions():
-        found = ext.services(rt).get(key)
+        found = ext.services(host).get(key)
         if found is not None:
             return cast(T, found)
     return None
+
+
+def extension_commands() -> dict[tuple[str, str], AdminCommand]:
+    """The installed extensions' ``gateway admin`` commands by (object, action)."""
+    return {(c.object, c.action): c for ext in extensions() for c in ext.admin_commands()}

@@ -30,11 +30,12 @@ event. Temporary SMTP trouble is retried with the outbound backoff until
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import mimetypes
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
@@ -49,14 +50,26 @@ from gateway.errors import (
 )
 from gateway.events import FORWARD_FAILED, FORWARD_SENT
 from gateway.ids import new_id
-from gateway.jobs import Retry, handler
-from gateway.models import Channel, Event, Job, Member, Message, Team, addon_allows, iso
+from gateway.models import (
+    Channel,
+    Event,
+    Job,
+    JobHandler,
+    Member,
+    Message,
+    Team,
+    addon_allows,
+    iso,
+)
 from gateway.numbers import normalize_mobile
+from gateway.retry import Retry, backoff
 from gateway.runtime import Runtime
 
 log = logging.getLogger("gateway.forwarding")
 
 JOB_KIND = "forward"
+# A relay that is down: the forward is tried again after 5 s, 20 s, 80 s … at most an hour.
+RETRY_FIRST, RETRY_FACTOR, RETRY_MAX = 5.0, 4.0, 3600.0
 MAX_EMAIL = 5
 MAX_SMS = 5
 FORWARDABLE = (Channel.SMS.value, Channel.WHATSAPP.value)
@@ -310,7 +323,11 @@ async def _failed(rt: Runtime, outcome: _Outcome, code: str, reason: str, **data
     await _record(rt, outcome, FORWARD_FAILED, code=code, reason=reason, **data)
 
 
-@handler(JOB_KIND)
+def job_handlers(rt: Runtime) -> dict[str, JobHandler]:
+    """The ``forward`` job kind bound to ``rt``."""
+    return {JOB_KIND: functools.partial(forward_job, rt)}
+
+
 async def forward_job(rt: Runtime, job: Job) -> None:
     """Forward one inbound message to one target (an address or a number)."""
     p = job.payload
@@ -468,7 +485,8 @@ async def _forward_email(rt: Runtime, job: Job, outcome: _Outcome) -> None:
             )
             return
         log.info("forward %s to %s: %s; will retry", msg.id, outcome.to, exc.message)
-        raise Retry(rt.clock.now() + outbound.retry_delay(job.attempts), exc.message) from exc
+        delay = backoff(job.attempts, base=RETRY_FIRST, cap=RETRY_MAX, factor=RETRY_FACTOR)
+        raise Retry(rt.clock.now() + timedelta(seconds=delay), exc.message) from exc
     except mail.PermanentMailError as exc:
         await _failed(rt, outcome, "smtp_rejected", exc.message, smtp_code=exc.smtp_code)
         return

@@ -152,9 +152,10 @@ class Inbound:
 
     # -- deferred connector work (e.g. WhatsApp media downloads) --
     async def defer(self, kind: str, payload: dict[str, Any]) -> None:
-        """Park slow work a connector must not do inside a carrier's webhook as a durable
-        job of ``kind`` (its handler is registered by the connector's module): a webhook
-        already answered 2xx loses nothing if the process dies."""
+        """Hand slow work a connector must not do inside a carrier's webhook to a durable
+        job of ``kind`` (one of the connector's ``job_handlers``): a webhook already
+        answered 2xx loses nothing if the process dies, nor if the connector is missing
+        for a while (the job waits for a process that runs the kind)."""
         rt = self.rt
         now = rt.clock.now()
         job = Job(new_id("job"), kind, payload, now, rt.settings.job_max_attempts, created_at=now)

@@ -1,10 +1,18 @@
 """Workers over the durable job queue: lease due jobs (in batches), run each one's
-handler, ack it or retry it.
+handler, keep its lease while it runs, then ack it or retry it.
 
-A job is leased with a visibility timeout; if its worker dies, the lease expires and
-another worker takes it over. Handlers must therefore be safe to run again (the send
-handler checks the message's status first). Durable retries are jobs with a later
-``run_at``, never sleeping coroutines.
+A job is leased with a visibility timeout; while its handler runs, the worker renews the
+lease (a heartbeat every third of the timeout), so a fax call of several minutes is not
+taken over by another worker. If the worker dies, the renewals stop, the lease expires
+and another worker takes the job over. Handlers must therefore be safe to run again (the
+send handler checks the message's status first). A renewal that is refused (another
+worker holds the job now) cancels the handler: it must not go on doing the work twice.
+Durable retries are jobs with a later ``run_at``, never sleeping coroutines.
+
+A worker runs the kinds it is given (the core's, its connectors', its extensions'; see
+``gateway.process``) and leases only those: a job of a kind that no running process
+handles (its connector was removed from the configuration) waits in the queue with its
+attempts untouched, shown by ``/metrics`` and ``gateway admin jobs list``.
 """
 
 from __future__ import annotations
@@ -15,56 +23,34 @@ import logging
 import os
 import socket
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gateway.extensions import Extension, extensions
-from gateway.models import Job
+from gateway.models import Job, JobHandler
+from gateway.retry import Retry, backoff
 from gateway.runtime import Runtime
 
 log = logging.getLogger("gateway.jobs")
 
+# Housekeeping a worker runs at start and every ``SWEEP_INTERVAL`` (bound to its runtime).
+Housekeeping = Callable[[], Awaitable[object]]
+# A background service run beside the job loops until its stop event is set (an
+# extension's ``run``, bound to the runtime).
+Service = Callable[[asyncio.Event], Awaitable[None]]
+SWEEP_INTERVAL = 60.0
+# An unexpected error in a handler: tried again after 5 s, 10 s, 20 s … at most an hour.
+ERROR_RETRY_FIRST = 5.0
+ERROR_RETRY_MAX = 3600.0
+
 
 @dataclass(slots=True)
-class Retry(Exception):
-    """Raised by a handler: run the job again at ``at`` (an attempt is used unless ``refund``)."""
+class _Lease:
+    """A job running in this worker, and the task that runs it."""
 
-    at: datetime
-    reason: str
-    refund: bool = False
-
-
-# A handler returns True when its last store write already finished (acked) the job,
-# atomically with what it recorded (``Store.complete_send``); else the worker acks it.
-Handler = Callable[[Runtime, Job], Awaitable[bool | None]]
-HANDLERS: dict[str, Handler] = {}
-Periodic = Callable[[Runtime], Awaitable[object]]
-PERIODIC: list[Periodic] = []
-SWEEP_INTERVAL = 60.0
-
-
-def handler(kind: str) -> Callable[[Handler], Handler]:
-    """Register the function that runs jobs of ``kind``."""
-
-    def deco(fn: Handler) -> Handler:
-        HANDLERS[kind] = fn
-        return fn
-
-    return deco
-
-
-def periodic(fn: Periodic) -> Periodic:
-    """Register housekeeping that every worker runs at start and every minute."""
-    PERIODIC.append(fn)
-    return fn
-
-
-async def _run_extension(ext: Extension, rt: Runtime, stop: asyncio.Event) -> None:
-    try:
-        await ext.run(rt, stop)
-    except Exception:
-        log.exception("extension %s stopped with an error", ext.name)
+    job: Job
+    task: asyncio.Task[object] | None
+    lost: bool = False
 
 
 class Worker:
@@ -75,30 +61,41 @@ class Worker:
     job is enqueued in this process (``Runtime.wake_workers``), a slot frees while all
     were busy, or ``poll_interval`` passes (jobs enqueued by other processes, retries
     that fell due): an idle process makes no store writes, and a new job wakes one
-    leaser, not every slot.
+    leaser, not every slot. One heartbeat renews the leases of the jobs that run longer
+    than a sixth of the visibility timeout (a quick job costs no renewal).
     """
 
     def __init__(
-        self, rt: Runtime, concurrency: int | None = None, name: str | None = None
+        self,
+        rt: Runtime,
+        handlers: Mapping[str, JobHandler],
+        *,
+        housekeeping: Sequence[Housekeeping] = (),
+        services: Mapping[str, Service] | None = None,
+        concurrency: int | None = None,
+        name: str | None = None,
     ) -> None:
-        # Importing dispatch registers the "send" handler (dispatch imports this module,
-        # so the import cannot sit at the top); forwarding registers "forward".
-        from gateway import dispatch, forwarding  # noqa: F401
-
         self.rt = rt
+        self.handlers = dict(handlers)
+        self.kinds = frozenset(self.handlers)
+        self.housekeeping = tuple(housekeeping)
+        self.services = dict(services or {})
         self.concurrency = concurrency or rt.settings.workers
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.visibility = timedelta(seconds=rt.settings.job_visibility_seconds)
         self._running: set[asyncio.Task[None]] = set()
+        self._leases: dict[str, _Lease] = {}
         self._full = False  # the leaser waits for a free slot (more may be due)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; jobs in flight finish first."""
+        done = asyncio.Event()  # every job has finished: the heartbeat may stop
+        heartbeat = asyncio.create_task(self._heartbeat(done), name="worker-heartbeat")
         housekeeping = asyncio.create_task(self._housekeeping(stop), name="worker-housekeeping")
         leaser = asyncio.create_task(self._lease_loop(stop), name="worker-leaser")
         services = [
-            asyncio.create_task(_run_extension(ext, self.rt, stop), name=f"extension-{ext.name}")
-            for ext in extensions()
+            asyncio.create_task(_logged(name, run, stop), name=f"service-{name}")
+            for name, run in self.services.items()
         ]
         try:
             await stop.wait()
@@ -106,10 +103,12 @@ class Worker:
             await leaser
             while self._running:
                 await asyncio.gather(*self._running)
+            done.set()
+            await heartbeat
             await housekeeping
             await asyncio.gather(*services)
         except asyncio.CancelledError:  # not a stop: take down every task started here
-            for task in (leaser, housekeeping, *services, *self._running):
+            for task in (leaser, heartbeat, housekeeping, *services, *self._running):
                 task.cancel()
             raise
 
@@ -121,7 +120,9 @@ class Worker:
             if free > 0:
                 try:
                     now = rt.clock.now()
-                    jobs = await rt.store.lease_jobs(now, self.name, self.visibility, free)
+                    jobs = await rt.store.lease_jobs(
+                        now, self.name, self.visibility, free, kinds=self.kinds
+                    )
                 except Exception:
                     log.exception("leasing jobs failed; trying again")
                     free = 0  # look again after the wait, not at once
@@ -152,41 +153,131 @@ class Worker:
 
     async def _housekeeping(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            for fn in PERIODIC:
+            for fn in self.housekeeping:
                 try:
-                    await fn(self.rt)
+                    await fn()
                 except Exception:
-                    log.exception("housekeeping %s failed", fn.__name__)
+                    log.exception("housekeeping %s failed", getattr(fn, "__name__", fn))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), SWEEP_INTERVAL)
 
     async def run_once(self, owner: str | None = None) -> bool:
-        """Lease and run one due job; False when none was due."""
+        """Lease and run one due job (its lease renewed while it runs); False when none
+        was due."""
         rt = self.rt
-        jobs = await rt.store.lease_jobs(rt.clock.now(), owner or self.name, self.visibility, 1)
+        jobs = await rt.store.lease_jobs(
+            rt.clock.now(), owner or self.name, self.visibility, 1, kinds=self.kinds
+        )
         if not jobs:
             return False
-        await self._run(jobs[0])
+        done = asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat(done), name="worker-heartbeat")
+        try:
+            await self._run(jobs[0])
+        finally:
+            done.set()
+            await heartbeat
         return True
 
+    # -- the lease of a running job ------------------------------------------------------
+    async def _heartbeat(self, done: asyncio.Event) -> None:
+        """Renew the leases of long-running jobs every third of the visibility timeout,
+        until ``done``; a job whose lease is lost (or ran out while the store could not
+        be reached) is cancelled."""
+        interval = self.visibility.total_seconds() / 3
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), interval)
+            if self._leases:
+                await self._renew_due()
+
+    async def _renew_due(self) -> None:
+        now = self.rt.clock.now()
+        # Held for a sixth of the timeout or more: renewed at this beat, while at least
+        # half of the lease remains for a slow store (a beat comes every third). A job
+        # that ends sooner (every send) costs no renewal.
+        due = [
+            lease
+            for lease in self._leases.values()
+            if not lease.lost and _remaining(lease.job, now) <= self.visibility * 5 / 6
+        ]
+        results = await asyncio.gather(
+            *(self._renew(lease, now) for lease in due), return_exceptions=True
+        )
+        for lease, result in zip(due, results, strict=True):
+            job = lease.job
+            if result is True:
+                continue
+            if isinstance(result, BaseException):
+                if _remaining(job, self.rt.clock.now()) > timedelta(0):
+                    log.warning("job %s (%s): lease renewal failed (%r); trying again",
+                                job.id, job.kind, result)  # fmt: skip
+                    continue
+                why = "its lease ran out while the store could not be reached"
+            else:
+                why = "the store says another worker holds it, or it is finished"
+            log.error("job %s (%s): lease lost (%s); stopping its handler", job.id, job.kind, why)
+            lease.lost = True
+            if lease.task is not None:
+                lease.task.cancel()
+
+    async def _renew(self, lease: _Lease, now: datetime) -> bool:
+        job = lease.job
+        until = now + self.visibility
+        renewed = await self.rt.store.renew_job(job.id, job.token or "", until)
+        if renewed:
+            job.lease_until = until
+        return renewed
+
     async def _run(self, job: Job) -> None:
-        """Run a leased job's handler, then ack it, or put it back for a retry."""
+        """Run a leased job's handler, then ack it, or put it back for a retry; a job
+        whose lease is lost meanwhile is left to the worker that holds it now."""
+        lease = self._leases[job.id] = _Lease(job, asyncio.current_task())
+        try:
+            await self._handle(job, lease)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            # Cancelled by the heartbeat only (not also by a shutdown): swallowed here.
+            if not lease.lost or task is None or task.uncancel() > 0:
+                raise
+        finally:
+            del self._leases[job.id]
+
+    async def _handle(self, job: Job, lease: _Lease) -> None:
         rt = self.rt
         token = job.token or ""
-        fn = HANDLERS.get(job.kind)
+        fn = self.handlers.get(job.kind)
         try:
-            if fn is None:
+            if fn is None:  # leased only by kind: a store that ignored ``kinds``
                 raise RuntimeError(f"no handler for job kind {job.kind!r}")
-            finished = await fn(rt, job)
+            finished = await fn(job)
         except Retry as r:
-            state = await rt.store.retry_job(job.id, token, r.at, r.reason, refund=r.refund)
-            log.info("job %s (%s) retry at %s: %s -> %s", job.id, job.kind, r.at, r.reason, state)
+            if not lease.lost:
+                state = await rt.store.retry_job(job.id, token, r.at, r.reason, refund=r.refund)
+                log.info("job %s (%s) retry at %s: %s -> %s", job.id, job.kind, r.at, r.reason,
+                         state)  # fmt: skip
         except Exception as exc:
             # An unexpected error: keep the job, back off, and let max_attempts bury it.
             detail = "".join(traceback.format_exception_only(exc)).strip()
             log.exception("job %s (%s) failed", job.id, job.kind)
-            delay = timedelta(seconds=min(3600, 5 * 2 ** max(0, job.attempts - 1)))
-            await rt.store.retry_job(job.id, token, rt.clock.now() + delay, detail)
+            if not lease.lost:
+                delay = backoff(job.attempts, base=ERROR_RETRY_FIRST, cap=ERROR_RETRY_MAX)
+                at = rt.clock.now() + timedelta(seconds=delay)
+                await rt.store.retry_job(job.id, token, at, detail)
         else:
-            if not finished:  # True: the handler acked it with its last write
+            # True: the handler acked the job with its last write.
+            if not finished and not lease.lost:
                 await rt.store.ack_job(job.id, token)
+
+
+def _remaining(job: Job, now: datetime) -> timedelta:
+    """How long ``job``'s lease still holds."""
+    return (job.lease_until or now) - now
+
+
+async def _logged(name: str, run: Service, stop: asyncio.Event) -> None:
+    """Run a background service beside the job loops; its failure stops only itself."""
+    try:
+        await run(stop)
+    except Exception:
+        log.exception("service %s stopped with an error", name)

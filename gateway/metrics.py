@@ -41,6 +41,10 @@ class Metrics:
         """Set a gauge."""
         self._values[name][tuple(sorted(labels.items()))] = float(value)
 
+    def clear(self, name: str) -> None:
+        """Forget every series of a gauge (before setting the ones that still exist)."""
+        self._values.pop(name, None)
+
     def value(self, name: str, **labels: str) -> float:
         """The current value of one series (0 when never touched)."""
         return self._values.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
@@ -67,5 +71,11 @@ def standard_metrics() -> Metrics:
     m.describe("gateway_messages_received_total", "counter", "Inbound messages stored.")
     m.describe("gateway_sends_total", "counter", "Send attempts by connector and outcome.")
     m.describe("gateway_jobs", "gauge", "Jobs in the queue by state.")
+    m.describe(
+        "gateway_jobs_parked",
+        "gauge",
+        "Due jobs waiting for a process that handles their kind (a worker without a "
+        "handler set them aside), by kind; handled: whether this process has one.",
+    )
     m.describe("gateway_connector_up", "gauge", "1 when a connector can send.")
     return m

@@ -9,10 +9,11 @@ that sums never drift.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeAlias
 
 
 class Channel(StrEnum):
@@ -484,6 +485,15 @@ class Job:
     def from_dict(cls, data: dict[str, Any]) -> Job:
         """Load what :meth:`to_dict` wrote."""
         return cls(**_times(data, "run_at", "lease_until", "created_at"))
+
+
+# What runs one job of a kind: bound to its context (a closure over the runtime, or a
+# bound method of a connector or an extension), handed to the worker explicitly (the core
+# builds its own, ``Connector.job_handlers()`` and ``Extension.job_handlers(host)`` declare
+# theirs). It returns True when its last store write already finished (acked) the job,
+# atomically with what it recorded (``Store.complete_send``); else the worker acks it. It
+# raises ``gateway.retry.Retry`` to run the job again later.
+JobHandler: TypeAlias = Callable[[Job], Awaitable[bool | None]]
 
 
 @dataclass(slots=True, frozen=True)

@@ -10,7 +10,6 @@ transaction, so only accepted sends count.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, NamedTuple
 
 from connectors.base import Connector
@@ -245,8 +244,3 @@ async def submit(
     rt.metrics.add("gateway_messages_accepted_total", (("channel", d.channel.value),))
     rt.wake_workers()
     return Accepted(message, view)
-
-
-def retry_delay(attempt: int) -> timedelta:
-    """Durable retry backoff after ``attempt`` failed tries: 5 s, 20 s, 80 s … capped at 1 h."""
-    return timedelta(seconds=min(3600.0, 5.0 * 4 ** max(0, attempt - 1)))

@@ -1,8 +1,10 @@
-"""The assembled gateway: settings, store, blobs, clock, HTTP client and connectors.
+"""What a gateway process holds: settings, store, blobs, clock, HTTP client and connectors.
 
 One ``Runtime`` lives in each process (``serve``, ``worker``, ``demo``); the API, the
 workers, the connectors and the extensions (with their storage roles) all reach shared
-state through it.
+state through it. It knows nothing of the inbound path, the job kinds or the installed
+extensions: ``gateway.process`` assembles those around it. It satisfies
+``gateway.extensions.Host``, the part extensions see.
 """
 
 from __future__ import annotations
@@ -12,20 +14,29 @@ import contextlib
 import importlib
 import logging
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import httpx
 
 from connectors import base as connector_base
-from connectors.base import AuthError, Connector, ConnectorContext, ConnectorError, Health
+from connectors.base import (
+    AuthError,
+    Connector,
+    ConnectorContext,
+    ConnectorError,
+    Health,
+    InboundSink,
+)
 from gateway.blobs import BlobStore
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
 from gateway.directory import Directory
 from gateway.errors import ConfigError
 from gateway.metrics import Metrics, standard_metrics
-from gateway.models import Channel
+from gateway.models import Channel, Job, JobHandler
+from gateway.retry import in_process
 from gateway.store import make_store
 from gateway.store.base import Store
 from gateway.store.roles import Role
@@ -34,6 +45,10 @@ log = logging.getLogger("gateway")
 R = TypeVar("R")
 # Shortest ``retry_after`` of a connector that is still starting (sends wait that long).
 START_RETRY_MIN = 1.0
+# Start attempts of a connector whose carrier is not ready: 0.5 s, 1 s, 2 s … 30 s apart.
+START_RETRY_FIRST = 0.5
+START_RETRY_MAX = 30.0
+SinkFactory = Callable[["Runtime"], InboundSink]
 
 
 @dataclass(slots=True)
@@ -86,13 +101,17 @@ class Runtime:
     async def create(
         cls,
         settings: Settings,
+        sink: SinkFactory,
         *,
+        roles: Iterable[Role[Any]] = (),
         clock: Clock | None = None,
         http: httpx.AsyncClient | None = None,
         start_connectors: bool = True,
     ) -> Runtime:
-        """Open the store and the extensions' storage roles, load plugins and build (and
-        start) the configured connectors."""
+        """Open the store and the storage ``roles`` (``gateway.process`` passes the
+        installed extensions'), load plugins and build (and start) the configured
+        connectors, which hand what carriers send them to ``sink(runtime)``
+        (``gateway.process`` passes the core's inbound path)."""
         for module in settings.plugins:
             try:
                 importlib.import_module(module)
@@ -104,19 +123,16 @@ class Runtime:
         client = http or httpx.AsyncClient(timeout=httpx.Timeout(15.0), follow_redirects=False)
         rt = cls(settings, store, clock or SystemClock(), client, standard_metrics())
         rt._own_http = own
-        # Imported here: inbound imports runtime for typing only, and this keeps the
-        # dependency one-way at import time.
-        from gateway.inbound import Inbound
-
         context = ConnectorContext(
             http=client,
-            sink=Inbound(rt),
+            sink=sink(rt),
             clock=rt.clock,
             blobs=rt.blobs,
             public_url=settings.public_url,
         )
         try:
-            await rt._open_roles()
+            for role in roles:
+                rt._roles[role] = await role.open(store)
             for cfg in settings.connectors:
                 rt.connectors[cfg.id] = ConnectorState(connector_base.create(cfg, context))
         except BaseException:
@@ -128,14 +144,6 @@ class Runtime:
                     rt._start(state), name=f"start-{state.connector.id}"
                 )
         return rt
-
-    async def _open_roles(self) -> None:
-        # Imported here: the extensions are loaded once a runtime is made, not on import.
-        from gateway.extensions import extensions
-
-        for ext in extensions():
-            for role in ext.storage():
-                self._roles[role] = await role.open(self.store)
 
     def role(self, role: Role[R]) -> R:
         """The running store's implementation of an extension's storage ``role``
@@ -149,24 +157,33 @@ class Runtime:
 
     async def _start(self, state: ConnectorState) -> None:
         """Start a connector, retrying with backoff while the carrier is not ready."""
-        delay = 0.5
-        while True:
+
+        async def attempt() -> None:
             try:
                 await state.connector.start()
             except ConnectorError as exc:
                 state.last_error = f"{type(exc).__name__}: {exc.message}"
                 state.auth_failed = isinstance(exc, AuthError)
                 log.warning("connector %s not ready: %s", state.connector.id, exc.message)
+                raise
             except Exception as exc:  # a bug in a connector must not stop the others
                 state.last_error = f"{type(exc).__name__}: {exc}"
                 state.auth_failed = False
                 log.exception("connector %s failed to start", state.connector.id)
-            else:
-                state.started, state.last_error, state.auth_failed = True, None, False
-                return
-            state.next_try = time.monotonic() + delay
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+                raise
+            state.started, state.last_error, state.auth_failed = True, None, False
+
+        def waiting(seconds: float) -> None:
+            state.next_try = time.monotonic() + seconds
+
+        retrying = in_process(
+            attempts=None,
+            base=START_RETRY_FIRST,
+            cap=START_RETRY_MAX,
+            retry_on=lambda exc: isinstance(exc, Exception),
+            on_wait=waiting,
+        )
+        await retrying(attempt)
 
     async def wait_started(self, timeout: float = 10.0) -> None:
         """Wait until every connector has started (for tests and ``demo``)."""
@@ -188,6 +205,18 @@ class Runtime:
             elif fallback is None:
                 fallback = c
         return fallback
+
+    def job_handlers(self) -> dict[str, JobHandler]:
+        """The job kinds the configured connectors run (``Connector.job_handlers``).
+
+        A kind that several connectors declare (two WhatsApp numbers' connectors) goes to
+        the one its job's ``payload["connector_id"]`` names, else to the first of them.
+        """
+        declared: dict[str, dict[str, JobHandler]] = {}
+        for cid, state in self.connectors.items():
+            for kind, fn in state.connector.job_handlers().items():
+                declared.setdefault(kind, {})[cid] = fn
+        return {kind: _by_connector(owners) for kind, owners in declared.items()}
 
     def health(self) -> dict[str, Health]:
         """Health of every connector by id."""
@@ -217,3 +246,16 @@ class Runtime:
         if self._own_http:
             await self.http.aclose()
         await self.store.aclose()
+
+
+def _by_connector(owners: Mapping[str, JobHandler]) -> JobHandler:
+    """The handler of a kind: the only connector's, or one that picks by connector id."""
+    handlers = list(owners.values())
+    if len(handlers) == 1:
+        return handlers[0]
+
+    async def route(job: Job) -> bool | None:
+        fn = owners.get(str(job.payload.get("connector_id")), handlers[0])
+        return await fn(job)
+
+    return route

@@ -2,21 +2,46 @@
 
 Units are what the provider bills against the monthly allowance; segments are what the
 carrier bills. Both are stored on every SMS.
+
+Public: the one GSM 03.38 table is here; the SMPP codec (``connectors/smpp/gsm7.py``)
+encodes and packs septets with it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from gateway.models import Channel
 
-GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+# The default alphabet of 3GPP TS 23.038, index = septet value. 0x1B is the escape to the
+# extension table, not a character: it holds a no-break space as a placeholder (never
+# sent, and what a lone escape is shown as).
+GSM7_ESC = 0x1B
+GSM7_TABLE = (
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\xa0ÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
+# The extension table: septet after the escape → character.
+GSM7_EXTENSION_TABLE: Mapping[int, str] = MappingProxyType(
+    {
+        0x0A: "\f",
+        0x14: "^",
+        0x28: "{",
+        0x29: "}",
+        0x2F: "\\",
+        0x3C: "[",
+        0x3D: "~",
+        0x3E: "]",
+        0x40: "|",
+        0x65: "€",
+    }
+)
+GSM7_BASIC = frozenset(ch for i, ch in enumerate(GSM7_TABLE) if i != GSM7_ESC)
 # Characters of the extension table: each costs two septets (ESC + code).
-GSM7_EXTENSION = frozenset("\f^{}\\[~]|€")
+GSM7_EXTENSION = frozenset(GSM7_EXTENSION_TABLE.values())
 
 # Per-part capacity: (single message, part of a concatenated message with an 8-bit-ref UDH).
 GSM7_LIMITS = (160, 153)

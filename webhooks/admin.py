@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.errors import Conflict, NotFound, ValidationError
+from gateway.extensions import Host
 from gateway.ids import new_id
-from gateway.runtime import Runtime
 from webhooks import api, endpoints, signing
 from webhooks.models import DELIVERY_PENDING, WebhookEndpoint
 from webhooks.settings import webhook_settings
@@ -22,7 +22,7 @@ from webhooks.storage import WEBHOOK_STORE, WebhookStore
 class Admin:
     """``WebhookAdmin`` on one runtime."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Host) -> None:
         self.rt = rt
 
     @property

@@ -29,9 +29,9 @@ from gateway.errors import (
     PayloadTooLarge,
     ValidationError,
 )
+from gateway.extensions import Host
 from gateway.ids import new_id
 from gateway.models import Event, iso
-from gateway.runtime import Runtime
 from gateway.store.base import Store
 from webhooks import endpoints, signing
 from webhooks.delivery import new_delivery
@@ -60,12 +60,12 @@ RESOLVER: Resolver = system_resolver
 
 
 # -- helpers -----------------------------------------------------------------------------
-def _rt(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.rt
+def _rt(request: Request) -> Host:
+    rt: Host = request.app.state.rt
     return rt
 
 
-def _hooks(rt: Runtime) -> WebhookStore:
+def _hooks(rt: Host) -> WebhookStore:
     return rt.role(WEBHOOK_STORE)
 
 
@@ -102,7 +102,7 @@ def _parse(raw: bytes) -> Any:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
 
 
-async def _endpoint(rt: Runtime, principal: Principal, endpoint_id: str) -> WebhookEndpoint:
+async def _endpoint(rt: Host, principal: Principal, endpoint_id: str) -> WebhookEndpoint:
     endpoint = await _hooks(rt).get_endpoint(endpoint_id)
     if endpoint is None or endpoint.team_id != principal.team_id:
         raise NotFound("webhook endpoint not found")
@@ -117,7 +117,7 @@ def _enabled(endpoint: WebhookEndpoint) -> None:
         )
 
 
-Action = Callable[[Runtime, Principal, bytes], Awaitable[Response]]
+Action = Callable[[Host, Principal, bytes], Awaitable[Response]]
 
 
 async def _posted(request: Request, action: Action, fingerprint: bytes = b"") -> Response:
@@ -135,7 +135,7 @@ async def _posted(request: Request, action: Action, fingerprint: bytes = b"") ->
     return await idempotent(rt, request, principal, raw + fingerprint, run)
 
 
-async def _save(rt: Runtime, endpoint: WebhookEndpoint, reset_failing: bool = False) -> None:
+async def _save(rt: Host, endpoint: WebhookEndpoint, reset_failing: bool = False) -> None:
     endpoint.version += 1
     endpoint.updated_at = rt.clock.now()
     if not await _hooks(rt).update_endpoint(endpoint, reset_failing):
@@ -146,7 +146,7 @@ async def _save(rt: Runtime, endpoint: WebhookEndpoint, reset_failing: bool = Fa
 async def create_endpoint(request: Request) -> Response:
     """POST /v1/webhook-endpoints: register an endpoint (201, with its secret, shown once)."""
 
-    async def action(rt: Runtime, principal: Principal, raw: bytes) -> Response:
+    async def action(rt: Host, principal: Principal, raw: bytes) -> Response:
         fields = endpoints.parse_fields(_parse(raw), create=True)
         assert fields.url is not None
         allow = webhook_settings(rt.settings).allow_private_targets
@@ -221,7 +221,7 @@ async def rotate_secret(request: Request) -> Response:
     """POST /v1/webhook-endpoints/{id}/rotate-secret: a new secret (shown once); the old
     one keeps signing for 24 hours."""
 
-    async def action(rt: Runtime, principal: Principal, raw: bytes) -> Response:
+    async def action(rt: Host, principal: Principal, raw: bytes) -> Response:
         if raw.strip() not in (b"", b"{}"):
             raise ValidationError("this request takes no body (or {})")
         endpoint = await _endpoint(rt, principal, request.path_params["id"])
@@ -273,7 +273,7 @@ async def list_deliveries(request: Request) -> Response:
     return _json({"data": [delivery_view(d) for d in page.items], "next_cursor": page.next_cursor})
 
 
-async def _delivery(rt: Runtime, endpoint: WebhookEndpoint, delivery_id: str) -> Delivery:
+async def _delivery(rt: Host, endpoint: WebhookEndpoint, delivery_id: str) -> Delivery:
     found = await _hooks(rt).get_delivery(delivery_id)
     if found is None or found.endpoint_id != endpoint.id:
         raise NotFound("delivery not found")
@@ -298,7 +298,7 @@ async def retry_delivery(request: Request) -> Response:
     """POST …/deliveries/{delivery_id}/retry: attempt it again now (202), with the same
     webhook-id; a final delivery starts a new series of attempts."""
 
-    async def action(rt: Runtime, principal: Principal, raw: bytes) -> Response:
+    async def action(rt: Host, principal: Principal, raw: bytes) -> Response:
         endpoint = await _endpoint(rt, principal, request.path_params["id"])
         found = await _delivery(rt, endpoint, request.path_params["delivery_id"])
         _enabled(endpoint)
@@ -361,7 +361,7 @@ async def replay(request: Request) -> Response:
     """POST /v1/webhook-endpoints/{id}/replay?since=…[&until=…]: send the endpoint's events
     of that time again (202), each with its own webhook-id as before."""
 
-    async def action(rt: Runtime, principal: Principal, raw: bytes) -> Response:
+    async def action(rt: Host, principal: Principal, raw: bytes) -> Response:
         endpoint = await _endpoint(rt, principal, request.path_params["id"])
         if raw.strip() not in (b"", b"{}"):
             raise ValidationError("this request takes no body (or {}); use ?since=…")
@@ -389,7 +389,7 @@ async def replay(request: Request) -> Response:
 
 
 async def _replay(
-    rt: Runtime, endpoint: WebhookEndpoint, since: datetime, until: datetime, now: datetime
+    rt: Host, endpoint: WebhookEndpoint, since: datetime, until: datetime, now: datetime
 ) -> tuple[int, str | None]:
     """Requeue the endpoint's events in [since, until]; (how many, where to go on)."""
     store, hooks = rt.store, _hooks(rt)

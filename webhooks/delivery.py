@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import functools
 import hashlib
 import logging
@@ -61,13 +60,14 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from gateway import jsoncodec
 from gateway.events import QUOTA_THRESHOLD
+from gateway.extensions import Host
 from gateway.models import Event, iso
-from gateway.runtime import Runtime
+from gateway.retry import retry_after_seconds
 from webhooks.client import AttemptError, Client
 from webhooks.endpoints import matches
 from webhooks.models import (
@@ -123,22 +123,6 @@ def payload(event: Event) -> bytes:
     )
 
 
-def retry_after_seconds(value: str | None, now: datetime) -> float | None:
-    """A ``Retry-After`` value (delay in seconds, or an HTTP date) as seconds from ``now``."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(int(value))
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
 def next_delay(schedule: Sequence[float], attempts: int, retry_after: float | None) -> float | None:
     """Seconds to wait after ``attempts`` failed attempts, or None when none is left."""
     if attempts >= len(schedule):
@@ -169,9 +153,7 @@ class Engine:
     ``deliver_due`` and ``drain`` (attempts run as tasks; ``drain`` waits for them).
     """
 
-    def __init__(
-        self, rt: Runtime, *, client: Client | None = None, owner: str | None = None
-    ) -> None:
+    def __init__(self, rt: Host, *, client: Client | None = None, owner: str | None = None) -> None:
         self.rt = rt
         self.settings = webhook_settings(rt.settings)
         self.hooks = rt.role(WEBHOOK_STORE)

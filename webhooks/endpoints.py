@@ -1,7 +1,7 @@
 """Webhook endpoints: what a team may register, and how the API shows it.
 
 An endpoint has a ``url`` (checked by ``targets.py``), an ``events`` filter (event types
-from ``gateway/events.py`` and ``gateway/forwarding.py``; ``[]`` or ``["*"]`` means every
+from ``gateway/events.py``; ``[]`` or ``["*"]`` means every
 type), ``enabled``, an optional ``description`` and a signing secret that the API shows
 only when it is made (creation, rotation). A team has at most
 :data:`MAX_ENDPOINTS_PER_TEAM` endpoints. An endpoint receives the events that happen

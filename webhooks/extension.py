@@ -2,12 +2,14 @@
 
 The gateway core finds this object through the entry point and never imports the
 package: ``gateway.config`` parses the ``[webhooks]`` section with
-:meth:`~WebhooksExtension.parse_settings`, ``Runtime.create`` opens the storage role of
-:meth:`~WebhooksExtension.storage`, ``create_app`` serves :meth:`~WebhooksExtension.routes`,
-the OpenAPI document merges :meth:`~WebhooksExtension.openapi`, and ``Worker.run``
-(``gateway serve`` and ``gateway worker``) runs :meth:`~WebhooksExtension.run`, the
-delivery engine. The other imports wait for the first call, so loading the entry point
-(which the configuration does) costs little.
+:meth:`~WebhooksExtension.parse_settings`, ``gateway.process.open_runtime`` opens the
+storage role of :meth:`~WebhooksExtension.storage`, ``create_app`` serves
+:meth:`~WebhooksExtension.routes`, the OpenAPI document merges
+:meth:`~WebhooksExtension.openapi`, and the job worker (``gateway serve`` and ``gateway
+worker``) runs :meth:`~WebhooksExtension.run`, the delivery engine (deliveries have a queue
+of their own, so :meth:`~WebhooksExtension.job_handlers` declares no job kind). The other
+imports wait for the first call, so loading the entry point (which the configuration
+does) costs little.
 """
 
 from __future__ import annotations
@@ -21,9 +23,8 @@ from webhooks import settings
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
-    from gateway.extensions import AdminCommand
-    from gateway.models import Member
-    from gateway.runtime import Runtime
+    from gateway.extensions import AdminCommand, Extension, Host
+    from gateway.models import JobHandler, Member
     from gateway.services import ServiceKey
     from gateway.store.roles import Role
 
@@ -55,26 +56,30 @@ class WebhooksExtension:
 
         return document()
 
-    async def run(self, rt: Runtime, stop: asyncio.Event) -> None:
+    def job_handlers(self, host: Host) -> Mapping[str, JobHandler]:
+        """None: deliveries are leased from their own queue by :meth:`run`."""
+        return {}
+
+    async def run(self, host: Host, stop: asyncio.Event) -> None:
         """Fan events out and deliver them until ``stop`` is set."""
         from webhooks.delivery import Engine
 
-        await Engine(rt).run(stop)
+        await Engine(host).run(stop)
 
     def admin_commands(self) -> Sequence[AdminCommand]:
         """None."""
         return ()
 
-    async def demo(self, rt: Runtime, members: Sequence[Member]) -> str:
+    async def demo(self, host: Host, members: Sequence[Member]) -> str:
         """Nothing to set up."""
         return ""
 
-    def services(self, rt: Runtime) -> Mapping[ServiceKey[Any], object]:
+    def services(self, host: Host) -> Mapping[ServiceKey[Any], object]:
         """``WebhookAdmin``: the team admin's endpoint management (the portal uses it)."""
         from gateway.services import WEBHOOK_ADMIN
         from webhooks.admin import Admin
 
-        return {WEBHOOK_ADMIN: Admin(rt)}
+        return {WEBHOOK_ADMIN: Admin(host)}
 
 
-EXTENSION = WebhooksExtension()
+EXTENSION: Extension = WebhooksExtension()

@@ -36,82 +36,26 @@ import re
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator, Generator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 from connectors.http_sms import signature
 from gateway.clock import Clock, SystemClock
+from gateway.serving import serving
 from gateway.units import sms_info
 
 API = "/2010-04-01"
 E164 = re.compile(r"\+[1-9]\d{1,14}")
 MAX_BODY_CHARS = 1600
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its signal capture: the caller owns SIGINT/SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        """Leave signal handlers alone."""
-        yield
-
-
-@contextlib.asynccontextmanager
-async def serving(
-    app: ASGIApp,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    *,
-    lifespan: Literal["auto", "on", "off"] = "off",
-) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn in a task; yields its base URL (port 0: a free port)."""
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        lifespan=lifespan,
-        log_level="warning",
-        access_log=False,
-        ws="none",
-    )
-    server = _Server(config)
-
-    async def serve() -> None:
-        try:
-            await server.serve()
-        except SystemExit as exc:
-            # uvicorn exits the process when it cannot bind or start; a SystemExit
-            # escaping a task would stop the caller's event loop.
-            raise RuntimeError(f"uvicorn could not start on {host}:{port}") from exc
-
-    task = asyncio.create_task(serve(), name=f"uvicorn-{host}:{port}")
-    try:
-        for _ in range(1000):  # at most ~10 s
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        if not server.started:
-            if task.done():
-                task.result()  # raises why it stopped
-            raise RuntimeError(f"uvicorn did not start on {host}:{port} within 10 s")
-        bound = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://{host}:{bound}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(RuntimeError):  # a failed start was raised above
-            await task
 
 
 @dataclass(slots=True)

@@ -45,13 +45,12 @@ Options: ``account_sid``, ``auth_token`` (required), ``base_url``
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -79,6 +78,8 @@ from connectors.base import (
 from connectors.http_sms import signature
 from gateway.config import ConnectorConfig
 from gateway.errors import ConfigError
+from gateway.models import JobHandler
+from gateway.retry import retry_after_seconds
 from gateway.units import sms_info
 
 log = logging.getLogger("connectors.http_sms")
@@ -106,7 +107,6 @@ _OPTIONS = frozenset(
     }
 )
 _SID_IN_TEXT = re.compile(r"\b(?:SM|MM)[0-9a-fA-F]{32}\b")
-_DELTA_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 
 # -- the one error table -------------------------------------------------------------------
 PERMANENT, RETRY, AUTH = "permanent", "retry", "auth"
@@ -213,22 +213,6 @@ def error_from(
             message, retry_after=retry_after, code=rule.code, carrier_code=carrier_code
         )
     return PermanentError(message, code=rule.code, carrier_code=carrier_code)
-
-
-def retry_after_seconds(value: str | None, now: datetime) -> float | None:
-    """``Retry-After`` in seconds: delta-seconds or an HTTP date; None when absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if _DELTA_SECONDS.fullmatch(value):
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 # -- status callbacks ----------------------------------------------------------------------
@@ -391,6 +375,10 @@ class TwilioConnector:
         if isinstance(error, AuthError):
             raise error
         raise NotReadyError(f"carrier answered {response.status_code}: {error.message}")
+
+    def job_handlers(self) -> Mapping[str, JobHandler]:
+        """No durable jobs of its own."""
+        return {}
 
     def health(self) -> Health:
         """Unhealthy for ``auth_retry`` seconds after the carrier refused the credentials."""

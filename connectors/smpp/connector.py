@@ -21,7 +21,7 @@ service_type             ""        submit_sm service_type
 enquire_link_interval    30        seconds of silence before an enquire_link
 response_timeout         10        seconds to wait for any response
 connect_timeout          5         seconds to wait for the TCP connection
-reconnect_min/max        0.5, 30   reconnect backoff (doubling) after a lost bind
+reconnect_min/max        0.5, 30   reconnect backoff (doubling, jitter) after a lost bind
 throttle_pause           1         seconds a bind pauses after ESME_RTHROTTLED/RMSGQFUL
 throttle_retries         5         throttled answers per part before send() gives up
 send_wait                2         seconds send() waits for a bind to come back
@@ -45,7 +45,7 @@ import contextlib
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from connectors.base import (
@@ -70,9 +70,12 @@ from connectors.smpp.status import AUTH, THROTTLE, classify, error_for
 from connectors.smpp.tracking import RateLimiter, SubmittedIds
 from gateway.config import ConnectorConfig
 from gateway.errors import ConfigError
+from gateway.retry import backoff
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
+
+    from gateway.models import JobHandler
 
 log = logging.getLogger("connectors.smpp")
 
@@ -193,10 +196,12 @@ class SmppConnector:
         log.info("%s: bind %d up to %s:%d", self.id, b.index, o.host, o.port)
 
     async def _supervise(self, b: _Bind) -> None:
-        """Keep one bind up: wait for its end, then reconnect with backoff."""
+        """Keep one bind up: wait for its end, then reconnect with backoff (with jitter,
+        so that the binds of many gateways do not all knock at once)."""
         loop = asyncio.get_running_loop()
-        delay = self.opts.reconnect_min
+        waits = 0  # since the last long-lived session
         while not self._closing:
+            failed = None
             session = b.session
             if session is not None:
                 since = loop.time()
@@ -208,23 +213,21 @@ class SmppConnector:
                 b.last_error = session.close_reason
                 log.warning("%s: bind %d lost: %s", self.id, b.index, session.close_reason)
                 if loop.time() - since >= STABLE_SESSION:
-                    delay = self.opts.reconnect_min
+                    waits = 0
                     continue  # a long-lived session: reconnect at once
             else:
                 try:
                     await self._bind(b)
                     continue
                 except Exception as exc:
-                    log.warning(
-                        "%s: bind %d failed: %s (next try in %.1f s)",
-                        self.id,
-                        b.index,
-                        _describe(exc),
-                        delay,
-                    )
+                    failed = _describe(exc)
+            waits += 1
+            delay = backoff(waits, base=self.opts.reconnect_min, cap=self.opts.reconnect_max)
+            if failed is not None:
+                log.warning("%s: bind %d failed: %s (next try in %.1f s)",
+                            self.id, b.index, failed, delay)  # fmt: skip
             b.next_try = loop.time() + delay
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self.opts.reconnect_max)
 
     def _refresh_up(self) -> None:
         if self._up is not None:
@@ -252,6 +255,10 @@ class SmppConnector:
     def routes(self) -> Sequence[BaseRoute]:
         """No webhooks: everything arrives over the binds."""
         return []
+
+    def job_handlers(self) -> Mapping[str, JobHandler]:
+        """No durable jobs of its own."""
+        return {}
 
     def health(self) -> Health:
         """Healthy while at least one bind is up."""

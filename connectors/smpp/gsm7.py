@@ -7,28 +7,13 @@ air interface, with the fill bits that follow a user data header.
 
 from __future__ import annotations
 
-ESC = 0x1B
-CR = 0x0D
+from gateway.units import GSM7_ESC, GSM7_EXTENSION_TABLE, GSM7_TABLE
 
-# Index = septet value. 0x1B is the escape to the extension table (shown as NBSP when a
-# lone escape arrives, as TS 23.038 suggests for an unknown extension code).
-BASIC = (
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\xa0ÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-assert len(BASIC) == 128
-EXTENSION = {
-    0x0A: "\f",
-    0x14: "^",
-    0x28: "{",
-    0x29: "}",
-    0x2F: "\\",
-    0x3C: "[",
-    0x3D: "~",
-    0x3E: "]",
-    0x40: "|",
-    0x65: "€",
-}
+# The one GSM 03.38 table lives in the core (``gateway.units``), which counts segments.
+ESC = GSM7_ESC
+CR = 0x0D
+BASIC = GSM7_TABLE
+EXTENSION = GSM7_EXTENSION_TABLE
 # str.translate table: character → its septet(s) as latin-1 code points.
 _ENCODE: dict[int, str] = {ord(ch): chr(i) for i, ch in enumerate(BASIC) if i != ESC}
 _ENCODE.update({ord(ch): chr(ESC) + chr(code) for code, ch in EXTENSION.items()})

@@ -1,7 +1,9 @@
 """The server side of the SMSC simulator: one ESME connection, and what it records.
 
 Kept apart from ``simulator.py`` (the simulator's API and command line); every decision
-is the simulator's (``SmscSimulator._handle``), a connection only frames and writes.
+is the simulator's (``SmscSimulator.handle``), a connection only frames and writes. A
+connection knows the simulator only as the :class:`Smsc` it reports to, so this module
+does not import ``simulator.py``.
 """
 
 from __future__ import annotations
@@ -10,13 +12,10 @@ import asyncio
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from connectors.smpp import pdu as P
 from connectors.smpp.content import Received
-
-if TYPE_CHECKING:
-    from connectors.smpp.simulator import SmscSimulator
 
 # The receipt's stat word → its message_state TLV value (SMPP 3.4 §5.2.28).
 STATES = {
@@ -68,10 +67,25 @@ class Faults:
     mute: int = 0
 
 
+class Smsc(Protocol):
+    """What a connection reports to (``SmscSimulator``)."""
+
+    conns: set[Conn]
+    malformed: int
+
+    def handle(self, conn: Conn, pdu: P.Pdu) -> None:
+        """Decide and answer one PDU the ESME sent."""
+        ...
+
+    def queue_delivery(self, pending: Pending) -> None:
+        """Deliver ``pending`` (again) once a receiver is bound."""
+        ...
+
+
 class Conn(asyncio.Protocol):
     """One ESME connection."""
 
-    def __init__(self, sim: SmscSimulator) -> None:
+    def __init__(self, sim: Smsc) -> None:
         self.sim = sim
         self.transport: asyncio.Transport | None = None
         self.framer = P.Framer()

@@ -95,10 +95,9 @@ from connectors.whatsapp.throughput import DEFAULT_RATE, NumberLimiter, PairBack
 from connectors.whatsapp.webhook import MediaRef, ParsedInbound
 from gateway.config import ConnectorConfig
 from gateway.errors import ConfigError
-from gateway.jobs import Retry, handler
-from gateway.models import Job
+from gateway.models import Job, JobHandler
 from gateway.numbers import normalize
-from gateway.runtime import Runtime
+from gateway.retry import Retry, backoff, in_process
 
 log = logging.getLogger("connectors.whatsapp")
 
@@ -109,7 +108,9 @@ MAX_WEBHOOK_BYTES = 3 * 1024 * 1024
 MEDIA_JOB = "whatsapp_media"
 # Attempts of a media job before the message is stored without its media.
 MEDIA_ATTEMPTS = 6
+# Between attempts: 5 s, 10 s, 20 s … (at most ten minutes).
 MEDIA_RETRY_BASE = timedelta(seconds=5)
+MEDIA_RETRY_MAX = timedelta(minutes=10)
 MEDIA_ID_TTL = 29 * 86_400.0  # Meta keeps uploaded media 30 days
 _SEEN_MAX = 20_000
 _MEDIA_CACHE_MAX = 1_000
@@ -368,6 +369,10 @@ class WhatsAppCloudConnector:
             Route("/", self._verify, methods=["GET"]),
             Route("/", self._events, methods=["POST"]),
         ]
+
+    def job_handlers(self) -> Mapping[str, JobHandler]:
+        """``whatsapp_media``: an inbound message's media download (see ``media_job``)."""
+        return {MEDIA_JOB: self.media_job}
 
     def health(self) -> Health:
         """Unhealthy from an authentication error until the token works again."""
@@ -628,10 +633,44 @@ class WhatsAppCloudConnector:
         task.add_done_callback(self._tasks.discard)
 
     async def _receive_until_done(self, item: ParsedInbound) -> None:
-        for attempt in range(1, MEDIA_ATTEMPTS + 1):
-            if await self.receive_media(item, last_try=attempt == MEDIA_ATTEMPTS):
-                return
-            await asyncio.sleep(MEDIA_RETRY_BASE.total_seconds() * 2 ** (attempt - 1))
+        tries = 0
+
+        async def attempt() -> None:
+            nonlocal tries
+            tries += 1
+            if not await self.receive_media(item, last_try=tries == MEDIA_ATTEMPTS):
+                raise _MediaPending(item.message.carrier_id)
+
+        retrying = in_process(
+            attempts=MEDIA_ATTEMPTS,
+            base=MEDIA_RETRY_BASE.total_seconds(),
+            cap=MEDIA_RETRY_MAX.total_seconds(),
+            retry_on=lambda exc: isinstance(exc, _MediaPending),
+        )
+        await retrying(attempt)  # the last try stores the message, with or without media
+
+    async def media_job(self, job: Job) -> None:
+        """The ``whatsapp_media`` job: download an inbound message's media, then store the
+        message (with it, if it came); the download is tried again later when it fails."""
+        item = media_item(job.payload)
+        if item.message.connector_id != self.id:
+            # Received by a WhatsApp connector that is no longer configured (this one has
+            # the kind): its token is gone, so the message is stored without the media.
+            assert item.media is not None
+            reason = "the connector is no longer configured"
+            _without_media(item.message, item.media, reason, refused=False)
+            await self.ctx.sink.inbound(item.message)
+            return
+        last = job.attempts >= min(MEDIA_ATTEMPTS, job.max_attempts)
+        if not await self.receive_media(item, last_try=last):
+            delay = backoff(
+                job.attempts,
+                base=MEDIA_RETRY_BASE.total_seconds(),
+                cap=MEDIA_RETRY_MAX.total_seconds(),
+            )
+            raise Retry(
+                self.ctx.clock.now() + timedelta(seconds=delay), "media download failed; retrying"
+            )
 
     async def receive_media(self, item: ParsedInbound, *, last_try: bool) -> bool:
         """Download an inbound message's media and store the message; False: try later.
@@ -676,6 +715,10 @@ class WhatsAppCloudConnector:
             ]
         await self.ctx.sink.inbound(msg)
         return True
+
+
+class _MediaPending(Exception):
+    """An in-process media download that must be tried again."""
 
 
 def _dict(value: object) -> dict[str, Any]:
@@ -728,27 +771,6 @@ def media_item(payload: Mapping[str, Any]) -> ParsedInbound:
         meta=dict(payload.get("meta") or {}),
     )
     return ParsedInbound(msg, ref)
-
-
-@handler(MEDIA_JOB)
-async def media_job(rt: Runtime, job: Job) -> None:
-    """Download an inbound message's media, then store the message (with it, if it came)."""
-    item = media_item(job.payload)
-    state = rt.connectors.get(item.message.connector_id)
-    connector = state.connector if state is not None else None
-    if not isinstance(connector, WhatsAppCloudConnector):
-        from gateway.inbound import Inbound
-
-        assert item.media is not None
-        _without_media(
-            item.message, item.media, "the connector is no longer configured", refused=False
-        )
-        await Inbound(rt).inbound(item.message)
-        return
-    last = job.attempts >= min(MEDIA_ATTEMPTS, job.max_attempts)
-    if not await connector.receive_media(item, last_try=last):
-        delay = MEDIA_RETRY_BASE * 2 ** max(0, job.attempts - 1)
-        raise Retry(rt.clock.now() + delay, "media download failed; retrying")
 
 
 register(KIND, WhatsAppCloudConnector)

@@ -72,14 +72,13 @@ import re
 import secrets
 import signal
 import sys
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -89,6 +88,7 @@ from starlette.routing import Route
 from connectors.whatsapp import media as limits
 from connectors.whatsapp.webhook import sign
 from gateway.clock import Clock, SystemClock
+from gateway.serving import serving
 
 VERSION = "v25.0"
 URL_LIFETIME = timedelta(minutes=5)
@@ -246,19 +246,9 @@ class _Fault:
     details: str | None = None
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its signal capture: the caller owns SIGINT/SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        """Leave signal handlers alone."""
-        yield
-
-
 @dataclass(slots=True)
 class _Serving:
-    server: _Server
-    task: asyncio.Task[None]
+    server: contextlib.AbstractAsyncContextManager[str]
     base_url: str
     own_http: bool = field(default=False)
 
@@ -345,32 +335,16 @@ class WhatsAppSimulator:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on ``host:port`` (0: a free port) in this event loop; returns the base URL."""
-        config = uvicorn.Config(
-            self.app,
-            host=host,
-            port=port,
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            ws="none",
-        )
-        server = _Server(config)
-        task = asyncio.create_task(server.serve(), name=f"whatsapp-sim-{host}:{port}")
-        for _ in range(1000):  # at most ~10 s
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        if not server.started:
-            server.should_exit = True
-            with contextlib.suppress(BaseException):
-                await task
-            raise RuntimeError(f"the WhatsApp simulator could not start on {host}:{port}")
-        bound = server.servers[0].sockets[0].getsockname()[1]
+        server = serving(self.app, host, port)
+        try:
+            base_url = await server.__aenter__()
+        except RuntimeError as exc:
+            raise RuntimeError(f"the WhatsApp simulator could not start on {host}:{port}") from exc
         own = self.http is None
         if own:
             self.http = httpx.AsyncClient(timeout=10.0)
-        self._serving = _Serving(server, task, f"http://{host}:{bound}", own)
-        return self._serving.base_url
+        self._serving = _Serving(server, base_url, own)
+        return base_url
 
     async def stop(self) -> None:
         """Stop serving and cancel pending automatic flushes."""
@@ -379,13 +353,11 @@ class WhatsAppSimulator:
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
-        serving, self._serving = self._serving, None
-        if serving is None:
+        served, self._serving = self._serving, None
+        if served is None:
             return
-        serving.server.should_exit = True
-        with contextlib.suppress(SystemExit):
-            await serving.task
-        if serving.own_http and self.http is not None:
+        await served.server.__aexit__(None, None, None)
+        if served.own_http and self.http is not None:
             await self.http.aclose()
             self.http = None
 

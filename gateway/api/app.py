@@ -20,7 +20,9 @@ from gateway.api import problems, v1
 from gateway.api.fastpath import SendFastPath
 from gateway.auth import KeyCache
 from gateway.errors import GatewayError
+from gateway.extensions import extensions
 from gateway.metrics import Metrics
+from gateway.process import worker
 from gateway.runtime import Runtime
 
 
@@ -88,9 +90,15 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     """GET /metrics: Prometheus text format."""
     rt: Runtime = request.app.state.rt
+    kinds: frozenset[str] = request.app.state.job_kinds
     with contextlib.suppress(Exception):  # a store outage must not hide the other metrics
         for state, n in (await rt.store.job_counts()).items():
             rt.metrics.set("gateway_jobs", n, state=state)
+        parked = await rt.store.parked_job_counts()
+        rt.metrics.clear("gateway_jobs_parked")  # a kind whose jobs were taken drops out
+        for kind, n in parked.items():
+            handled = "true" if kind in kinds else "false"
+            rt.metrics.set("gateway_jobs_parked", n, kind=kind, handled=handled)
     for cid, health in rt.health().items():
         rt.metrics.set("gateway_connector_up", 1 if health.ok else 0, connector=cid)
     return PlainTextResponse(rt.metrics.render(), media_type="text/plain; version=0.0.4")
@@ -157,18 +165,15 @@ def create_app(rt: Runtime, *, workers: bool = True) -> Starlette:
             routes.append(Mount(f"/hooks/{cid}", routes=hooks))
     # Extensions' routes (webhooks/) come after the core's; they are found through their
     # entry points (gateway.extensions), never imported by name.
-    from gateway.extensions import extensions
-
     routes += [*v1.ROUTES, *(r for ext in extensions() for r in ext.routes()), *OPS_ROUTES]
+    jobs = worker(rt) if workers else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         stop = asyncio.Event()
         task = None
-        if workers:
-            from gateway.jobs import Worker
-
-            task = asyncio.create_task(Worker(rt).run(stop), name="workers")
+        if jobs is not None:
+            task = asyncio.create_task(jobs.run(stop), name="workers")
         try:
             with collector_tuned():
                 yield
@@ -187,6 +192,7 @@ def create_app(rt: Runtime, *, workers: bool = True) -> Starlette:
         },
     )
     app.state.rt = rt
+    app.state.job_kinds = jobs.kinds if jobs is not None else frozenset()
     app.state.keys = KeyCache(rt.store)
     # The last added is the outermost: metrics count what the fast path serves too.
     app.add_middleware(SendFastPath, rt=rt, keys=app.state.keys)

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from gateway.api.problems import problem
 from gateway.auth import Principal
-from gateway.runtime import Runtime
+from gateway.extensions import Host
 
 HEADER = "idempotency-key"
 CLAIM_TTL = timedelta(minutes=5)
@@ -27,7 +27,7 @@ MAX_KEY = 255
 
 
 async def idempotent(
-    rt: Runtime,
+    rt: Host,
     request: Request,
     principal: Principal,
     body: bytes,

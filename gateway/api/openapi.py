@@ -23,6 +23,7 @@ from gateway.api.v1 import DEFAULT_LIMIT, MAX_LIMIT
 from gateway.destinations import FIELDS as POLICY_FIELDS
 from gateway.destinations import MAX_LIMIT as MAX_POLICY_LIMIT
 from gateway.destinations import MAX_PREFIXES, MAX_WINDOW_SECONDS
+from gateway.extensions import extensions
 from gateway.forwarding import FORWARDABLE, MAX_EMAIL, MAX_SMS
 from gateway.models import Channel, Direction, Status
 from gateway.outbound import MAX_ATTACHMENTS, MAX_TEXT
@@ -1463,11 +1464,9 @@ def _cached(server_url: str) -> dict[str, Any]:
     return _with_extensions(_build(server_url))
 
 
-# -- extensions (gateway.extensions: webhooks/) document their own routes -------------
+# -- extensions (gateway.extensions: webhooks/) document their own routes -----------------
 def _with_extensions(doc: dict[str, Any]) -> dict[str, Any]:
     """``doc`` with each extension's paths, schemas, tags and webhooks merged in."""
-    from gateway.extensions import extensions
-
     for ext in extensions():
         part = ext.openapi()
         doc["paths"].update(part.get("paths", {}))

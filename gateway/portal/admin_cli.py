@@ -16,12 +16,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from gateway.errors import NotFound, ValidationError
-from gateway.extensions import AdminCommand
+from gateway.extensions import AdminCommand, Host
 from gateway.models import Member
 from gateway.portal import accounts
 from gateway.portal.roles import PORTAL_STORE
 from gateway.portal.storage import ROLE_ADMIN, ROLE_MEMBER, ROLES, Account
-from gateway.runtime import Runtime
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +47,7 @@ def _read_password(from_stdin: bool) -> str:
 
 
 async def set_password(
-    rt: Runtime, member_id: str, password: str, role: str | None = None
+    rt: Host, member_id: str, password: str, role: str | None = None
 ) -> tuple[Account, int]:
     """Give ``member_id`` a portal account (if needed) and ``password``; returns the
     account and how many sessions ended."""
@@ -70,7 +69,7 @@ async def set_password(
     return account, ended
 
 
-async def _run_set_password(rt: Runtime, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+async def _run_set_password(rt: Host, args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     password = _read_password(args.password_stdin)
     account, ended = await set_password(rt, args.member, password, args.role)
     view = {
@@ -92,7 +91,7 @@ SET_PASSWORD = AdminCommand(
 )
 
 
-async def demo(rt: Runtime, members: Sequence[Member]) -> str:
+async def demo(rt: Host, members: Sequence[Member]) -> str:
     """Passwords for the demo members (the first one the team's admin); the banner."""
     lines = ["  Portal       " + rt.settings.public_url + "/   (sign in with one of these)"]
     for i, member in enumerate(members):

@@ -20,9 +20,8 @@ from gateway.portal import settings
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
-    from gateway.extensions import AdminCommand
-    from gateway.models import Member
-    from gateway.runtime import Runtime
+    from gateway.extensions import AdminCommand, Extension, Host
+    from gateway.models import JobHandler, Member
     from gateway.services import ServiceKey
     from gateway.store.roles import Role
 
@@ -52,11 +51,20 @@ class PortalExtension:
         """Nothing: the portal's routes are pages, not part of the REST API."""
         return {}
 
-    async def run(self, rt: Runtime, stop: asyncio.Event) -> None:
+    def job_handlers(self, host: Host) -> Mapping[str, JobHandler]:
+        """None: the portal's work runs in :meth:`run` and in its routes."""
+        return {}
+
+    async def run(self, host: Host, stop: asyncio.Event) -> None:
         """Index the event log and feed the live streams until ``stop`` is set."""
         from gateway.portal.web import portal_for
+        from gateway.runtime import Runtime
 
-        portal = await portal_for(rt)
+        # Part of the core package, the portal sends through the core's outbound path,
+        # which takes the process's Runtime (the host every gateway process passes).
+        if not isinstance(host, Runtime):
+            raise TypeError("the portal runs in a gateway process (a Runtime host)")
+        portal = await portal_for(host)
         if not portal.settings.enabled:
             return
         portal.hub.start()
@@ -71,15 +79,15 @@ class PortalExtension:
 
         return (SET_PASSWORD,)
 
-    async def demo(self, rt: Runtime, members: Sequence[Member]) -> str:
+    async def demo(self, host: Host, members: Sequence[Member]) -> str:
         """Portal passwords for the demo members, and their sign-ins for the banner."""
         from gateway.portal.admin_cli import demo
 
-        return await demo(rt, members)
+        return await demo(host, members)
 
-    def services(self, rt: Runtime) -> Mapping[ServiceKey[Any], object]:
+    def services(self, host: Host) -> Mapping[ServiceKey[Any], object]:
         """None offered."""
         return {}
 
 
-EXTENSION = PortalExtension()
+EXTENSION: Extension = PortalExtension()

@@ -18,7 +18,7 @@ Rules every backend keeps:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
@@ -386,12 +386,24 @@ class Store(Protocol):
         ...
 
     # -- jobs ------------------------------------------------------------------------
+    # A worker leases only the kinds it has handlers for (``kinds``). A due job of
+    # another kind is set aside ("parked") on the way, unchanged (its attempts and
+    # state stay as they are): it no longer stands in front of the due jobs, and a worker
+    # that handles its kind finds it among the parked ones. It counts as ``ready``.
     async def enqueue(self, job: Job) -> None:
         """Add a job (state ``ready``, due at ``job.run_at``)."""
         ...
 
-    async def lease_job(self, now: datetime, owner: str, visibility: timedelta) -> Job | None:
-        """Lease the due job with the earliest ``run_at``, or a job whose lease expired.
+    async def lease_job(
+        self,
+        now: datetime,
+        owner: str,
+        visibility: timedelta,
+        *,
+        kinds: Collection[str] | None = None,
+    ) -> Job | None:
+        """Lease the due job with the earliest ``run_at``, or a job whose lease expired,
+        among ``kinds`` (None: every kind).
 
         Atomically: ``attempts`` += 1, state ``leased``, ``lease_until`` = now +
         visibility, a new ``token``. A job whose expired lease already used
@@ -401,12 +413,24 @@ class Store(Protocol):
         ...
 
     async def lease_jobs(
-        self, now: datetime, owner: str, visibility: timedelta, limit: int
+        self,
+        now: datetime,
+        owner: str,
+        visibility: timedelta,
+        limit: int,
+        *,
+        kinds: Collection[str] | None = None,
     ) -> list[Job]:
-        """Lease up to ``limit`` due jobs at once, each as ``lease_job`` does, in the order
-        ``lease_job`` would hand them out one by one (earliest ``run_at`` or expired lease
-        first; a ready job before an expired lease on a tie). Exhausted expired leases are
-        buried on the way and not returned. [] when nothing is due (or ``limit`` < 1)."""
+        """Lease up to ``limit`` due jobs of ``kinds`` at once, each as ``lease_job``
+        does, in the order ``lease_job`` would hand them out one by one (earliest
+        ``run_at`` or expired lease first; a ready job before an expired lease on a tie).
+        Exhausted expired leases are buried on the way and not returned; due jobs of
+        other kinds are parked. [] when nothing is due (or ``limit`` < 1)."""
+        ...
+
+    async def renew_job(self, job_id: str, token: str, until: datetime) -> bool:
+        """Extend a lease to ``until`` (a heartbeat); False when ``token`` no longer
+        holds it (it expired and another worker leased the job, or the job is gone)."""
         ...
 
     async def ack_job(self, job_id: str, token: str) -> bool:
@@ -433,8 +457,22 @@ class Store(Protocol):
         """Dead jobs, newest first; they are kept until an operator acts."""
         ...
 
+    async def list_jobs(self, state: str, kind: str | None, limit: int) -> list[Job]:
+        """Up to ``limit`` jobs in ``state`` (``ready``, parked ones included, or ``dead``),
+        of ``kind`` if given: ready ones by due time, dead ones newest first."""
+        ...
+
+    async def revive_job(self, job_id: str, now: datetime) -> Job | None:
+        """Give a dead job a new life: ``ready``, due ``now``, its attempts back to 0 (its
+        ``last_error`` kept). None when no dead job has that id."""
+        ...
+
     async def job_counts(self) -> dict[str, int]:
-        """How many jobs are ``ready``, ``leased`` and ``dead``."""
+        """How many jobs are ``ready`` (parked ones included), ``leased`` and ``dead``."""
+        ...
+
+    async def parked_job_counts(self) -> dict[str, int]:
+        """Parked jobs by kind: due jobs that a worker set aside for want of a handler."""
         ...
 
     # -- events ----------------------------------------------------------------------

@@ -18,9 +18,7 @@ model's ``to_dict()``. With P = the prefix:
     P:carrier:{connector}             hash carrier id -> message id
     P:dedupe:{key}                    message id of a stored inbound message
     P:ledger:{t}:{period}             hash used|included|price:{member}:{channel}, overage
-    P:job:{id}                        job doc
-    P:jobs:ready / P:jobs:leased      zsets, score = run_at / lease_until in ms
-    P:jobs:dead                       zset 0, job ids (lex)
+    P:job:{id}   P:jobs:…             the job queue: see ``redis_jobs.py``
     P:events:seq                      counter           P:events  zset, score = seq,
                                                          member = "{seq} {doc without seq}"
                                       (every append PUBLISHes its last seq on the channel
@@ -43,7 +41,6 @@ Scripts touch only their KEYS, but one operation spans many keys: use one Redis 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -79,22 +76,19 @@ from gateway.store.base import (
     StatusUpdate,
 )
 from gateway.store.redis_backend import RedisBackend
+from gateway.store.redis_jobs import CAS_TRIES as _CAS_TRIES
+from gateway.store.redis_jobs import RedisJobs
+from gateway.store.redis_jobs import job_slot as _job_slot
+from gateway.store.redis_jobs import text as _text
 from gateway.store.redis_scripts import SCRIPTS
 from gateway.store.rules import event_doc
 
 IDEM_KEEP = timedelta(hours=24)
-_CAS_TRIES = 1000  # each failed compare-and-set means another caller made progress
-_JOB_STATES = ("ready", "leased", "dead")
 _Doc = TypeVar("_Doc", Team, Member, ApiKey, Attachment, Conversation, Message, Job)
 
 
 def _dumps(doc: dict[str, Any]) -> str:
     return jsoncodec.dumps(doc)
-
-
-def _text(value: object) -> str:
-    # decode_responses=True hands back str; redis-py's types also allow bytes.
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _gc_ms(ttl: timedelta) -> int:
@@ -116,15 +110,6 @@ def _threshold_parts(charge: Charge, pct: int, event_id: str, at: datetime) -> t
     return head, f'}},"created_at":"{iso(at)}"}}'
 
 
-def _job_slot(job: Job) -> tuple[str, int]:
-    """The index a job belongs in, and its score there."""
-    if job.state == "leased" and job.lease_until is not None:
-        return "leased", to_ms(job.lease_until)
-    if job.state == "dead":
-        return "dead", 0
-    return "ready", to_ms(job.run_at)
-
-
 def _matches(m: Message, flt: MessageFilter) -> bool:
     """Whether ``m`` passes every filter that is set."""
     return (
@@ -136,7 +121,7 @@ def _matches(m: Message, flt: MessageFilter) -> bool:
     )
 
 
-class RedisStore:
+class RedisStore(RedisJobs):
     """Store backend on one Redis database shared by every gateway process."""
 
     def __init__(self, url: str) -> None:
@@ -578,13 +563,17 @@ class RedisStore:
                 await self.ack_job(job_id, token)
                 return None
             held = ""  # the job doc the script deletes if it is still this one
+            indexes = [self._k("jobs", "ready"), self._k("jobs", "leased")]
             if job_raw is not None:
                 job = Job.from_dict(jsoncodec.loads(job_raw))
                 if job.state == "leased" and job.token == token:
                     held = _text(job_raw)
+                indexes.append(self._parked(job.kind))  # an expired lease may be parked
+            else:
+                indexes.append(self._k("jobs", "dead"))  # nothing to remove: any key
             msg = Message.from_dict(jsoncodec.loads(raw))
             changed, event, keys, args, parts = self._message_update(msg, _text(raw), update, now)
-            keys += [job_key, *(self._k("jobs", s) for s in _JOB_STATES)]
+            keys += [job_key, *indexes]
             reply = await self._run("complete_send", keys, [*args, held, job_id, *parts])
             seq = int(reply[0])
             if seq >= 0:
@@ -688,113 +677,7 @@ class RedisStore:
         lines.sort(key=lambda ln: (ln.member_id, ln.channel))
         return lines, overage
 
-    # -- jobs ------------------------------------------------------------------------
-    async def _save_job(
-        self, raw: str, job: Job | None, job_id: str, batched: bool = False
-    ) -> bool:
-        """Compare-and-set: write ``job`` (None deletes it) if its doc is still ``raw``
-        (``batched``: in this tick's pipeline, see ``_run_batched``)."""
-        state, score = _job_slot(job) if job else ("ready", 0)
-        keys = [self._k("job", job_id), *(self._k("jobs", s) for s in ("ready", "leased", "dead"))]
-        args: list[str | int] = [raw, _dumps(job.to_dict()) if job else "", job_id, state, score]
-        run = self._run_batched if batched else self._run
-        return bool(await run("save_job", keys, args))
-
-    async def enqueue(self, job: Job) -> None:
-        """Add a ready job."""
-        state, score = _job_slot(job)
-        await self._put(
-            self._k("job", job.id), job.to_dict(), self._k("jobs", state), job.id, score
-        )
-
-    async def _due(self, now_ms: int, limit: int = 10) -> list[str]:
-        """Ids of up to ``limit`` due jobs and expired leases, earliest first."""
-        async with self._r.pipeline(transaction=False) as pipe:
-            for state in ("ready", "leased"):
-                pipe.zrange(self._k("jobs", state), "-inf", now_ms, byscore=True,
-                            offset=0, num=limit, withscores=True)  # fmt: skip
-            ready, leased = await pipe.execute()
-        # Earliest key first, as sqlite; on a tie a ready job goes before an expired lease.
-        rows = sorted([(s, 0, _text(i)) for i, s in ready] + [(s, 1, _text(i)) for i, s in leased])
-        return [job_id for _, _, job_id in rows[:limit]]
-
-    async def lease_job(self, now: datetime, owner: str, visibility: timedelta) -> Job | None:
-        """Lease the earliest due job (or one whose lease expired); bury exhausted ones."""
-        jobs = await self.lease_jobs(now, owner, visibility, 1)
-        return jobs[0] if jobs else None
-
-    async def lease_jobs(
-        self, now: datetime, owner: str, visibility: timedelta, limit: int
-    ) -> list[Job]:
-        """Lease up to ``limit`` due jobs (and expired leases), earliest first; bury
-        exhausted ones. Each job is a compare-and-set of its own (all in one round trip):
-        one another worker won is skipped."""
-        now_ms = to_ms(now)
-        leased: list[Job] = []
-        while len(leased) < limit and (ids := await self._due(now_ms, limit - len(leased))):
-            raws = await self._r.mget([self._k("job", i) for i in ids])
-            tries: list[tuple[str, Job, bool]] = []
-            for raw in raws:
-                if raw is None:  # acked since the index was read
-                    continue
-                job = Job.from_dict(jsoncodec.loads(raw))
-                state, score = _job_slot(job)
-                if state == "dead" or score > now_ms:  # changed since the index was read
-                    continue
-                tries.append((_text(raw), job, rules.lease_or_bury(job, now, owner, visibility)))
-            saved = await asyncio.gather(
-                *(self._save_job(raw, job, job.id, batched=True) for raw, job, _ in tries)
-            )
-            leased += [job for (_, job, ok), won in zip(tries, saved, strict=True) if ok and won]
-        return leased
-
-    async def _holding(self, job_id: str, token: str) -> tuple[str, Job] | None:
-        raw = await self._r.get(self._k("job", job_id))
-        if raw is None:
-            return None
-        job = Job.from_dict(jsoncodec.loads(raw))
-        return (_text(raw), job) if job.state == "leased" and job.token == token else None
-
-    async def ack_job(self, job_id: str, token: str) -> bool:
-        """Remove a finished job if ``token`` still holds its lease."""
-        for _ in range(_CAS_TRIES):
-            if (held := await self._holding(job_id, token)) is None:
-                return False
-            if await self._save_job(held[0], None, job_id):
-                return True
-        raise RuntimeError(f"job {job_id}: too much contention")
-
-    async def retry_job(
-        self, job_id: str, token: str, run_at: datetime, error: str, refund: bool = False
-    ) -> str | None:
-        """Put a leased job back for ``run_at`` (or bury it after max attempts)."""
-        for _ in range(_CAS_TRIES):
-            if (held := await self._holding(job_id, token)) is None:
-                return None
-            raw, job = held
-            rules.schedule_retry(job, run_at, error, refund)
-            if await self._save_job(raw, job, job_id):
-                return job.state
-        raise RuntimeError(f"job {job_id}: too much contention")
-
-    async def get_job(self, job_id: str) -> Job | None:
-        """The job, or None."""
-        return await self._get(Job, "job", job_id)
-
-    async def list_dead_jobs(self, limit: int) -> list[Job]:
-        """Dead jobs, newest first."""
-        key = self._k("jobs", "dead")
-        ids = await self._r.zrange(key, "+", "-", desc=True, bylex=True, offset=0, num=limit)
-        return await self._many(Job, "job", ids)
-
-    async def job_counts(self) -> dict[str, int]:
-        """Jobs per state."""
-        async with self._r.pipeline(transaction=True) as pipe:
-            for state in _JOB_STATES:
-                pipe.zcard(self._k("jobs", state))
-            counts = await pipe.execute()
-        return dict(zip(_JOB_STATES, map(int, counts), strict=True))
-
+    # -- jobs: see redis_jobs.RedisJobs -----------------------------------------------
     # -- events ----------------------------------------------------------------------
     async def append_events(self, events: list[Event]) -> list[Event]:
         """Append events and number them."""

@@ -244,15 +244,37 @@ end
 local seqs = append_events(KEYS[5], KEYS[6], docs)
 return '1|' .. table.concat(crossed, ',') .. '|' .. table.concat(seqs, ',') .. '|' .. int(after)
 """,
-    # KEYS: job, ready, leased, dead; ARGV: doc read, new doc ('' = delete), id, state, score
+    # KEYS: job, ready, leased, dead, the parked index of its kind; ARGV: doc read, new doc
+    # ('' = delete), id, state, score
     "save_job": """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-for i = 2, 4 do redis.call('ZREM', KEYS[i], ARGV[3]) end
+for i = 2, 5 do redis.call('ZREM', KEYS[i], ARGV[3]) end
 if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
 redis.call('SET', KEYS[1], ARGV[2])
 local index = {ready = KEYS[2], leased = KEYS[3], dead = KEYS[4]}
 redis.call('ZADD', index[ARGV[4]], ARGV[5], ARGV[3])
 return 1
+""",
+    # Set a due job aside (its doc unchanged) for want of a handler of its kind.
+    # KEYS: job, ready, leased, the parked index of its kind, the set of parked kinds;
+    # ARGV: doc read, id, score (when it fell due), kind
+    "park_job": """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2])
+redis.call('SADD', KEYS[5], ARGV[4])
+return 1
+""",
+    # The due members of each index, in one call. KEYS: ready, leased, parked indexes;
+    # ARGV: now ms, limit → per key {id, score, id, score …}
+    "due_jobs": """
+local out = {}
+for i = 1, #KEYS do
+  out[i] = redis.call('ZRANGE', KEYS[i], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[2],
+                      'WITHSCORES')
+end
+return out
 """,
     # KEYS: seq, log; ARGV: event docs
     "append_events": LUA_LIB + "return append_events(KEYS[1], KEYS[2], ARGV)\n",
@@ -278,8 +300,9 @@ return 1
 
 # -- the send path: the message's update and the job's ack in one script --------------------
 # KEYS: 1-6 as update_message (message, history, carrier index, ledger, seq, log), 7 job,
-# 8-10 ready, leased, dead. ARGV: 1-8 as update_message, 9 the job doc read ('' = its
-# lease is not held: leave the job alone), 10 job id, then more carrier ids.
+# 8-10 the indexes a leased job may be in (ready, leased, and parked of its kind: an expired
+# lease set aside). ARGV: 1-8 as update_message, 9 the job doc read ('' = its lease is not
+# held: leave the job alone), 10 job id, then more carrier ids.
 # → {event seq (0 = none, -1 = the message doc moved: nothing written), 1 if acked}
 SCRIPTS["complete_send"] = (
     LUA_LIB

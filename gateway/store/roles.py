@@ -1,10 +1,14 @@
 """Storage roles: how an extension keeps its own data in the gateway's store.
 
+Public on purpose: extensions define their roles with :class:`Role` (and reach the backend
+access of ``sqlite_engine.py`` and ``redis_backend.py``, public for the same reason).
+
 A role is a Protocol that an extension owns (``webhooks.storage.WebhookStore``: endpoints
 and deliveries), with one implementation per store backend. A :class:`Role` names it and
 says how to open each implementation; the extension lists it in ``Extension.storage()``,
-``Runtime.create`` opens it right after the store (tables created, scripts registered,
-before the first request), and code gets the running store's implementation from its host:
+``Runtime.create`` opens it right after the store (``gateway.process.open_runtime`` passes
+every installed extension's roles; tables created, scripts registered, before the first
+request), and code gets the running store's implementation from its host:
 ``host.role(WEBHOOK_STORE)``. Tests open a role on a store themselves:
 ``await WEBHOOK_STORE.open(store)``; one contract suite runs against both implementations.
 

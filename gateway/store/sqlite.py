@@ -11,7 +11,7 @@ connection may see writes of the current ticks that are not yet committed.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -48,19 +48,18 @@ from gateway.store.rules import (
     apply_update,
     can_reroute,
     event_doc,
-    lease_or_bury,
-    schedule_retry,
     status_event,
     threshold_event,
 )
 from gateway.store.sqlite_batch import (
     Send,
     encode,
-    job_row,
     message_row,
     submit_batch,
 )
 from gateway.store.sqlite_engine import Engine
+from gateway.store.sqlite_jobs import SCHEMA as JOBS_SCHEMA
+from gateway.store.sqlite_jobs import SqliteJobs
 from gateway.store.sqlite_rates import SCHEMA as RATES_SCHEMA
 
 # Tables keyed by text are WITHOUT ROWID (one b-tree instead of a table plus its key
@@ -140,39 +139,7 @@ def _cursor_parts(cursor: str) -> tuple[int, str]:
     return int(ms), ident
 
 
-# -- jobs: due ones are found through the two partial indexes, each in key order --------
-_SAVE_JOB = "UPDATE jobs SET state = ?, run_ms = ?, lease_ms = ?, doc = ? WHERE id = ?"
-
-
-def _job_state(job: Job) -> tuple[object, ...]:
-    """The ``_SAVE_JOB`` parameters of ``job``."""
-    lease_ms = to_ms(job.lease_until) if job.lease_until else None
-    return (job.state, to_ms(job.run_at), lease_ms, encode(job.to_dict()), job.id)
-
-
-def _due_jobs(db: sqlite3.Connection, now_ms: int, limit: int) -> list[str]:
-    """The docs of up to ``limit`` due jobs and expired leases, earliest key first (a ready
-    job before an expired lease on a tie, as on Redis).
-
-    Two queries, each reading its partial index in order and stopping at ``limit``: one
-    ``ORDER BY`` over their union would sort every due row (milliseconds with a backlog).
-    """
-    ready = db.execute(
-        "SELECT run_ms, doc FROM jobs WHERE state = 'ready' AND run_ms <= ? ORDER BY run_ms "
-        "LIMIT ?",
-        (now_ms, limit),
-    ).fetchall()
-    expired = db.execute(
-        "SELECT lease_ms, doc FROM jobs WHERE state = 'leased' AND lease_ms <= ? "
-        "ORDER BY lease_ms LIMIT ?",
-        (now_ms, limit),
-    ).fetchall()
-    if expired:  # rare: a worker died; sort() is stable, so ready jobs win ties
-        ready = sorted(ready + expired, key=lambda row: int(row[0]))[:limit]
-    return [row[1] for row in ready]
-
-
-class SqliteStore:
+class SqliteStore(SqliteJobs):
     """Store backend on one SQLite file (``sqlite:///path`` or ``sqlite:///:memory:``)."""
 
     def __init__(self, url: str) -> None:
@@ -185,7 +152,8 @@ class SqliteStore:
     # -- plumbing --------------------------------------------------------------------
     async def open(self) -> None:
         """Open the file (creating directories and schema)."""
-        self._engine.open(_SCHEMA + RATES_SCHEMA)  # send limits: see sqlite_rates
+        # Send limits: see sqlite_rates; the parked jobs' index: sqlite_jobs.
+        self._engine.open(_SCHEMA + RATES_SCHEMA + JOBS_SCHEMA)
 
     async def aclose(self) -> None:
         """Close the database (committing a transaction still open)."""
@@ -202,13 +170,7 @@ class SqliteStore:
         it, so their writes share the core's transactions and commits."""
         return self._engine
 
-    @property
-    def _conn(self) -> sqlite3.Connection:
-        return self._engine.conn
-
-    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._engine.write(work)
-
+    # ``_conn`` (reads) and ``_write(work)`` (the engine's write): see SqliteJobs.
     def _doc(self, sql: str, *args: Any) -> dict[str, Any] | None:
         row = self._conn.execute(sql, args).fetchone()
         return jsoncodec.loads(row[0]) if row else None
@@ -647,7 +609,7 @@ class SqliteStore:
             result = self._update_message(db, message_id, update, now)
             # json_extract compares the lease token without decoding the job in Python.
             db.execute(
-                "DELETE FROM jobs WHERE id = ? AND state = 'leased' "
+                "DELETE FROM jobs WHERE id = ? AND state IN ('leased', 'parked') "
                 "AND json_extract(doc, '$.token') = ?",
                 (job_id, token),
             )
@@ -816,101 +778,7 @@ class SqliteStore:
         lines = [LedgerLine(r[0], r[1], period, r[2]) for r in rows]
         return lines, (trow[0] if trow else 0)
 
-    # -- jobs ------------------------------------------------------------------------
-    def _insert_job(self, db: sqlite3.Connection, job: Job) -> None:
-        db.execute("INSERT INTO jobs VALUES (?, ?, ?, ?, ?)", job_row(job))
-
-    def _save_job(self, db: sqlite3.Connection, job: Job) -> None:
-        db.execute(_SAVE_JOB, _job_state(job))
-
-    async def enqueue(self, job: Job) -> None:
-        """Add a ready job."""
-
-        def work(db: sqlite3.Connection) -> None:
-            self._insert_job(db, job)
-
-        return await self._write(work)
-
-    async def lease_job(self, now: datetime, owner: str, visibility: timedelta) -> Job | None:
-        """Lease the earliest due job (or one whose lease expired)."""
-        jobs = await self.lease_jobs(now, owner, visibility, 1)
-        return jobs[0] if jobs else None
-
-    async def lease_jobs(
-        self, now: datetime, owner: str, visibility: timedelta, limit: int
-    ) -> list[Job]:
-        """Lease up to ``limit`` due jobs (and expired leases), earliest first."""
-        now_ms = to_ms(now)
-        # Nothing due (the common answer of an idle worker): no write transaction.
-        if limit < 1 or not _due_jobs(self._conn, now_ms, 1):
-            return []
-
-        def work(db: sqlite3.Connection) -> list[Job]:
-            leased: list[Job] = []
-            while len(leased) < limit and (docs := _due_jobs(db, now_ms, limit - len(leased))):
-                jobs = [Job.from_dict(jsoncodec.loads(doc)) for doc in docs]
-                for job in jobs:
-                    if lease_or_bury(job, now, owner, visibility):
-                        leased.append(job)
-                db.executemany(_SAVE_JOB, [_job_state(job) for job in jobs])
-            return leased
-
-        return await self._write(work)
-
-    def _leased(self, db: sqlite3.Connection, job_id: str, token: str) -> Job | None:
-        row = db.execute(
-            "SELECT doc FROM jobs WHERE id = ? AND state = 'leased'", (job_id,)
-        ).fetchone()
-        if row is None:
-            return None
-        job = Job.from_dict(jsoncodec.loads(row[0]))
-        return job if job.token == token else None
-
-    async def ack_job(self, job_id: str, token: str) -> bool:
-        """Remove a finished job if ``token`` still holds its lease."""
-
-        def work(db: sqlite3.Connection) -> bool:
-            if self._leased(db, job_id, token) is None:
-                return False
-            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
-            return True
-
-        return await self._write(work)
-
-    async def retry_job(
-        self, job_id: str, token: str, run_at: datetime, error: str, refund: bool = False
-    ) -> str | None:
-        """Put a leased job back for ``run_at`` (or bury it after max attempts)."""
-
-        def work(db: sqlite3.Connection) -> str | None:
-            job = self._leased(db, job_id, token)
-            if job is None:
-                return None
-            schedule_retry(job, run_at, error, refund)
-            self._save_job(db, job)
-            return job.state
-
-        return await self._write(work)
-
-    async def get_job(self, job_id: str) -> Job | None:
-        """The job, or None."""
-        doc = self._doc("SELECT doc FROM jobs WHERE id = ?", job_id)
-        return Job.from_dict(doc) if doc else None
-
-    async def list_dead_jobs(self, limit: int) -> list[Job]:
-        """Dead jobs, newest first."""
-        rows = self._conn.execute(
-            "SELECT doc FROM jobs WHERE state = 'dead' ORDER BY id DESC LIMIT ?", (limit,)
-        ).fetchall()
-        return [Job.from_dict(jsoncodec.loads(r[0])) for r in rows]
-
-    async def job_counts(self) -> dict[str, int]:
-        """Jobs per state."""
-        counts = {"ready": 0, "leased": 0, "dead": 0}
-        for state, n in self._conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
-            counts[state] = n
-        return counts
-
+    # -- jobs: see sqlite_jobs.SqliteJobs ----------------------------------------------
     # -- events ----------------------------------------------------------------------
     async def append_events(self, events: list[Event]) -> list[Event]:
         """Append events and number them."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -33,7 +33,7 @@ from connectors.base import (
     register,
 )
 from gateway.config import ConnectorConfig
-from gateway.models import parse_iso
+from gateway.models import JobHandler, parse_iso
 
 
 class FakeConnector:
@@ -126,6 +126,10 @@ class FakeConnector:
             )
         )
         return JSONResponse({"message_id": msg.id if msg else None})
+
+    def job_handlers(self) -> Mapping[str, JobHandler]:
+        """No durable jobs of its own."""
+        return {}
 
     def health(self) -> Health:
         """Unhealthy after an auth error until ``healthy`` is set again."""

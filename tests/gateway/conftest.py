@@ -19,6 +19,7 @@ from gateway.config import ConnectorConfig, parse_settings
 from gateway.ids import new_id
 from gateway.inbound import Inbound
 from gateway.models import Member, Message, Team
+from gateway.process import open_runtime
 from gateway.runtime import Runtime
 
 MOBILE_A = "+4915112345671"
@@ -92,7 +93,7 @@ async def rt(url: str, tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Runt
     """A runtime on a fresh store of the backend under test, with fake connectors."""
     settings = parse_settings({"gateway": {"store": url, "blobs": str(tmp_path / "blobs")}})
     settings = dataclasses.replace(settings, connectors=fake_connectors())
-    runtime = await Runtime.create(settings, clock=clock)
+    runtime = await open_runtime(settings, clock=clock)
     await runtime.wait_started()
     try:
         yield runtime

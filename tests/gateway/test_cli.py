@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,8 @@ from gateway.cli import build_parser, main
 from gateway.clock import FrozenClock
 from gateway.config import load_settings
 from gateway.demo import create_demo, demo_connectors, demo_settings, describe
-from gateway.ids import hash_secret
-from gateway.models import Plan
+from gateway.ids import hash_secret, new_id
+from gateway.models import Job, Plan
 from gateway.store import open_store
 
 pytestmark = pytest.mark.anyio
@@ -413,6 +415,49 @@ def test_parser_accepts_every_command() -> None:
     assert args.config == "a.toml" and args.member is None
 
 
+def test_admin_jobs_list_and_retry(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``admin jobs`` on the configured store: empty, then a queued and a dead job."""
+    assert run_json(capsys, "admin", "jobs", "list") == {"jobs": [], "waiting_for_handler": {}}
+    assert run(capsys, "admin", "jobs", "list")[1] == "no jobs\n"
+
+    async def fill() -> tuple[str, str]:
+        store = await open_store(store_url)
+        try:
+            now = datetime.now(UTC)
+            queued = Job(new_id("job"), "fax", {"n": 1}, now, 3, created_at=now)
+            dead = Job(new_id("job"), "send", {"n": 2}, now, 1, created_at=now)
+            await store.enqueue(queued)
+            await store.enqueue(dead)
+            [leased] = await store.lease_jobs(now, "w", timedelta(seconds=30), 1, kinds={"send"})
+            await store.retry_job(leased.id, leased.token or "", now, "carrier gone")
+            return queued.id, dead.id
+        finally:
+            await store.aclose()
+
+    queued, dead = asyncio.run(fill())  # the lease also set the fax job aside (no handler)
+    listing = run_json(capsys, "admin", "jobs", "list")
+    assert [(j["id"], j["state"]) for j in listing["jobs"]] == [
+        (queued, "queued"),
+        (dead, "dead"),
+    ]
+    assert listing["waiting_for_handler"] == {"fax": 1}
+    code, out, _ = run(capsys, "admin", "jobs", "list", "--state", "dead")
+    assert code == 0 and f"{dead}  send  dead  attempts 1/1" in out
+    assert "last error: carrier gone" in out and queued not in out
+    assert run_json(capsys, "admin", "jobs", "list", "--kind", "send")["waiting_for_handler"] == {}
+    code, _, err = run(capsys, "admin", "jobs", "list", "--state", "leased")
+    assert code == 2 and "invalid choice" in err
+    revived = run_json(capsys, "admin", "jobs", "retry", dead)
+    assert (revived["state"], revived["attempts"]) == ("queued", 0)
+    code, _, err = run(capsys, "admin", "jobs", "retry", dead)
+    assert (
+        code == 1
+        and err == f"error: job {dead} is queued, not dead: only a dead job can be retried\n"
+    )
+    code, _, err = run(capsys, "admin", "jobs", "retry", "job_nope")
+    assert code == 1 and "job job_nope does not exist" in err
+
+
 def test_example_config_parses(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("GATEWAY_STORE", "GATEWAY_BLOBS", "GATEWAY_CONFIG"):
         monkeypatch.delenv(name, raising=False)
@@ -487,21 +532,27 @@ def test_console_script_as_subprocess(tmp_path: Path) -> None:
 async def test_demo_sms_is_delivered_and_arrives_for_the_member(tmp_path: Path) -> None:
     import httpx
 
+    from connectors.smpp.demo import CONNECTOR_ID as SMS_CONNECTOR_ID
+    from connectors.smpp.demo import SmscDemo
     from gateway.api.app import create_app
-    from gateway.demo import SMS_CONNECTOR_ID, smsc_banner, start_smsc
-    from gateway.jobs import Worker
-    from gateway.runtime import Runtime
+    from gateway.demo import demo_numbers
+    from gateway.process import open_runtime, worker
     from gateway.store.base import MessageFilter
 
-    settings, smsc = await start_smsc(demo_settings(tmp_path, "127.0.0.1", 8080))
+    settings = demo_settings(tmp_path, "127.0.0.1", 8080)
+    carrier = SmscDemo()
+    config = await carrier.start(settings.public_url, demo_numbers())
+    settings = dataclasses.replace(settings, connectors=(config,))
+    smsc = carrier.sim
+    assert smsc is not None
     smsc.receipt_delay = 0.05  # the demo waits a second; the test need not
     try:
-        rt = await Runtime.create(settings)
+        rt = await open_runtime(settings)
         try:
             info = await create_demo(rt.store, rt.clock, settings)
             await rt.wait_started()
             assert rt.health()[SMS_CONNECTOR_ID].ok
-            assert f"127.0.0.1:{smsc.port}" in smsc_banner(smsc)
+            assert f"127.0.0.1:{smsc.port}" in carrier.banner()
             anna, ben = info.members[0], info.members[1]
             body = {"channel": "sms", "from": anna.mobile, "to": ben.mobile, "text": "Hallo!"}
             transport = httpx.ASGITransport(app=create_app(rt, workers=False))
@@ -510,7 +561,7 @@ async def test_demo_sms_is_delivered_and_arrives_for_the_member(tmp_path: Path) 
                 resp = await client.post("/v1/messages", json=body, headers=headers)
                 assert resp.status_code == 202, resp.text
                 message_id = resp.json()["id"]
-                assert await Worker(rt).run_once()
+                assert await worker(rt).run_once()
                 async with asyncio.timeout(10):
                     while True:
                         msg = await client.get(f"/v1/messages/{message_id}", headers=headers)
@@ -530,4 +581,4 @@ async def test_demo_sms_is_delivered_and_arrives_for_the_member(tmp_path: Path) 
         finally:
             await rt.aclose()
     finally:
-        await smsc.stop()
+        await carrier.stop()

@@ -116,7 +116,7 @@ def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
 def test_unknown_connector_kind_is_named() -> None:
     import asyncio
 
-    from gateway.runtime import Runtime
+    from gateway.process import open_runtime
 
     settings = parse_settings(
         {
@@ -125,4 +125,4 @@ def test_unknown_connector_kind_is_named() -> None:
         }
     )
     with pytest.raises(ConfigError, match="carrier-pigeon"):
-        asyncio.run(Runtime.create(settings))
+        asyncio.run(open_runtime(settings))

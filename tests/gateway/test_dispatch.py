@@ -10,8 +10,8 @@ import pytest
 
 from connectors.base import StatusReport
 from gateway.clock import FrozenClock
-from gateway.jobs import Worker
 from gateway.models import Message
+from gateway.process import worker
 from gateway.runtime import Runtime
 from tests.connectors.fake import FakeConnector
 from tests.gateway.conftest import CONTACT, MOBILE_A, Seed, auth
@@ -48,14 +48,14 @@ async def test_send_reaches_the_connector(
     client: httpx.AsyncClient, rt: Runtime, seed: Seed
 ) -> None:
     msg = await send(client, seed)
-    assert await Worker(rt).run_once()
+    assert await worker(rt).run_once()
     assert [m.id for m in fake(rt).sent] == [msg["id"]]
     after = await stored(rt, msg["id"])
     assert after.status == "sent" and after.carrier_id == f"fake-{msg['id']}"
     history = [h.status for h in await rt.store.status_history(msg["id"])]
     assert history == ["accepted", "sending", "sent"]
     assert await rt.store.job_counts() == {"ready": 0, "leased": 0, "dead": 0}
-    assert not await Worker(rt).run_once()
+    assert not await worker(rt).run_once()
 
 
 async def test_short_retry_inside_one_run(
@@ -63,7 +63,7 @@ async def test_short_retry_inside_one_run(
 ) -> None:
     fake(rt).script = ["retry", "ok"]
     msg = await send(client, seed)
-    assert await Worker(rt).run_once()
+    assert await worker(rt).run_once()
     assert (await stored(rt, msg["id"])).status == "sent"
 
 
@@ -72,11 +72,11 @@ async def test_durable_retry_then_success(
 ) -> None:
     fake(rt).script = ["retry:30"]  # retry_after above the short-retry bound
     msg = await send(client, seed)
-    assert await Worker(rt).run_once()
+    assert await worker(rt).run_once()
     assert (await stored(rt, msg["id"])).status == "queued"
-    assert not await Worker(rt).run_once()  # not due yet
+    assert not await worker(rt).run_once()  # not due yet
     clock.advance(seconds=31)
-    assert await Worker(rt).run_once()
+    assert await worker(rt).run_once()
     after = await stored(rt, msg["id"])
     assert after.status == "sent"
     assert [h.status for h in await rt.store.status_history(msg["id"])] == [
@@ -94,7 +94,7 @@ async def test_permanent_error_fails_and_gives_units_back(
     fake(rt).script = ["permanent"]
     msg = await send(client, seed, "x" * 200)
     assert await used(rt, seed) == 2
-    assert await Worker(rt).run_once()
+    assert await worker(rt).run_once()
     after = await stored(rt, msg["id"])
     assert after.status == "failed"
     assert after.error == {
@@ -115,7 +115,7 @@ async def test_retries_exhausted_fail_the_message(
     fake(rt).script = ["retry:30"] * attempts
     msg = await send(client, seed)
     for _ in range(attempts):
-        assert await Worker(rt).run_once()
+        assert await worker(rt).run_once()
         clock.advance(hours=2)
     after = await stored(rt, msg["id"])
     assert after.status == "failed" and after.error and after.error["retryable"] is True
@@ -128,19 +128,19 @@ async def test_auth_error_keeps_the_message_queued(
 ) -> None:
     fake(rt).script = ["auth"]
     msg = await send(client, seed)
-    assert await Worker(rt).run_once()
+    assert await worker(rt).run_once()
     assert (await stored(rt, msg["id"])).status == "queued"
     assert (await client.get("/readyz")).status_code == 503
     # While the connector is unhealthy, the job waits without using up attempts.
     for _ in range(rt.settings.job_max_attempts + 2):
         clock.advance(minutes=2)
-        assert await Worker(rt).run_once()
+        assert await worker(rt).run_once()
     job = await rt.store.list_dead_jobs(10)
     assert job == []
     assert (await stored(rt, msg["id"])).status == "queued"
     fake(rt).healthy = True  # the operator fixed the token
     clock.advance(minutes=2)
-    assert await Worker(rt).run_once()
+    assert await worker(rt).run_once()
     assert (await stored(rt, msg["id"])).status == "sent"
 
 
@@ -149,11 +149,11 @@ async def test_crashing_connector_is_retried_not_lost(
 ) -> None:
     fake(rt).script = ["crash"]
     msg = await send(client, seed)
-    assert await Worker(rt).run_once()
+    assert await worker(rt).run_once()
     counts = await rt.store.job_counts()
     assert counts["ready"] == 1
     clock.advance(minutes=1)
-    assert await Worker(rt).run_once()
+    assert await worker(rt).run_once()
     assert (await stored(rt, msg["id"])).status == "sent"
 
 
@@ -161,7 +161,7 @@ async def test_delivery_reports_move_forward_only(
     client: httpx.AsyncClient, rt: Runtime, seed: Seed
 ) -> None:
     msg = await send(client, seed)
-    await Worker(rt).run_once()
+    await worker(rt).run_once()
     carrier_id = f"fake-{msg['id']}"
     for status in ("delivered", "sent", "read", "delivered"):
         resp = await client.post("/hooks/fake1/status", json={"id": carrier_id, "status": status})
@@ -216,7 +216,7 @@ async def test_worker_loop_runs_until_stopped(
     import asyncio
 
     stop = asyncio.Event()
-    task = asyncio.create_task(Worker(rt, concurrency=2).run(stop))
+    task = asyncio.create_task(worker(rt, concurrency=2).run(stop))
     msgs = [await send(client, seed, f"n{i}") for i in range(5)]
     for _ in range(200):
         statuses = {(await stored(rt, m["id"])).status for m in msgs}
@@ -255,7 +255,7 @@ async def test_multi_part_message_is_delivered_when_every_part_is(
 ) -> None:
     fake(rt).parts = 3
     msg = await send(client, seed, "a" * 307)
-    assert await Worker(rt).run_once()
+    assert await worker(rt).run_once()
     sink = rt.connectors["fake1"].connector.ctx.sink  # type: ignore[attr-defined]
     now = rt.clock.now()
     ids = [f"fake-{msg['id']}-{i}" for i in (1, 2, 3)]
@@ -272,7 +272,7 @@ async def test_one_failed_part_fails_the_message(
 ) -> None:
     fake(rt).parts = 2
     msg = await send(client, seed, "a" * 200)
-    assert await Worker(rt).run_once()
+    assert await worker(rt).run_once()
     sink = rt.connectors["fake1"].connector.ctx.sink  # type: ignore[attr-defined]
     now = rt.clock.now()
     await sink.status(StatusReport("fake1", f"fake-{msg['id']}-1", "delivered", now))
@@ -288,10 +288,10 @@ async def test_a_report_that_overtakes_its_send_is_applied_later(
     sink = rt.connectors["fake1"].connector.ctx.sink  # type: ignore[attr-defined]
     early = StatusReport("fake1", f"fake-{msg['id']}", "delivered", clock.now())
     assert await sink.status(early) is None  # parked: the send has not been stored yet
-    assert await Worker(rt).run_once()  # the send job (due now); the report job is not due
+    assert await worker(rt).run_once()  # the send job (due now); the report job is not due
     assert (await stored(rt, msg["id"])).status == "sent"
     clock.advance(seconds=3)
-    assert await Worker(rt).run_once()
+    assert await worker(rt).run_once()
     assert (await stored(rt, msg["id"])).status == "delivered"
     assert await rt.store.job_counts() == {"ready": 0, "leased": 0, "dead": 0}
 
@@ -304,6 +304,6 @@ async def test_a_report_for_an_unknown_id_is_dropped_after_its_tries(
     runs = 0
     for _ in range(20):
         clock.advance(seconds=120)
-        runs += await Worker(rt).run_once()
+        runs += await worker(rt).run_once()
     assert runs == 5
     assert await rt.store.job_counts() == {"ready": 0, "leased": 0, "dead": 0}

@@ -18,8 +18,8 @@ from gateway.auth import Principal
 from gateway.clock import FrozenClock
 from gateway.config import parse_settings
 from gateway.dispatch import AUTH_RETRY, unhealthy_delay
-from gateway.jobs import Worker
 from gateway.outbound import submit
+from gateway.process import open_runtime, worker
 from gateway.runtime import START_RETRY_MIN, Runtime
 from tests.connectors.fake import FakeConnector
 from tests.gateway.conftest import CONTACT, MOBILE_A, Seed, fake_connectors, seed_directory
@@ -57,13 +57,13 @@ async def test_a_reconnecting_connector_is_tried_again_at_its_hint(
     unhealthy(rt, 3.0)
     msg = await send(client, seed)
     for _ in range(3):  # each run waits for the hint; none uses an attempt
-        assert await Worker(rt).run_once()
+        assert await worker(rt).run_once()
         assert (await stored(rt, msg["id"])).status == "queued"
-        assert not await Worker(rt).run_once()  # not due before the hint
+        assert not await worker(rt).run_once()  # not due before the hint
         clock.advance(seconds=3)
     assert await due_in(rt, clock) == timedelta(0)
     del fake(rt).health  # the bind is back
-    assert await Worker(rt).run_once()
+    assert await worker(rt).run_once()
     assert (await stored(rt, msg["id"])).status == "sent"
 
 
@@ -72,7 +72,7 @@ async def test_without_a_hint_the_send_waits_a_minute(
 ) -> None:
     unhealthy(rt, None)
     await send(client, seed)
-    assert await Worker(rt).run_once()
+    assert await worker(rt).run_once()
     assert await due_in(rt, clock) == AUTH_RETRY
 
 
@@ -81,12 +81,12 @@ async def test_a_connector_still_starting_is_tried_again_soon(
 ) -> None:
     settings = parse_settings({"gateway": {"store": url, "blobs": str(tmp_path / "blobs")}})
     settings = dataclasses.replace(settings, connectors=fake_connectors())
-    rt = await Runtime.create(settings, clock=clock, start_connectors=False)
+    rt = await open_runtime(settings, clock=clock, start_connectors=False)
     try:
         seed = await seed_directory(rt, clock)
         body = {"channel": "sms", "from": MOBILE_A, "to": CONTACT, "text": "early"}
         await submit(rt, Principal(seed.team.id, None, "test"), body)
-        assert await Worker(rt).run_once()  # before the connector ever started
+        assert await worker(rt).run_once()  # before the connector ever started
         assert await due_in(rt, clock) == timedelta(seconds=START_RETRY_MIN)
     finally:
         await rt.aclose()
@@ -97,7 +97,7 @@ async def test_start_failures_say_whether_to_wait_for_an_operator(
 ) -> None:
     settings = parse_settings({"gateway": {"store": url, "blobs": str(tmp_path / "blobs")}})
     settings = dataclasses.replace(settings, connectors=fake_connectors())
-    rt = await Runtime.create(settings, clock=clock, start_connectors=False)
+    rt = await open_runtime(settings, clock=clock, start_connectors=False)
     state = rt.connectors["fake1"]
     connector = state.connector
     assert isinstance(connector, FakeConnector)

@@ -20,8 +20,8 @@ from gateway.clock import FrozenClock
 from gateway.config import SmtpConfig
 from gateway.ids import new_id
 from gateway.inbound import Inbound
-from gateway.jobs import Worker
 from gateway.models import Event, Member, Message
+from gateway.process import open_runtime, worker
 from gateway.runtime import Runtime
 from gateway.store.base import MessageFilter
 from gateway.units import sms_info
@@ -86,7 +86,7 @@ async def receive(client: httpx.AsyncClient, text: str, carrier_id: str = "in-1"
 async def drain(rt: Runtime) -> int:
     """Run due jobs until none is left (bounded)."""
     for ran in range(50):
-        if not await Worker(rt).run_once():
+        if not await worker(rt).run_once():
             return ran
     raise AssertionError("jobs keep coming")
 
@@ -173,9 +173,9 @@ async def test_relay_down_is_retried_until_it_is_up(
     use_relay(rt, port)
     await set_rules(client, seed, email=["anna.privat@example.com"])
     await receive(client, "später")
-    assert await Worker(rt).run_once()
+    assert await worker(rt).run_once()
     assert (await rt.store.job_counts())["ready"] == 1
-    assert not await Worker(rt).run_once()  # backing off
+    assert not await worker(rt).run_once()  # backing off
     server = SmtpServer(port).start()
     try:
         clock.advance(seconds=5)
@@ -196,9 +196,9 @@ async def test_relay_down_for_good_is_recorded(
     use_relay(rt, free_port())
     await set_rules(client, seed, email=["anna.privat@example.com"])
     message_id = await receive(client, "niemand da")
-    assert await Worker(rt).run_once()
+    assert await worker(rt).run_once()
     clock.advance(seconds=5)
-    assert await Worker(rt).run_once()
+    assert await worker(rt).run_once()
     [event] = await forward_events(rt)
     assert event.type == forwarding.FORWARD_FAILED
     assert event.data["code"] == "smtp_unavailable" and event.data["message_id"] == message_id
@@ -481,7 +481,7 @@ async def test_forwards_survive_the_process(
     use_relay(rt, smtp.port)
     await set_rules(client, seed, email=["anna.privat@example.com"])
     await receive(client, "dauerhaft")
-    other = await Runtime.create(rt.settings, clock=clock)
+    other = await open_runtime(rt.settings, clock=clock)
     try:
         await other.wait_started()
         assert await drain(other) == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,8 +14,8 @@ import pytest
 
 from gateway.clock import FrozenClock
 from gateway.ids import new_id
-from gateway.jobs import HANDLERS, Worker
 from gateway.models import Job
+from gateway.process import worker
 from gateway.runtime import Runtime
 
 pytestmark = pytest.mark.anyio
@@ -26,14 +26,15 @@ TIMEOUT = 10.0  # seconds a test waits for something that must happen
 class Probe:
     """A job kind whose runs wait for ``release``; it counts runs and concurrency."""
 
-    def __init__(self) -> None:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
         self.release = asyncio.Event()
         self.running = 0
         self.most = 0
         self.ran: list[str] = []
         self.result: bool | None = None
 
-    async def __call__(self, rt: Runtime, job: Job) -> bool | None:
+    async def __call__(self, job: Job) -> bool | None:
         self.running += 1
         self.most = max(self.most, self.running)
         try:
@@ -42,16 +43,13 @@ class Probe:
             self.running -= 1
         self.ran.append(job.id)
         if self.result:
-            await rt.store.ack_job(job.id, job.token or "")
+            await self.rt.store.ack_job(job.id, job.token or "")
         return self.result
 
 
 @pytest.fixture
-def probe() -> Iterator[Probe]:
-    p = Probe()
-    HANDLERS[KIND] = p
-    yield p
-    HANDLERS.pop(KIND, None)
+def probe(rt: Runtime) -> Probe:
+    return Probe(rt)
 
 
 @pytest.fixture
@@ -68,8 +66,8 @@ def count_calls(
     calls: list[tuple[tuple[Any, ...], Any]] = []
     original: Callable[..., Awaitable[Any]] = getattr(obj, name)
 
-    async def wrapper(*args: Any) -> Any:
-        result = await original(*args)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = await original(*args, **kwargs)
         calls.append((args, result))
         return result
 
@@ -98,7 +96,7 @@ async def test_a_burst_runs_in_batches_within_the_slots(
     rt = quiet
     leases = count_calls(monkeypatch, rt.store, "lease_jobs")
     stop = asyncio.Event()
-    task = asyncio.create_task(Worker(rt, concurrency=3).run(stop))
+    task = asyncio.create_task(worker(rt, extra={KIND: probe}, concurrency=3).run(stop))
     await until(lambda: len(leases) == 1)  # it looked (nothing was due) and sleeps
     ids = await enqueue(rt, clock.now(), 8)
     await until(lambda: probe.running == 3)
@@ -122,7 +120,7 @@ async def test_an_idle_worker_waits_for_a_wake(
     leases = count_calls(monkeypatch, rt.store, "lease_jobs")
     probe.release.set()
     stop = asyncio.Event()
-    task = asyncio.create_task(Worker(rt, concurrency=4).run(stop))
+    task = asyncio.create_task(worker(rt, extra={KIND: probe}, concurrency=4).run(stop))
     await until(lambda: len(leases) >= 1)
     for _ in range(20):
         await asyncio.sleep(0.005)
@@ -139,7 +137,7 @@ async def test_stop_lets_the_jobs_in_flight_finish(
 ) -> None:
     rt = quiet
     stop = asyncio.Event()
-    task = asyncio.create_task(Worker(rt, concurrency=2).run(stop))
+    task = asyncio.create_task(worker(rt, extra={KIND: probe}, concurrency=2).run(stop))
     ids = await enqueue(rt, clock.now(), 3)
     await until(lambda: probe.running == 2)
     stop.set()
@@ -161,13 +159,13 @@ async def test_a_handler_that_finished_its_job_is_not_acked_again(
     acks = count_calls(monkeypatch, rt.store, "ack_job")
     await enqueue(rt, clock.now(), 1)
     probe.result = True  # it acks itself (as complete_send does) and says so
-    assert await Worker(rt).run_once()
+    assert await worker(rt, extra={KIND: probe}).run_once()
     assert [result for _, result in acks] == [True]
     await enqueue(rt, clock.now(), 1)
     probe.result = None  # the worker acks
-    assert await Worker(rt).run_once()
+    assert await worker(rt, extra={KIND: probe}).run_once()
     assert [result for _, result in acks] == [True, True]
-    assert not await Worker(rt).run_once()
+    assert not await worker(rt, extra={KIND: probe}).run_once()
 
 
 async def test_a_due_retry_is_found_by_the_poll(
@@ -177,7 +175,7 @@ async def test_a_due_retry_is_found_by_the_poll(
     found by the poll interval (the fixture's short one)."""
     probe.release.set()
     stop = asyncio.Event()
-    task = asyncio.create_task(Worker(rt, concurrency=2).run(stop))
+    task = asyncio.create_task(worker(rt, extra={KIND: probe}, concurrency=2).run(stop))
     job = Job(new_id("job"), KIND, {}, clock.now() + timedelta(seconds=5), 3)
     await rt.store.enqueue(job)  # no wake
     clock.advance(seconds=6)

@@ -1,5 +1,6 @@
-"""A worker process killed with SIGKILL mid-job: the job runs again once, the carrier sees
-the message once. Real processes (`gateway worker`), a real HTTP carrier, both backends."""
+"""A worker process killed with SIGKILL mid-job: its lease, renewed while it lived, runs
+out, the job runs again once, the carrier sees the message once. Real processes (`gateway
+worker`), a real HTTP carrier, both backends."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from gateway.auth import Principal
 from gateway.clock import FrozenClock
 from gateway.config import load_settings
 from gateway.outbound import submit
+from gateway.process import open_runtime
 from gateway.runtime import Runtime
 from tests.conftest import free_port
 from tests.gateway.conftest import CONTACT, MOBILE_A, seed_directory
@@ -127,7 +129,7 @@ async def test_sigkill_mid_job_sends_once(url: str, tmp_path: Path, carrier: Car
     settings = load_settings(config)
     from gateway.clock import SystemClock
 
-    rt = await Runtime.create(settings, clock=SystemClock(), start_connectors=False)
+    rt = await open_runtime(settings, clock=SystemClock(), start_connectors=False)
     workers: list[subprocess.Popen[bytes]] = []
     try:
         seed = await seed_directory(rt, FrozenClock(rt.clock.now()))
@@ -138,6 +140,13 @@ async def test_sigkill_mid_job_sends_once(url: str, tmp_path: Path, carrier: Car
         pause.touch()  # the first worker leases the job and hangs inside send()
         workers.append(start_worker(config))
         await wait_status(rt, msg.id, "sending", tmp_path)
+        # While it lives, its heartbeat renews the lease: no take-over (by itself either).
+        [held] = await rt.store.list_jobs("leased", "send", 1)
+        await asyncio.sleep(3 * settings.job_visibility_seconds)
+        [still] = await rt.store.list_jobs("leased", "send", 1)
+        assert (still.token, still.attempts) == (held.token, 1)
+        assert still.lease_until is not None and held.lease_until is not None
+        assert still.lease_until > held.lease_until
         workers[0].send_signal(signal.SIGKILL)
         workers[0].wait(timeout=10)
         assert carrier.received == []
@@ -173,7 +182,7 @@ async def test_several_workers_send_each_message_once(
     settings = load_settings(config)
     from gateway.clock import SystemClock
 
-    rt = await Runtime.create(settings, clock=SystemClock(), start_connectors=False)
+    rt = await open_runtime(settings, clock=SystemClock(), start_connectors=False)
     workers: list[subprocess.Popen[bytes]] = []
     try:
         seed = await seed_directory(rt, FrozenClock(rt.clock.now()))

@@ -16,6 +16,7 @@ from gateway.clock import FrozenClock
 from gateway.config import parse_settings
 from gateway.ids import new_id
 from gateway.models import Event
+from gateway.process import open_runtime
 from gateway.runtime import Runtime
 from tests.gateway.conftest import Seed, fake_connectors, seed_directory
 from tests.webhooks.receiver import Receiver
@@ -47,7 +48,7 @@ async def rt(
     settings = parse_settings({"gateway": {"store": url, "blobs": str(tmp_path / "blobs")}})
     settings = dataclasses.replace(settings, connectors=fake_connectors())
     settings = settings.with_extension("webhooks", hook_settings)
-    runtime = await Runtime.create(settings, clock=clock)
+    runtime = await open_runtime(settings, clock=clock)
     await runtime.wait_started()
     try:
         yield runtime

@@ -21,6 +21,7 @@ from standardwebhooks import Webhook
 from gateway.clock import SystemClock
 from gateway.config import load_settings
 from gateway.models import Event
+from gateway.process import open_runtime
 from gateway.runtime import Runtime
 from tests.conftest import free_port
 from tests.webhooks.conftest import add_endpoint, add_events, hooks
@@ -125,7 +126,7 @@ async def wait_for(what: str, check: object, where: Path, timeout: float = 60) -
 async def real_rt(url: str, tmp_path: Path) -> Iterator[Runtime]:
     config = tmp_path / "gateway.toml"
     write_config(config, url)
-    rt = await Runtime.create(load_settings(config), clock=SystemClock(), start_connectors=False)
+    rt = await open_runtime(load_settings(config), clock=SystemClock(), start_connectors=False)
     try:
         yield rt  # type: ignore[misc]
     finally:

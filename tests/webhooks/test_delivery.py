@@ -12,12 +12,13 @@ from standardwebhooks import Webhook
 
 from gateway.clock import FrozenClock
 from gateway.models import iso
+from gateway.retry import retry_after_seconds
 from gateway.runtime import Runtime
 from tests.webhooks.conftest import add_endpoint, add_events, hooks, settle
 from tests.webhooks.receiver import Answer, Received, Receiver
 from webhooks import signing
 from webhooks.client import Client
-from webhooks.delivery import Engine, delivery_id, lane_of, next_delay, retry_after_seconds
+from webhooks.delivery import Engine, delivery_id, lane_of, next_delay
 from webhooks.models import Delivery, DeliveryOutcome
 from webhooks.settings import DEFAULT_RETRY_SCHEDULE
 

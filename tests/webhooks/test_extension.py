@@ -14,7 +14,7 @@ from gateway.api.app import create_app
 from gateway.config import parse_settings
 from gateway.demo import demo_settings
 from gateway.extensions import extensions
-from gateway.jobs import Worker
+from gateway.process import worker
 from gateway.runtime import Runtime
 from tests.webhooks.conftest import add_endpoint, add_events
 from tests.webhooks.receiver import Receiver
@@ -41,7 +41,7 @@ async def test_the_workers_run_the_delivery_engine(rt: Runtime, receiver: Receiv
     """``gateway serve`` and ``gateway worker`` run ``Worker.run``: deliveries just happen."""
     endpoint = await add_endpoint(rt, "team_x", receiver.url)
     stop = asyncio.Event()
-    task = asyncio.create_task(Worker(rt).run(stop))
+    task = asyncio.create_task(worker(rt).run(stop))
     try:
         await add_events(rt, "team_x", ("forward.sent", {"message_id": "msg_1"}))
         for _ in range(1000):  # at most 20 s

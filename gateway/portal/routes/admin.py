@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import forwarding
+from gateway.admin import create_member, parse_addons
 from gateway.auth import Principal, create_key
-from gateway.cli import create_member, parse_addons
 from gateway.errors import Forbidden, GatewayError, NotFound, ValidationError
 from gateway.models import Addon, Member, Plan
 from gateway.portal import i18n, invites

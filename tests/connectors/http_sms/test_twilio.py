@@ -27,7 +27,6 @@ from connectors.http_sms.twilio import (
     TWIML_EMPTY,
     TwilioConnector,
     delivery_error,
-    retry_after_seconds,
     rule_for,
 )
 from gateway.blobs import BlobStore
@@ -487,17 +486,7 @@ async def test_custom_status_callback_url_is_what_is_verified(
     assert [r.status for r in sink.reports] == ["delivered"]
 
 
-# -- the table's pure parts ------------------------------------------------------------------
-def test_retry_after_forms() -> None:
-    assert retry_after_seconds("5", NOW) == 5.0
-    assert retry_after_seconds(" 1.5 ", NOW) == 1.5
-    assert retry_after_seconds(http_date(NOW + timedelta(minutes=2)), NOW) == 120.0
-    assert retry_after_seconds(http_date(NOW - timedelta(minutes=2)), NOW) == 0.0
-    assert retry_after_seconds("Sun, 15 Mar 2026 12:00:10", NOW) == 10.0  # no zone: GMT
-    for bad in (None, "", "soon", "-5", "inf", "1e3"):
-        assert retry_after_seconds(bad, NOW) is None
-
-
+# -- the table's pure parts (Retry-After: tests/gateway/test_retry.py) --------------------
 def test_rule_order() -> None:
     assert rule_for(503, "21211").outcome == "retry"
     assert rule_for(429, None).code == "throttled"

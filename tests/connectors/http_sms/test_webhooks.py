@@ -20,8 +20,8 @@ from connectors.http_sms.twilio import TWIML_EMPTY, TwilioConnector
 from gateway.api.app import create_app
 from gateway.clock import Clock, FrozenClock, SystemClock
 from gateway.config import ConnectorConfig, parse_settings
-from gateway.jobs import Worker
 from gateway.models import Message
+from gateway.process import open_runtime, worker
 from gateway.runtime import Runtime
 from tests.conftest import free_port
 from tests.gateway.conftest import CONTACT, MOBILE_A, Seed, auth, seed_directory
@@ -86,7 +86,7 @@ async def running_gateway(
         }
         tw = ConnectorConfig("tw1", "twilio", frozenset({"sms"}), None, options)
         settings = dataclasses.replace(settings, connectors=(tw,))
-        rt = await Runtime.create(settings, clock=clock)
+        rt = await open_runtime(settings, clock=clock)
         try:
             await rt.wait_started()
             seed = await seed_directory(rt, FrozenClock(clock.now()))
@@ -121,7 +121,7 @@ async def test_status_callbacks_move_the_message(
     gw.sim.deliver_next(1, final, error_code)
     gw.sim.pause_callbacks()  # the send is recorded before any callback can arrive
     sent = await gw.send("a" * 161)
-    assert await Worker(gw.rt).run_once()
+    assert await worker(gw.rt).run_once()
     msg = await gw.message(sent["id"])
     [carrier] = gw.sim.sends
     assert msg.status == "sent" and msg.carrier_id == carrier.sid

@@ -15,7 +15,7 @@ from connectors.smpp.simulator import SmscSimulator
 from gateway.api.app import create_app
 from gateway.clock import FrozenClock
 from gateway.config import ConnectorConfig, parse_settings
-from gateway.jobs import Worker
+from gateway.process import open_runtime, worker
 from gateway.runtime import Runtime
 from gateway.store.base import MessageFilter
 from tests.connectors.smpp.conftest import eventually
@@ -47,7 +47,7 @@ async def runtime(
         "rate": 0,
     }
     smpp = ConnectorConfig("sms1", "smpp", frozenset({"sms"}), None, options)
-    rt = await Runtime.create(dataclasses.replace(settings, connectors=(smpp,)), clock=clock)
+    rt = await open_runtime(dataclasses.replace(settings, connectors=(smpp,)), clock=clock)
     await rt.wait_started()
     try:
         yield rt
@@ -67,7 +67,7 @@ async def test_api_to_delivered(runtime: Runtime, clock: FrozenClock, smsc: Smsc
         resp = await client.post("/v1/messages", json=body, headers=auth(seed.team_key))
         assert resp.status_code == 202, resp.text
         message_id = resp.json()["id"]
-        assert await Worker(runtime).run_once()
+        assert await worker(runtime).run_once()
         [sub] = smsc.submits
         assert sub.text == "Hallo über SMPP" and sub.pdu.fields["destination_addr"] == CONTACT[1:]
 

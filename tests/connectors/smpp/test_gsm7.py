@@ -7,14 +7,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.smpp import gsm7
+from gateway import units
 from gateway.units import GSM7_BASIC, GSM7_EXTENSION
 
 ALPHABET = "".join(sorted(GSM7_BASIC | GSM7_EXTENSION))
 
 
-def test_tables_agree_with_the_segmentation_rules() -> None:
-    assert set(gsm7.BASIC) - {"\xa0"} == set(GSM7_BASIC)
+def test_the_codec_uses_the_one_table_of_the_segmentation_rules() -> None:
+    assert gsm7.BASIC is units.GSM7_TABLE and gsm7.EXTENSION is units.GSM7_EXTENSION_TABLE
+    assert set(gsm7.BASIC) - {gsm7.BASIC[gsm7.ESC]} == set(GSM7_BASIC)
     assert set(gsm7.EXTENSION.values()) == set(GSM7_EXTENSION)
+    assert len(gsm7.BASIC) == 128 and gsm7.decode(b"\x1b") == " "  # a lone escape
 
 
 def test_extension_characters_cost_two_septets() -> None:

@@ -31,7 +31,7 @@ from gateway import dispatch
 from gateway.api.app import create_app
 from gateway.clock import FrozenClock
 from gateway.config import parse_settings
-from gateway.jobs import Worker
+from gateway.process import open_runtime, worker
 from gateway.runtime import Runtime
 from tests.connectors.smpp_peers import gsm
 from tests.connectors.smpp_peers.peers import SmscPeer
@@ -121,11 +121,11 @@ class GatewayRun:
                 "connectors": [connector],
             }
         )
-        self.rt = rt = await Runtime.create(settings)
+        self.rt = rt = await open_runtime(settings)
         try:
             await rt.wait_started(15)
             seed = await seed_directory(rt, FrozenClock(datetime.now(UTC)))
-            self.worker = asyncio.create_task(Worker(rt, concurrency=8).run(self.stop))
+            self.worker = asyncio.create_task(worker(rt, concurrency=8).run(self.stop))
             transport = httpx.ASGITransport(app=create_app(rt, workers=False))
             self.client = httpx.AsyncClient(transport=transport, base_url="http://gw.test")
         except BaseException:
@@ -307,7 +307,7 @@ async def test_refused_password_keeps_the_connector_down_with_the_reason(
             ],
         }
     )  # fmt: skip
-    rt = await Runtime.create(settings)
+    rt = await open_runtime(settings)
     try:
         deadline = time.monotonic() + 15
         while "ESME_RINVPASWD" not in rt.health()["smsc"].detail:

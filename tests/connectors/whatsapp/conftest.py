@@ -3,18 +3,15 @@ gateway (Runtime + API served by uvicorn) whose ``whatsapp_cloud`` connector tal
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from starlette.types import ASGIApp
 
 from connectors.base import ConnectorContext, InboundMessage, StatusReport
 from connectors.whatsapp.cloud import WhatsAppCloudConnector
@@ -24,7 +21,9 @@ from gateway.blobs import BlobStore
 from gateway.clock import FrozenClock
 from gateway.config import ConnectorConfig, parse_settings
 from gateway.models import Message
+from gateway.process import open_runtime
 from gateway.runtime import Runtime
+from gateway.serving import serving
 from tests.gateway.conftest import MOBILE_A, Seed, fake_connectors, seed_directory
 
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -59,36 +58,6 @@ class RecordingSink:
         """Remember the report."""
         self.statuses.append(report)
         return None
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-@contextlib.asynccontextmanager
-async def serving(app: ASGIApp) -> AsyncIterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port; yields its base URL."""
-    import asyncio
-
-    server = _Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=0, lifespan="off", log_level="warning", ws="none"
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(1000):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def connector_config(sim: WhatsAppSimulator, cid: str = "wa", **extra: Any) -> ConnectorConfig:
@@ -162,7 +131,7 @@ async def gateway(
     settings = parse_settings({"gateway": {"store": url, "blobs": str(tmp_path / "blobs")}})
     configs = (connector_config(sim), *fake_connectors())
     settings = dataclasses.replace(settings, connectors=configs)
-    rt = await Runtime.create(settings, clock=clock)
+    rt = await open_runtime(settings, clock=clock)
     try:
         await rt.wait_started()
         seed = await seed_directory(rt, clock)

@@ -14,8 +14,8 @@ import pytest
 
 from connectors.whatsapp.cloud import MEDIA_JOB
 from connectors.whatsapp.webhook import sign
-from gateway.jobs import Worker
 from gateway.models import Message
+from gateway.process import worker
 from tests.connectors.whatsapp.conftest import BUSINESS, USER, Gateway, payload
 from tests.gateway.conftest import auth, open_whatsapp_window
 
@@ -41,7 +41,7 @@ async def send(g: Gateway, text: str = "Hallo zurück", **extra: Any) -> str:
     resp = await g.client.post("/v1/messages", json=body, headers=auth(g.seed.team_key))
     assert resp.status_code == 202, resp.text
     message_id: str = resp.json()["id"]
-    assert await Worker(g.rt).run_once()
+    assert await worker(g.rt).run_once()
     return message_id
 
 
@@ -178,7 +178,7 @@ async def test_auth_error_keeps_the_message_queued_and_readyz_unhealthy(gateway:
     # While unhealthy the dispatcher does not even try (and uses no attempt).
     g.rt.clock.advance(seconds=61)  # type: ignore[attr-defined]
     sends_before = len(g.sim.sends)
-    assert await Worker(g.rt).run_once()
+    assert await worker(g.rt).run_once()
     assert len(g.sim.sends) == sends_before
     assert (await stored(g, message_id)).status == "queued"
     # The token is fixed at Meta: the probe notices, and the message goes out.
@@ -186,7 +186,7 @@ async def test_auth_error_keeps_the_message_queued_and_readyz_unhealthy(gateway:
     assert await g.connector.probe()
     assert (await g.client.get("/readyz")).status_code == 200
     g.rt.clock.advance(seconds=61)  # type: ignore[attr-defined]
-    assert await Worker(g.rt).run_once()
+    assert await worker(g.rt).run_once()
     assert (await stored(g, message_id)).status == "sent"
 
 
@@ -222,7 +222,7 @@ async def test_inbound_media_arrives_through_a_durable_job(gateway: Gateway) -> 
     # Answered before the download: the message waits in a job, safe from a crash.
     assert await messages(g) == []
     assert await g.rt.store.job_counts() == {"ready": 1, "leased": 0, "dead": 0}
-    assert await Worker(g.rt).run_once()
+    assert await worker(g.rt).run_once()
     assert g.sim.url_requests == 2
     (msg,) = await messages(g)
     assert msg["text"] == "das Foto" and len(msg["attachments"]) == 1
@@ -255,7 +255,7 @@ async def test_corrupt_media_is_refused_and_the_message_kept(
     g.sim._store_media = corrupting  # type: ignore[method-assign]
     with caplog.at_level(logging.ERROR, logger="connectors.whatsapp"):
         await g.sim.inject_inbound(USER, BUSINESS, "kaputt", media=JPEG, mime_type="image/jpeg")
-        assert await Worker(g.rt).run_once()
+        assert await worker(g.rt).run_once()
     (msg,) = await messages(g)
     assert msg["text"] == "kaputt" and msg["attachments"] == []
     error = (await stored(g, msg["id"])).meta["whatsapp"]["media_error"]
@@ -268,13 +268,13 @@ async def test_media_that_cannot_be_fetched_yet_is_retried_then_given_up(gateway
     g = gateway
     g.sim.expire_next_urls = 3  # three 404s: this attempt fails
     await g.sim.inject_inbound(USER, BUSINESS, None, media=JPEG, mime_type="image/jpeg")
-    assert await Worker(g.rt).run_once()
+    assert await worker(g.rt).run_once()
     assert await messages(g) == []
     jobs = await _all_jobs(g)
     assert jobs[0].kind == MEDIA_JOB and jobs[0].attempts == 1
     assert "media download failed" in str(jobs[0].last_error)
     g.rt.clock.advance(seconds=6)  # type: ignore[attr-defined]
-    assert await Worker(g.rt).run_once()
+    assert await worker(g.rt).run_once()
     (msg,) = await messages(g)
     assert len(msg["attachments"]) == 1 and msg["text"] is None
 

@@ -4,44 +4,35 @@ answers through the API, and the simulator's status webhooks bring it to ``read`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import httpx
 import pytest
 
 from connectors.whatsapp.cloud import WhatsAppCloudConnector
+from connectors.whatsapp.demo import DEMO_CONTACT as WHATSAPP_DEMO_CONTACT
+from connectors.whatsapp.demo import phone_number_ids
 from gateway.api.app import create_app
 from gateway.auth import create_key
-from gateway.demo import WHATSAPP_DEMO_CONTACT, run_demo, whatsapp_phone_number_ids
+from gateway.demo import demo_numbers, run_demo
 from gateway.runtime import Runtime
+from gateway.serving import serving
 from tests.conftest import free_port
-from tests.connectors.whatsapp.conftest import _Server
 
 pytestmark = pytest.mark.anyio
 
 
 def test_whatsapp_members_get_phone_number_ids() -> None:
-    assert whatsapp_phone_number_ids() == {
+    assert phone_number_ids(demo_numbers()) == {
         "+4915112345671": "100000000000001",
         "+4915112345673": "100000000000002",
     }
 
 
 async def test_demo_whatsapp_round_trip(capsys: pytest.CaptureFixture[str]) -> None:
-    import uvicorn
-
     outcome: dict[str, object] = {}
 
     async def serve(rt: Runtime, host: str, port: int) -> None:
-        server = _Server(
-            uvicorn.Config(create_app(rt), host=host, port=port, log_level="warning", ws="none")
-        )
-        task = asyncio.create_task(server.serve())
-        try:
-            for _ in range(1000):  # at most ~10 s
-                if server.started:
-                    break
-                await asyncio.sleep(0.01)
+        async with serving(create_app(rt), host, port, lifespan="on"):
             connector = rt.connectors["whatsapp"].connector
             assert isinstance(connector, WhatsAppCloudConnector)
             sim_url = connector.options.graph_url.rsplit("/", 1)[0]
@@ -71,10 +62,6 @@ async def test_demo_whatsapp_round_trip(capsys: pytest.CaptureFixture[str]) -> N
                 outcome["status"] = msg["status"]
                 listing = (await gw.get("/v1/messages", headers=headers)).json()["data"]
                 outcome["inbound"] = [m["text"] for m in listing if m["direction"] == "inbound"]
-        finally:
-            server.should_exit = True
-            with contextlib.suppress(SystemExit):
-                await task
 
     await run_demo("127.0.0.1", free_port(), serve)
     assert outcome == {"webhook": 200, "status": "read", "inbound": ["Hallo!"]}

@@ -9,10 +9,9 @@ the test says so).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -20,8 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from starlette.types import ASGIApp
 
 import connectors.whatsapp.cloud  # noqa: F401  (registers kind "whatsapp_cloud")
 from connectors.whatsapp.simulator import WhatsAppSimulator
@@ -29,9 +26,10 @@ from connectors.whatsapp.webhook import sign
 from gateway.api.app import create_app
 from gateway.clock import FrozenClock
 from gateway.config import ConnectorConfig, parse_settings
-from gateway.jobs import Worker
 from gateway.models import Message
+from gateway.process import open_runtime, worker
 from gateway.runtime import Runtime
+from gateway.serving import serving
 from tests.connectors.fake import FakeConnector
 from tests.gateway.conftest import MOBILE_A, Seed, auth, seed_directory
 
@@ -41,34 +39,6 @@ PNID = "106540352242922"
 BUSINESS = MOBILE_A  # Anna's mobile is the WhatsApp business number
 USER = "+4917612345678"
 PERIOD = "2026-03"
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-@contextlib.asynccontextmanager
-async def serving(app: ASGIApp) -> AsyncIterator[str]:
-    """``app`` under uvicorn on a free loopback port; yields its base URL."""
-    import asyncio
-
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, lifespan="off", log_level="warning", ws="none"
-    )
-    server = _Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(1000):
-            if server.started or task.done():
-                break
-            await asyncio.sleep(0.01)
-        assert server.started, "uvicorn did not start"
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @dataclass
@@ -95,7 +65,7 @@ class E2E:
     async def run_jobs(self) -> int:
         """Run due jobs until none is left."""
         n = 0
-        while await Worker(self.rt).run_once():
+        while await worker(self.rt).run_once():
             n += 1
         return n
 
@@ -161,7 +131,7 @@ async def e2e(
         }),
         ConnectorConfig("sms", "fake", frozenset({"sms"}), None, {}),
     )  # fmt: skip
-    rt = await Runtime.create(dataclasses.replace(settings, connectors=configs), clock=clock)
+    rt = await open_runtime(dataclasses.replace(settings, connectors=configs), clock=clock)
     try:
         await rt.wait_started()
         seed = await seed_directory(rt, clock)

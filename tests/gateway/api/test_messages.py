@@ -12,6 +12,7 @@ import pytest
 from gateway.api.app import create_app
 from gateway.clock import FrozenClock
 from gateway.config import ConnectorConfig
+from gateway.process import open_runtime
 from gateway.runtime import Runtime
 from tests.gateway.conftest import (
     CONTACT,
@@ -154,7 +155,7 @@ async def test_channel_unavailable_queues_nothing(
     # Only Ben's number has a connector; nobody serves Anna's sender or fax at all.
     only_ben = ConnectorConfig("ben-only", "fake", frozenset({"sms"}), frozenset({MOBILE_B}))
     settings = dataclasses.replace(rt.settings, connectors=(only_ben,))
-    other = await Runtime.create(settings, clock=clock)
+    other = await open_runtime(settings, clock=clock)
     try:
         app = create_app(other, workers=False)
         transport = httpx.ASGITransport(app=app)
@@ -367,7 +368,7 @@ async def test_attachments(
 
 async def test_upload_limit(rt: Runtime, seed: Seed, clock: FrozenClock) -> None:
     settings = dataclasses.replace(rt.settings, max_attachment_bytes=1000, connectors=())
-    small = await Runtime.create(settings, clock=clock)
+    small = await open_runtime(settings, clock=clock)
     try:
         transport = httpx.ASGITransport(app=create_app(small, workers=False))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:

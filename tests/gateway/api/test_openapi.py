@@ -16,7 +16,7 @@ from starlette.routing import Mount, Route
 
 from gateway.api.app import create_app
 from gateway.api.openapi import openapi_document
-from gateway.jobs import Worker
+from gateway.process import worker
 from gateway.runtime import Runtime
 from tests.conftest import store_url
 from tests.gateway.conftest import CONTACT, FAX_A, MOBILE_A, Seed, auth
@@ -349,7 +349,7 @@ async def test_failed_and_inbound_messages_match(
     assert r.status_code == 202
     check(r, "/v1/messages")
     message_id = r.json()["id"]
-    assert await Worker(rt).run_once()
+    assert await worker(rt).run_once()
     error = {"code": "unreachable", "message": "handset off", "carrier_code": "27",
              "retryable": False}  # fmt: skip
     r = await client.post(

@@ -14,6 +14,7 @@ from gateway.api.app import create_app
 from gateway.api.openapi import openapi_document
 from gateway.clock import FrozenClock
 from gateway.config import parse_settings
+from gateway.process import open_runtime
 from gateway.runtime import Runtime
 from tests.gateway.api.test_openapi import Checker
 from tests.gateway.conftest import CONTACT, FAX_A, MOBILE_A, MOBILE_B, Seed, auth
@@ -330,7 +331,7 @@ async def test_policy_is_cached_per_process(
 ) -> None:
     """A PUT is seen at once by the process that served it; another process (its own
     runtime on the same store) sees it when its cache entry expires."""
-    other = await Runtime.create(rt.settings, clock=clock)
+    other = await open_runtime(rt.settings, clock=clock)
     try:
         transport = httpx.ASGITransport(app=create_app(other, workers=False))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:

@@ -24,8 +24,8 @@ from gateway.api.openapi import openapi_document
 from gateway.clock import FrozenClock
 from gateway.config import ConnectorConfig, parse_settings
 from gateway.ids import new_id
-from gateway.jobs import Worker
 from gateway.models import Member, Message
+from gateway.process import open_runtime, worker
 from gateway.runtime import Runtime
 from gateway.units import Tariff
 from tests.connectors.fake import FakeConnector
@@ -75,7 +75,7 @@ def connectors(sms: bool = True) -> tuple[ConnectorConfig, ...]:
 async def rt(url: str, tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Runtime]:
     """A runtime with separate WhatsApp and SMS connectors."""
     settings = parse_settings({"gateway": {"store": url, "blobs": str(tmp_path / "blobs")}})
-    runtime = await Runtime.create(
+    runtime = await open_runtime(
         dataclasses.replace(settings, connectors=connectors()), clock=clock
     )
     await runtime.wait_started()
@@ -90,7 +90,7 @@ async def variant(
     rt: Runtime, clock: FrozenClock, **changes: Any
 ) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
     """Another runtime on the same store with changed settings, and a client for it."""
-    other = await Runtime.create(dataclasses.replace(rt.settings, **changes), clock=clock)
+    other = await open_runtime(dataclasses.replace(rt.settings, **changes), clock=clock)
     await other.wait_started()
     try:
         transport = httpx.ASGITransport(app=create_app(other, workers=False))
@@ -155,7 +155,7 @@ async def history(rt: Runtime, message_id: str) -> list[str]:
 
 async def run_jobs(rt: Runtime) -> int:
     n = 0
-    while await Worker(rt).run_once():
+    while await worker(rt).run_once():
         n += 1
     return n
 

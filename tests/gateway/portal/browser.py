@@ -19,6 +19,7 @@ import uvicorn
 from gateway.api.app import create_app
 from gateway.config import parse_settings
 from gateway.portal.settings import PortalSettings
+from gateway.process import open_runtime
 from gateway.runtime import Runtime
 from tests.gateway.conftest import fake_connectors
 
@@ -95,7 +96,7 @@ class LiveServer:
             self.loop.close()
 
     async def _main(self) -> None:
-        self.rt = await Runtime.create(self.settings)
+        self.rt = await open_runtime(self.settings)
         try:
             await self.rt.wait_started()
             app = create_app(self.rt, workers=True)

@@ -22,6 +22,7 @@ from gateway.models import Member, Message
 from gateway.portal import accounts, indexer
 from gateway.portal.storage import Account
 from gateway.portal.web import Portal, portal_for
+from gateway.process import open_runtime
 from gateway.runtime import Runtime
 from tests.gateway.conftest import CONTACT, MOBILE_A, Seed, fake_connectors, seed_directory
 
@@ -48,7 +49,7 @@ def portal_settings(url: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 async def prt(tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Runtime]:
     """A runtime on a fresh SQLite store with fake connectors."""
-    runtime = await Runtime.create(
+    runtime = await open_runtime(
         portal_settings(f"sqlite:///{tmp_path}/gateway.db", tmp_path), clock=clock
     )
     await runtime.wait_started()

@@ -16,7 +16,7 @@ from gateway.clock import SystemClock
 from gateway.config import Settings
 from gateway.demo import create_demo, demo_settings, extension_demos
 from gateway.portal.roles import PORTAL_STORE
-from gateway.runtime import Runtime
+from gateway.process import open_runtime
 from tests.gateway.portal.conftest import sign_in
 
 pytestmark = pytest.mark.anyio
@@ -91,7 +91,7 @@ def test_set_password_creates_the_account_and_ends_sessions(
 
 async def test_demo_prints_sign_ins_that_work(tmp_path: Path) -> None:
     settings: Settings = demo_settings(tmp_path, "127.0.0.1", 8080)
-    rt = await Runtime.create(settings, clock=SystemClock(), start_connectors=False)
+    rt = await open_runtime(settings, clock=SystemClock(), start_connectors=False)
     try:
         info = await create_demo(rt.store, rt.clock, settings)
         banner = "\n".join(await extension_demos(rt, info))

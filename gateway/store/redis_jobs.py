@@ -1,0 +1,295 @@
+"""The Redis store's job queue (mixed into ``RedisStore``).
+
+Keys (P = the prefix)::
+
+    P:job:{id}                 job doc
+    P:jobs:ready / :leased     zsets, score = run_at / lease_until in ms
+    P:jobs:dead                zset 0, job ids (lex)
+    P:jobs:parked:{kind}       zset, score = when the job fell due: due jobs a worker set
+                               aside for want of a handler of their kind (doc unchanged)
+    P:jobs:parked              set of the kinds that ever had a parked job
+
+Every change is a compare-and-set of the job's doc (``save_job``, ``park_job``), so two
+workers never lease one job, and a lease is one CAS per job, all in one round trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Collection
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from gateway import jsoncodec
+from gateway.models import Job, to_ms
+from gateway.store import rules
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+CAS_TRIES = 1000  # each failed compare-and-set means another caller made progress
+JOB_STATES = ("ready", "leased", "dead")
+_SCAN = 500  # ids read per round when a listing filters by kind
+
+
+def text(value: object) -> str:
+    """A reply as text: decode_responses=True hands back str; redis-py's types also
+    allow bytes."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def job_slot(job: Job) -> tuple[str, int]:
+    """The index a job belongs in, and its score there."""
+    if job.state == "leased" and job.lease_until is not None:
+        return "leased", to_ms(job.lease_until)
+    if job.state == "dead":
+        return "dead", 0
+    return "ready", to_ms(job.run_at)
+
+
+class RedisJobs:
+    """The job methods of ``RedisStore``."""
+
+    if TYPE_CHECKING:  # RedisStore's plumbing
+
+        @property
+        def _r(self) -> aioredis.Redis: ...
+
+        def _k(self, *parts: str) -> str: ...
+
+        async def _run(self, name: str, keys: list[str], args: list[str | int]) -> Any: ...
+
+        async def _run_batched(self, name: str, keys: list[str], args: list[str | int]) -> Any: ...
+
+    def _parked(self, kind: str) -> str:
+        return self._k("jobs", "parked", kind)
+
+    async def _save_job(
+        self, raw: str, job: Job | None, job_id: str, kind: str, batched: bool = False
+    ) -> bool:
+        """Compare-and-set: write ``job`` (None deletes it) if its doc is still ``raw``
+        (``batched``: in this tick's pipeline, see ``_run_batched``)."""
+        state, score = job_slot(job) if job else ("ready", 0)
+        keys = [
+            self._k("job", job_id),
+            *(self._k("jobs", s) for s in JOB_STATES),
+            self._parked(kind),
+        ]
+        doc = jsoncodec.dumps(job.to_dict()) if job else ""
+        run = self._run_batched if batched else self._run
+        return bool(await run("save_job", keys, [raw, doc, job_id, state, score]))
+
+    async def _park(self, raw: str, job: Job, score: int) -> bool:
+        keys = [
+            self._k("job", job.id),
+            self._k("jobs", "ready"),
+            self._k("jobs", "leased"),
+            self._parked(job.kind),
+            self._k("jobs", "parked"),
+        ]
+        return bool(await self._run_batched("park_job", keys, [raw, job.id, score, job.kind]))
+
+    async def enqueue(self, job: Job) -> None:
+        """Add a ready job."""
+        state, score = job_slot(job)
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.set(self._k("job", job.id), jsoncodec.dumps(job.to_dict()))
+            pipe.zadd(self._k("jobs", state), {job.id: score})
+            await pipe.execute()
+
+    async def _parked_kinds(self) -> list[str]:
+        return sorted(text(k) for k in await self._r.smembers(self._k("jobs", "parked")))
+
+    async def _due(
+        self, now_ms: int, limit: int, kinds: Collection[str] | None
+    ) -> list[tuple[str, str]]:
+        """``(id, index key)`` of up to ``limit`` due jobs, expired leases and parked
+        jobs of ``kinds`` (None: every kind), earliest first."""
+        parked = sorted(kinds) if kinds is not None else await self._parked_kinds()
+        keys = [self._k("jobs", "ready"), self._k("jobs", "leased")]
+        keys += [self._parked(kind) for kind in parked]
+        found = await self._run("due_jobs", keys, [now_ms, limit])
+        # Earliest key first, as sqlite; on a tie: ready, then an expired lease, then parked.
+        rows = [
+            (float(pairs[i + 1]), min(n, 2), text(pairs[i]), key)
+            for n, (key, pairs) in enumerate(zip(keys, found, strict=True))
+            for i in range(0, len(pairs), 2)
+        ]
+        rows.sort()
+        return [(job_id, key) for _, _, job_id, key in rows[:limit]]
+
+    async def lease_job(
+        self,
+        now: datetime,
+        owner: str,
+        visibility: timedelta,
+        *,
+        kinds: Collection[str] | None = None,
+    ) -> Job | None:
+        """Lease the earliest due job of ``kinds`` (or one whose lease expired); bury
+        exhausted ones."""
+        jobs = await self.lease_jobs(now, owner, visibility, 1, kinds=kinds)
+        return jobs[0] if jobs else None
+
+    async def lease_jobs(
+        self,
+        now: datetime,
+        owner: str,
+        visibility: timedelta,
+        limit: int,
+        *,
+        kinds: Collection[str] | None = None,
+    ) -> list[Job]:
+        """Lease up to ``limit`` due jobs of ``kinds`` (and expired leases), earliest
+        first; bury exhausted ones, park due jobs of other kinds. Each job is a
+        compare-and-set of its own (all in one round trip): one another worker won is
+        skipped."""
+        now_ms = to_ms(now)
+        leased: list[Job] = []
+        while len(leased) < limit and (due := await self._due(now_ms, limit - len(leased), kinds)):
+            raws = await self._r.mget([self._k("job", job_id) for job_id, _ in due])
+            tries: list[tuple[str, Job, bool]] = []
+            other: list[Awaitable[object]] = []
+            for (job_id, index), raw in zip(due, raws, strict=True):
+                if raw is None:  # acked since the index was read: nothing left to index
+                    other.append(self._r.zrem(index, job_id))
+                    continue
+                job = Job.from_dict(jsoncodec.loads(raw))
+                state, score = job_slot(job)
+                if state == "dead" or score > now_ms:  # changed since the index was read
+                    continue
+                if kinds is not None and job.kind not in kinds:
+                    other.append(self._park(text(raw), job, score))
+                    continue
+                tries.append((text(raw), job, rules.lease_or_bury(job, now, owner, visibility)))
+            if not tries and not other:
+                break  # every due entry moved meanwhile: look again at the next lease
+            saved = await asyncio.gather(
+                *(self._save_job(raw, job, job.id, job.kind, batched=True)
+                  for raw, job, _ in tries),
+                *other,
+            )  # fmt: skip
+            won = saved[: len(tries)]
+            leased += [job for (_, job, ok), w in zip(tries, won, strict=True) if ok and w]
+        return leased
+
+    async def _holding(self, job_id: str, token: str) -> tuple[str, Job] | None:
+        raw = await self._r.get(self._k("job", job_id))
+        if raw is None:
+            return None
+        job = Job.from_dict(jsoncodec.loads(raw))
+        return (text(raw), job) if job.state == "leased" and job.token == token else None
+
+    async def renew_job(self, job_id: str, token: str, until: datetime) -> bool:
+        """Extend the lease ``token`` holds to ``until``."""
+        for _ in range(CAS_TRIES):
+            if (held := await self._holding(job_id, token)) is None:
+                return False
+            raw, job = held
+            job.lease_until = until
+            if await self._save_job(raw, job, job_id, job.kind):
+                return True
+        raise RuntimeError(f"job {job_id}: too much contention")
+
+    async def ack_job(self, job_id: str, token: str) -> bool:
+        """Remove a finished job if ``token`` still holds its lease."""
+        for _ in range(CAS_TRIES):
+            if (held := await self._holding(job_id, token)) is None:
+                return False
+            if await self._save_job(held[0], None, job_id, held[1].kind):
+                return True
+        raise RuntimeError(f"job {job_id}: too much contention")
+
+    async def retry_job(
+        self, job_id: str, token: str, run_at: datetime, error: str, refund: bool = False
+    ) -> str | None:
+        """Put a leased job back for ``run_at`` (or bury it after max attempts)."""
+        for _ in range(CAS_TRIES):
+            if (held := await self._holding(job_id, token)) is None:
+                return None
+            raw, job = held
+            rules.schedule_retry(job, run_at, error, refund)
+            if await self._save_job(raw, job, job_id, job.kind):
+                return job.state
+        raise RuntimeError(f"job {job_id}: too much contention")
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """The job, or None."""
+        raw = await self._r.get(self._k("job", job_id))
+        return Job.from_dict(jsoncodec.loads(raw)) if raw is not None else None
+
+    async def _jobs(self, ids: list[Any]) -> list[Job]:
+        raws = await self._r.mget([self._k("job", text(i)) for i in ids]) if ids else []
+        return [Job.from_dict(jsoncodec.loads(raw)) for raw in raws if raw is not None]
+
+    async def list_dead_jobs(self, limit: int) -> list[Job]:
+        """Dead jobs, newest first."""
+        key = self._k("jobs", "dead")
+        ids = await self._r.zrange(key, "+", "-", desc=True, bylex=True, offset=0, num=limit)
+        return await self._jobs(ids)
+
+    async def _scan(self, key: str, kind: str | None, limit: int, dead: bool) -> list[Job]:
+        """Up to ``limit`` jobs of ``kind`` from one index, in its order."""
+        found: list[Job] = []
+        start = 0
+        while len(found) < limit:
+            if dead:
+                ids = await self._r.zrange(key, "+", "-", desc=True, bylex=True, offset=start,
+                                           num=_SCAN)  # fmt: skip
+            else:
+                ids = await self._r.zrange(key, start, start + _SCAN - 1)
+            jobs = await self._jobs(ids)
+            found += [j for j in jobs if kind is None or j.kind == kind]
+            if len(ids) < _SCAN:
+                break
+            start += _SCAN
+        return found[:limit]
+
+    async def list_jobs(self, state: str, kind: str | None, limit: int) -> list[Job]:
+        """Jobs in ``state`` (parked ones count as ready), of ``kind`` if given."""
+        if state == "dead":
+            return await self._scan(self._k("jobs", "dead"), kind, limit, dead=True)
+        found = await self._scan(self._k("jobs", state), kind, limit, dead=False)
+        if state == "ready":
+            kinds = [kind] if kind is not None else await self._parked_kinds()
+            for k in kinds:
+                found += await self._scan(self._parked(k), None, limit, dead=False)
+            found.sort(key=lambda j: (j.run_at, j.id))
+        return found[:limit]
+
+    async def revive_job(self, job_id: str, now: datetime) -> Job | None:
+        """Make a dead job ready again, due ``now``, with no attempts used."""
+        for _ in range(CAS_TRIES):
+            raw = await self._r.get(self._k("job", job_id))
+            if raw is None:
+                return None
+            job = Job.from_dict(jsoncodec.loads(raw))
+            if job.state != "dead":
+                return None
+            job.state, job.attempts, job.run_at = "ready", 0, now
+            job.token = job.lease_until = None
+            if await self._save_job(text(raw), job, job_id, job.kind):
+                return job
+        raise RuntimeError(f"job {job_id}: too much contention")
+
+    async def job_counts(self) -> dict[str, int]:
+        """Jobs per state (parked ones are ready)."""
+        parked = await self._parked_kinds()
+        async with self._r.pipeline(transaction=True) as pipe:
+            for state in JOB_STATES:
+                pipe.zcard(self._k("jobs", state))
+            for kind in parked:
+                pipe.zcard(self._parked(kind))
+            counts = [int(n) for n in await pipe.execute()]
+        result = dict(zip(JOB_STATES, counts, strict=False))
+        result["ready"] += sum(counts[len(JOB_STATES) :])
+        return result
+
+    async def parked_job_counts(self) -> dict[str, int]:
+        """Parked jobs by kind."""
+        parked = await self._parked_kinds()
+        async with self._r.pipeline(transaction=False) as pipe:
+            for kind in parked:
+                pipe.zcard(self._parked(kind))
+            counts = await pipe.execute() if parked else []
+        return {kind: int(n) for kind, n in zip(parked, counts, strict=True) if int(n)}

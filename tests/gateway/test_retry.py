@@ -1,0 +1,155 @@
+"""gateway/retry.py: the one backoff, the one Retry-After parser, tenacity for in-process
+retries (the schedule declared, the sleep injected and recorded)."""
+
+from __future__ import annotations
+
+import email.utils
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gateway.retry import backoff, in_process, retry_after_seconds
+
+pytestmark = pytest.mark.anyio
+NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
+
+
+def test_backoff_without_jitter_is_the_schedule() -> None:
+    delays = [backoff(n, base=5, cap=3600, rand=lambda: 0.0) for n in range(1, 9)]
+    assert delays == [5, 10, 20, 40, 80, 160, 320, 640]
+    fours = [backoff(n, base=5, cap=3600, factor=4, rand=lambda: 0.0) for n in range(1, 7)]
+    assert fours == [5, 20, 80, 320, 1280, 3600]  # capped
+    assert backoff(0, base=5, cap=60, rand=lambda: 0.0) == 5  # before any attempt: the base
+
+
+def test_jitter_only_shortens_and_stays_within_its_share() -> None:
+    assert backoff(1, base=10, cap=60, jitter=0.2, rand=lambda: 0.999) == pytest.approx(8.002)
+    assert backoff(9, base=10, cap=60, jitter=0.2, rand=lambda: 0.5) == 54.0  # spread at the cap
+    seen = {backoff(3, base=5, cap=3600) for _ in range(200)}
+    assert all(16.0 <= d <= 20.0 for d in seen)  # 20 s less at most 20 %
+    assert len(seen) > 100  # spread, not one value: jobs that failed together come apart
+
+
+def test_backoff_after_thousands_of_attempts_is_the_cap() -> None:
+    assert backoff(5000, base=5, cap=3600, jitter=0) == 3600
+
+
+def http_date(at: datetime) -> str:
+    return email.utils.format_datetime(at, usegmt=True)
+
+
+def test_retry_after_delta_seconds_and_dates() -> None:
+    assert retry_after_seconds("5", NOW) == 5.0
+    assert retry_after_seconds(" 120 ", NOW) == 120.0
+    assert retry_after_seconds("0", NOW) == 0.0
+    assert retry_after_seconds(http_date(NOW + timedelta(minutes=2)), NOW) == 120.0
+    assert retry_after_seconds(http_date(NOW - timedelta(minutes=2)), NOW) == 0.0
+    assert retry_after_seconds("Sun, 15 Mar 2026 12:00:10", NOW) == 10.0  # no zone: GMT
+
+
+@pytest.mark.parametrize(
+    "bad", [None, "", "soon", "-5", "inf", "1e3", "1.5", " 1.5 ", "2.0", "٣", "5 s"]
+)
+def test_retry_after_malformed_is_none(bad: str | None) -> None:
+    """RFC 9110: delta-seconds is 1*DIGIT. A fractional value ("1.5", which one copy read
+    as 1.5 s and the other ignored) is neither delta-seconds nor a date: malformed, None,
+    so the caller keeps its own backoff. Digits other than ASCII are not DIGIT either."""
+    assert retry_after_seconds(bad, NOW) is None
+
+
+class Flaky(Exception):
+    """A failure worth another try."""
+
+    def __init__(self, hint: float | None = None) -> None:
+        super().__init__("flaky")
+        self.hint = hint
+
+
+async def test_in_process_retries_with_the_backoff_and_the_hint() -> None:
+    slept: list[float] = []
+    calls = 0
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def call() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise Flaky()
+        if calls == 2:
+            raise Flaky(hint=3.0)  # the server asks for longer than the backoff
+        return "ok"
+
+    retrying = in_process(
+        attempts=3,
+        base=0.2,
+        cap=2.0,
+        retry_on=lambda exc: isinstance(exc, Flaky),
+        hint=lambda exc: exc.hint if isinstance(exc, Flaky) else None,
+        jitter=0.0,
+        sleep=sleep,
+    )
+    assert await retrying(call) == "ok"
+    assert (calls, slept) == (3, [0.2, 3.0])
+
+
+async def test_in_process_gives_up_with_the_last_error_and_skips_others() -> None:
+    slept: list[float] = []
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def always() -> None:
+        raise Flaky()
+
+    retrying = in_process(
+        attempts=3,
+        base=1.0,
+        cap=10.0,
+        retry_on=lambda exc: isinstance(exc, Flaky),
+        on_wait=waits.append,
+        jitter=0.0,
+        sleep=sleep,
+    )
+    with pytest.raises(Flaky):
+        await retrying(always)
+    assert slept == waits == [1.0, 2.0]
+
+    async def broken() -> None:
+        raise KeyError("not a retry case")
+
+    slept.clear()
+    retrying = in_process(
+        attempts=3, base=1.0, cap=10.0, retry_on=lambda e: isinstance(e, Flaky), sleep=sleep
+    )
+    with pytest.raises(KeyError):
+        await retrying(broken)
+    assert slept == []
+
+
+async def test_in_process_without_a_limit_goes_on_until_it_succeeds() -> None:
+    slept: list[float] = []
+    calls = 0
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def call() -> int:
+        nonlocal calls
+        calls += 1
+        if calls < 10:
+            raise Flaky()
+        return calls
+
+    retrying = in_process(
+        attempts=None,
+        base=0.5,
+        cap=30.0,
+        retry_on=lambda exc: isinstance(exc, Flaky),
+        jitter=0.0,
+        sleep=sleep,
+    )
+    assert await retrying(call) == 10
+    assert slept == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
