@@ -33,6 +33,7 @@ from gateway.serving import on_signals, serve_until_signal
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+GRACE_SECONDS = 5
 JOBS_LIMIT = 100
 log = logging.getLogger("gateway")
 
@@ -187,7 +188,11 @@ async def serve_runtime(rt: Runtime, host: str, port: int) -> None:
     """Serve the API with job workers on ``host:port`` until SIGINT/SIGTERM."""
     from gateway.api.app import create_app
 
-    await serve_until_signal(create_app(rt, workers=True), host, port)
+    # Open event streams (the portal's) would hold shutdown up for ever: they get a few
+    # seconds to end, then are cut (browsers reconnect, to another process if need be).
+    await serve_until_signal(
+        create_app(rt, workers=True), host, port, timeout_graceful_shutdown=GRACE_SECONDS
+    )
 
 
 async def _serve(settings: Settings, host: str, port: int) -> None:
