@@ -1,0 +1,6 @@
+"""An asyncio SIP user agent for fax calls (RFC 3261, RFC 4028, digest auth).
+
+The pieces others use: `ua.UserAgent` and `config.UserAgentConfig`; `call.Call` and
+`outcome.CallOutcome`; the media seam `media.MediaHandler`; the incoming-call decision
+`incoming.IncomingCall` / `Answer` / `Reject`; the error tree in `errors`.
+"""
