@@ -84,7 +84,7 @@ def test_answer_t38_takes_the_lower_version_rate_and_ec() -> None:
     assert ours.udp_ec is UdpEC.REDUNDANCY
     assert not ours.fill_bit_removal and not ours.transcoding_mmr
     assert ours.rate_management is RateManagement.LOCAL_TCF  # the offerer's choice
-    assert (ours.max_buffer, ours.max_datagram) == (1800, 400)  # our own receive limits
+    assert (ours.max_buffer, ours.max_datagram) == (2000, 400)  # our own receive limits
     assert neg.kind is MediaKind.IMAGE and (neg.remote_address, neg.remote_port) == (
         "198.51.100.7", 6000)
     assert neg.remote_max_datagram == 1400 and neg.t38 == ours
@@ -198,7 +198,7 @@ def test_offer_contents() -> None:
     assert "a=rtpmap:101 telephone-event/8000\r\n" in audio and "c=IN IP4 127.0.0.1" in audio
     image = build_offer(US, MediaKind.IMAGE, SdpOrigin("127.0.0.1")).serialize()
     for line in ("m=image 4002 udptl t38", "a=T38FaxVersion:0", "a=T38MaxBitRate:14400",
-                 "a=T38FaxRateManagement:transferredTCF", "a=T38FaxMaxBuffer:1800",
+                 "a=T38FaxRateManagement:transferredTCF", "a=T38FaxMaxBuffer:2000",
                  "a=T38FaxMaxDatagram:400", "a=T38FaxUdpEC:t38UDPRedundancy"):
         assert line + "\r\n" in image
     v6 = build_offer(LocalMedia("::1", audio_port=1), MediaKind.AUDIO, SdpOrigin("::1"))
