@@ -100,6 +100,7 @@ class Call:
         self.refreshes_sent = 0
         self.refreshes_received = 0
         self.remote_uri: SipUri | None = None
+        self.local_user: str | None = None  # the caller's number in From (outbound)
         loop = asyncio.get_running_loop()
         self._answered: asyncio.Future[Negotiated] = loop.create_future()
         self._ended: asyncio.Future[CallOutcome] = loop.create_future()

@@ -181,7 +181,7 @@ class InviteClient:
         req = SipRequest(method="INVITE", uri=call.remote_uri)
         h = req.headers
         h.add("Max-Forwards", "70")
-        h.add("From", str(ua.local_uri().with_tag(call.local_tag)))
+        h.add("From", str(ua.local_uri(call.local_user).with_tag(call.local_tag)))
         h.add("To", f"<{call.remote_uri}>")
         h.add("Call-ID", call.call_id)
         h.add("CSeq", f"{self.cseq} INVITE")

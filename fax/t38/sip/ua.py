@@ -194,10 +194,10 @@ class UserAgent:
             raise SipError("no proxy configured: this UA only receives calls")
         return self.target_for(uri)
 
-    def local_uri(self) -> Address:
-        """Our From address (without tag)."""
+    def local_uri(self, user: str | None = None) -> Address:
+        """Our From address (without tag); ``user`` overrides the configured from_user."""
         domain = SipUri.parse(f"sip:{self.config.domain_part}")
-        return Address(domain.with_(user=self.config.from_user), self.config.display_name)
+        return Address(domain.with_(user=user or self.config.from_user), self.config.display_name)
 
     def remote_uri(self, number: str) -> SipUri:
         """The Request-URI / To for dialling ``number`` through the proxy."""
@@ -326,8 +326,12 @@ class UserAgent:
         *,
         media: MediaKind = MediaKind.AUDIO,
         ring_timeout: float | None = None,
+        from_user: str | None = None,
     ) -> Call:
         """Dial ``to_number`` through the proxy; returns once the INVITE is on its way.
+
+        ``media`` is what the first offer holds (IMAGE: T.38 at once); ``from_user`` is the
+        caller's number in From (default: the configured from_user).
 
         The call's fate: ``await call.wait_answered()`` (the agreed media, or `CallFailed`)
         and ``await call.wait_ended()`` (its `CallOutcome`).
@@ -336,6 +340,7 @@ class UserAgent:
             raise SipError("the user agent is not started")
         target = self.proxy_target()
         call = Call.outbound_call(self, handler, self.remote_uri(to_number), target)
+        call.local_user = from_user
         self.register_call(call)
         await call.dial(media, ring_timeout if ring_timeout is not None
                         else self.config.ring_timeout)

@@ -114,9 +114,13 @@ async def test_initial_invite_with_image_only(make_ua: UaFactory) -> None:
     callee = await make_ua(on_incoming=answering)
     host, port = callee.listen_address("udp")
     caller = await make_ua(proxy=f"sip:{host}:{port}")
-    call = await caller.call("4930123456", PortHandler(), media=MediaKind.IMAGE)
+    call = await caller.call("4930123456", PortHandler(), media=MediaKind.IMAGE,
+                             from_user="4940111")
     media = await call.wait_answered()
     assert media.kind is MediaKind.IMAGE
+    [incoming] = answering.seen
+    assert incoming.caller == "4940111" and incoming.number == "4930123456"
+    assert incoming.offer is not None and incoming.offer.media[0].kind == "image"
     await call.hangup()
 
 
