@@ -13,10 +13,10 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fax.t38.sdp import MediaKind, Negotiated, SessionDescription
+from fax.t38.sip.control import CallState
 from fax.t38.sip.dialog import Dialog, new_call_id, new_tag
 from fax.t38.sip.errors import (
     CallFailed,
@@ -26,6 +26,7 @@ from fax.t38.sip.errors import (
     TransactionTimeout,
     TransportError,
 )
+from fax.t38.sip.host import SipHost
 from fax.t38.sip.incoming import IncomingHandler
 from fax.t38.sip.invite import (
     InviteClient,
@@ -44,22 +45,9 @@ from fax.t38.sip.transaction import ClientEvent, ClientTransaction, ServerTransa
 from fax.t38.sip.transport import Received, Target
 from fax.t38.sip.uri import SipUri
 
-if TYPE_CHECKING:
-    from fax.t38.sip.ua import UserAgent
-
 log = logging.getLogger(__name__)
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
 GLARE_RETRIES = 3
-
-
-class CallState(StrEnum):
-    """Where a call stands."""
-
-    CALLING = "calling"  # INVITE sent or received, nothing more yet
-    RINGING = "ringing"  # 180/183 received (outbound) or sent (inbound)
-    ESTABLISHED = "established"
-    ENDING = "ending"  # BYE or CANCEL under way
-    ENDED = "ended"
 
 
 def glare_backoff(owner: bool, rng: random.Random) -> float:
@@ -72,7 +60,7 @@ class Call:
 
     def __init__(
         self,
-        ua: UserAgent,
+        ua: SipHost,
         handler: MediaHandler | None,
         *,
         outbound: bool,
@@ -219,7 +207,7 @@ class Call:
     # --- construction -----------------------------------------------------------------
 
     @classmethod
-    def outbound_call(cls, ua: UserAgent, handler: MediaHandler, remote: SipUri,
+    def outbound_call(cls, ua: SipHost, handler: MediaHandler, remote: SipUri,
                       target: Target) -> Call:
         """A call we are about to dial."""
         call = cls(ua, handler, outbound=True, call_id=new_call_id(ua.host),
@@ -228,7 +216,7 @@ class Call:
         return call
 
     @classmethod
-    def inbound_call(cls, ua: UserAgent, req: SipRequest, st: ServerTransaction,
+    def inbound_call(cls, ua: SipHost, req: SipRequest, st: ServerTransaction,
                      received: Received) -> Call:
         """A call for an INVITE we received."""
         call = cls(ua, None, outbound=False, call_id=req.call_id, local_tag=new_tag(),

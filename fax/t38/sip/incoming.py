@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from fax.t38.sdp import SessionDescription
+from fax.t38.sip.control import CallControl
+from fax.t38.sip.media import MediaHandler
 from fax.t38.sip.message import SipRequest
 from fax.t38.sip.transport import Target
-
-if TYPE_CHECKING:
-    from fax.t38.sip.call import Call
-    from fax.t38.sip.media import MediaHandler
 
 
 @dataclass(frozen=True)
@@ -23,7 +20,7 @@ class IncomingCall:
     may put it in either). ``offer`` is None for an INVITE without SDP (delayed offer).
     """
 
-    call: Call
+    call: CallControl
     number: str | None
     to_user: str | None
     caller: str | None

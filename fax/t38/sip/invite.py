@@ -11,23 +11,98 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
-from fax.t38.sdp import MediaKind, SessionDescription
+from fax.t38.sdp import MediaKind, Negotiated, SessionDescription
+from fax.t38.sip.control import CallControl
 from fax.t38.sip.dialog import Dialog
 from fax.t38.sip.errors import SdpError, SipError, SipParseError, TransactionTimeout, TransportError
+from fax.t38.sip.host import SipHost
 from fax.t38.sip.incoming import Answer, IncomingCall, IncomingHandler, Reject
+from fax.t38.sip.media import MediaHandler
 from fax.t38.sip.message import SipRequest, SipResponse, make_response
 from fax.t38.sip.outcome import CallOutcome, EndCause
-from fax.t38.sip.session_timer import session_expires
+from fax.t38.sip.session_timer import SessionTimer, session_expires
 from fax.t38.sip.timers import TimerHandle, sleep
 from fax.t38.sip.transaction import ClientTransaction, ServerTransaction
 from fax.t38.sip.transport import Target
-
-if TYPE_CHECKING:
-    from fax.t38.sip.call import Call
+from fax.t38.sip.uri import SipUri
 
 log = logging.getLogger(__name__)
+
+
+class InviteCall(CallControl, Protocol):
+    """What the INVITE runners use of their call (`fax.t38.sip.call.Call` implements it)."""
+
+    ua: SipHost
+    handler: MediaHandler | None
+    target: Target
+    remote_uri: SipUri | None
+    local_user: str | None
+    initial_cseq: int
+    dialog: Dialog | None
+    remote_tag: str | None
+    peer_allow: set[str]
+    timer: SessionTimer
+
+    @property
+    def local_tag(self) -> str:
+        """Our tag."""
+        ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a task of the call."""
+        ...
+
+    async def finish(self, outcome: CallOutcome) -> None:
+        """The call is over."""
+        ...
+
+    async def terminate(self, outcome: CallOutcome, *, bye: bool = True) -> None:
+        """BYE, then over."""
+        ...
+
+    async def invite_transaction(
+        self,
+        req: SipRequest,
+        target: Target,
+        on_provisional: Callable[[SipResponse], None] | None = None,
+        on_started: Callable[[ClientTransaction], None] | None = None,
+    ) -> SipResponse:
+        """An INVITE client transaction to its final response."""
+        ...
+
+    def offer_headers(self, req: SipRequest, transport: str, interval: int | None) -> None:
+        """The headers of a request carrying an offer."""
+        ...
+
+    async def send_ack(self, req: SipRequest, resp: SipResponse,
+                       body: SessionDescription | None = None) -> None:
+        """ACK a 2xx."""
+        ...
+
+    def ringing(self) -> None:
+        """A 180/183 went out or came in."""
+        ...
+
+    async def established(self, local: SessionDescription | None,
+                          remote: SessionDescription | None, neg: Negotiated | None) -> None:
+        """The call is up."""
+        ...
+
+    def ok_response(self, req: SipRequest, body: SessionDescription | None) -> SipResponse:
+        """Our 2xx to an INVITE."""
+        ...
+
+    def track_2xx(self, resp: SipResponse, target: Target, cseq: int, *,
+                  awaiting_answer: bool) -> None:
+        """Retransmit a 2xx until its ACK."""
+        ...
+
+    def on_no_ack(self, cseq: int) -> None:
+        """No ACK came for a 2xx."""
+        ...
 
 
 def same_version(a: SessionDescription | None, b: SessionDescription | None) -> bool:
@@ -56,7 +131,7 @@ def one_line(exc: Exception) -> str:
 class Pending2xx:
     """A 2xx we sent to an INVITE: retransmitted over UDP until its ACK (§13.3.1.4)."""
 
-    def __init__(self, call: Call, resp: SipResponse, target: Target, cseq: int,
+    def __init__(self, call: InviteCall, resp: SipResponse, target: Target, cseq: int,
                  awaiting_answer: bool) -> None:
         self.call = call
         self.resp = resp
@@ -93,7 +168,7 @@ class Pending2xx:
 class InviteClient:
     """Our INVITE that opens an outbound call."""
 
-    def __init__(self, call: Call, kind: MediaKind, ring_timeout: float) -> None:
+    def __init__(self, call: InviteCall, kind: MediaKind, ring_timeout: float) -> None:
         self.call = call
         self.kind = kind
         self.ring_timeout = ring_timeout
@@ -270,7 +345,8 @@ class InviteClient:
 class InviteServer:
     """An INVITE that opens an inbound call."""
 
-    def __init__(self, call: Call, request: SipRequest, transaction: ServerTransaction) -> None:
+    def __init__(self, call: InviteCall, request: SipRequest,
+                 transaction: ServerTransaction) -> None:
         self.call = call
         self.request = request
         self.transaction = transaction

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from fax.t38.sip.dialog import new_call_id, new_tag
 from fax.t38.sip.errors import RequestFailed, SipError
+from fax.t38.sip.host import SipHost
 from fax.t38.sip.message import SipRequest, SipResponse
 from fax.t38.sip.timers import sleep
 from fax.t38.sip.uri import Address
-
-if TYPE_CHECKING:
-    from fax.t38.sip.ua import UserAgent
 
 log = logging.getLogger(__name__)
 RETRY_PAUSES = (5.0, 15.0, 30.0, 60.0, 120.0)
@@ -27,7 +24,7 @@ RETRY_PAUSES = (5.0, 15.0, 30.0, 60.0, 120.0)
 class Registration:
     """The UA's binding at its registrar."""
 
-    def __init__(self, ua: UserAgent) -> None:
+    def __init__(self, ua: SipHost) -> None:
         self.ua = ua
         self.call_id = new_call_id(ua.host)
         self.tag = new_tag()

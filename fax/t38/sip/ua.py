@@ -26,6 +26,7 @@ from fax.t38.sip.call import Call
 from fax.t38.sip.config import UserAgentConfig, split_hostport
 from fax.t38.sip.dialog import new_call_id, new_tag
 from fax.t38.sip.errors import SipError, SipParseError
+from fax.t38.sip.host import CallRef
 from fax.t38.sip.incoming import IncomingHandler
 from fax.t38.sip.media import MediaHandler
 from fax.t38.sip.message import SipRequest, SipResponse, make_response
@@ -81,7 +82,7 @@ class UserAgent:
         )
         self.host = ""
         self._calls: dict[tuple[str, str], Call] = {}
-        self._invites: dict[ServerTransaction, Call] = {}
+        self._invites: dict[ServerTransaction, CallRef] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.registration: Registration | None = None
         self._started = False
@@ -300,7 +301,7 @@ class UserAgent:
         """Index a call by Call-ID and our tag."""
         self._calls[(call.call_id, call.local_tag)] = call
 
-    def forget_call(self, call: Call) -> None:
+    def forget_call(self, call: CallRef) -> None:
         """Drop an ended call."""
         if self._calls.get((call.call_id, call.local_tag)) is call:
             del self._calls[(call.call_id, call.local_tag)]
@@ -308,7 +309,7 @@ class UserAgent:
             if c is call:
                 del self._invites[st]
 
-    def watch_invite(self, st: ServerTransaction, call: Call) -> None:
+    def watch_invite(self, st: ServerTransaction, call: CallRef) -> None:
         """Remember which call an INVITE server transaction belongs to (for CANCEL)."""
         self._invites[st] = call
 
