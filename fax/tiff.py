@@ -17,7 +17,7 @@ import img2pdf
 import numpy as np
 from PIL import Image, ImageOps
 
-from fax import g4
+from fax import g4, t6
 from fax.pages import FAX_WIDTH, Resolution
 
 # Tags of a TIFF-F page, written in ascending order: (tag, type, value); types 3 SHORT,
@@ -46,7 +46,15 @@ def g4_strip(white: np.ndarray) -> bytes:
 
 
 def g4_code(packed: np.ndarray, width: int) -> bytes:
-    """The T.6 (G4) code of a page packed eight pixels a byte, 1 bits black."""
+    """The T.6 (G4) code of a page packed eight pixels a byte, 1 bits black: by the
+    compiled coder (``fax.t6``), else libtiff's (``fax.g4``), else through Pillow."""
+    if t6.available():
+        return t6.code(packed, width)
+    return libtiff_g4_code(packed, width)
+
+
+def libtiff_g4_code(packed: np.ndarray, width: int) -> bytes:
+    """``g4_code`` by libtiff (through Pillow when libtiff cannot be loaded directly)."""
     global _encoder, _encoder_loaded
     if not _encoder_loaded:
         _encoder, _encoder_loaded = g4.load(), True
