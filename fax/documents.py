@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -47,7 +48,9 @@ class Options:
     res: Resolution
     max_pages: int = 50
     max_pixels: int = DEFAULT_MAX_PIXELS
-    threads: int = 1  # 2: a page is G4-coded while the next one is drawn (fax.pipeline)
+    # 2: a page is G4-coded while the next one is drawn (fax.pipeline); 0: so when the
+    # machine has an idle core (two busy threads on a busy machine only cost more CPU).
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ def convert(data: bytes, content_type: str, opts: Options) -> Result:
         count = -1  # known once laid out
     else:
         count, grey = _image_pages(data, opts)
-    with pipeline.Coder(threaded=opts.threads > 1 and count != 1) as coder:
+    threaded = count != 1 and (opts.threads == 2 or (opts.threads == 0 and _idle_core()))
+    with pipeline.Coder(threaded) as coder:
         for page in grey:
             if coder.pages >= opts.max_pages:
                 raise TooManyPages(f"the text runs to more than {opts.max_pages} pages")
@@ -103,6 +107,17 @@ def convert(data: bytes, content_type: str, opts: Options) -> Result:
     if len(strips) != count:
         raise BrokenDocument(f"rendered {len(strips)} of the document's {count} pages")
     return Result(tiff.assemble(strips, opts.res), count)
+
+
+def _idle_core() -> bool:
+    """Whether a core is idle now (the 1-minute load average, this conversion included,
+    at least one below the number of CPUs)."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return False
+    cpus = os.cpu_count() or 1
+    return cpus > 1 and load <= cpus - 1
 
 
 def cover(lines: list[text.Line], res: Resolution, max_pages: int) -> bytes:
@@ -269,7 +284,7 @@ def sandbox_worker(header: dict[str, Any], document: bytes) -> tuple[dict[str, A
         data = cover(text.cover_lines(**fields), res, int(header["max_pages"]))
         return {"pages": data_pages(data), "declared": -1}, data
     opts = Options(res, int(header["max_pages"]), int(header["max_pixels"]),
-                   max(1, min(2, int(header.get("threads", 1)))))  # fmt: skip
+                   max(0, min(2, int(header.get("threads", 1)))))  # fmt: skip
     result = convert(document, str(header["content_type"]), opts)
     return {"pages": data_pages(result.tiff), "declared": result.declared_pages}, result.tiff
 

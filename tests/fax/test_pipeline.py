@@ -41,3 +41,15 @@ def test_an_error_in_the_caller_stops_the_coder_thread() -> None:
         coder.add(page(0), 1728)
         raise RuntimeError("drawing failed")
     assert coder._thread is None  # joined
+
+
+@pytest.mark.parametrize(("load", "cpus", "idle"), [(0.4, 2, True), (1.0, 2, True),
+                                                    (1.6, 2, False), (3.0, 4, True),
+                                                    (0.0, 1, False)])  # fmt: skip
+def test_a_second_thread_only_when_a_core_is_idle(monkeypatch: pytest.MonkeyPatch, load: float,
+                                                  cpus: int, idle: bool) -> None:  # fmt: skip
+    from fax import documents
+
+    monkeypatch.setattr(documents.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(documents.os, "cpu_count", lambda: cpus)
+    assert documents._idle_core() is idle

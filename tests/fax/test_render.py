@@ -204,6 +204,8 @@ def test_one_and_two_threads_give_the_same_fax(sandbox: Sandbox) -> None:
     data = samples.pdf(9)
     one = render.render_document(data, "application/pdf", sandbox=sandbox,
                                  limits=render.Limits(threads=1))  # fmt: skip
-    two = render.render_document(data, "application/pdf", sandbox=sandbox)
-    assert two.pages == 9 and two.tiff == one.tiff
+    two = render.render_document(data, "application/pdf", sandbox=sandbox,
+                                 limits=render.Limits(threads=2))  # fmt: skip
+    auto = render.render_document(data, "application/pdf", sandbox=sandbox)
+    assert two.pages == 9 and two.tiff == one.tiff == auto.tiff
     assert one.cpu_seconds > 0 and two.cpu_seconds > 0
