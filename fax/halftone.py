@@ -9,8 +9,8 @@ one of two kinds of tone that a fax should carry:
 * **Fills**: flat grey areas (form fields, table header rows, shaded boxes, bars of a
   chart) between ``TINT_MIN`` and the paper. They get a tint (``fax.screens.tint``): a
   line screen where one holds the tone (cheapest in G4), else the clustered dot. Text on a
-  fill stays thresholded, and the tint keeps ``halo`` pixels away from every stroke, so
-  small text on grey stays crisp and legible.
+  fill stays thresholded, and the tint keeps a white halo (``halo_width``: 2 px at fine)
+  around every stroke, so small text on grey stays crisp and legible.
 
 What is not a fill is whitened: the paper itself, whatever its tint (the page's most
 common grey, e.g. a scanned sheet or a coloured background), anything within
