@@ -19,11 +19,13 @@ from gateway import jsoncodec, outbound
 from gateway.api import v1
 from gateway.api.problems import from_error
 from gateway.auth import KeyCache
+from gateway.commands import SendRequest, decoder
 from gateway.errors import GatewayError
 from gateway.runtime import Runtime
 
 PATH = "/v1/messages"
 _JSON = (b"content-type", b"application/json")
+_decode = decoder(SendRequest)  # the body straight into the command, validated in C
 
 
 class SendFastPath:
@@ -55,7 +57,7 @@ class SendFastPath:
         try:
             principal = await self.keys.resolve(authorization)
             raw = await _body(receive)
-            accepted = await outbound.submit(self.rt, principal, v1._parse(raw))
+            accepted = await outbound.submit(self.rt, principal, _decode(raw))
         except GatewayError as exc:
             await from_error(exc, PATH)(scope, receive, send)
             return

@@ -17,15 +17,14 @@ from http import HTTPStatus
 from typing import Any, NamedTuple
 
 from gateway import __version__
+from gateway.api.helpers import DEFAULT_LIMIT, MAX_LIMIT
 from gateway.api.idempotency import MAX_KEY
 from gateway.api.problems import PROBLEM_TYPE
-from gateway.api.v1 import DEFAULT_LIMIT, MAX_LIMIT
+from gateway.commands import FORWARDABLE, MAX_ATTACHMENTS, MAX_EMAIL, MAX_SMS, MAX_TEXT
 from gateway.destinations import FIELDS as POLICY_FIELDS
 from gateway.destinations import MAX_LIMIT as MAX_POLICY_LIMIT
 from gateway.destinations import MAX_PREFIXES, MAX_WINDOW_SECONDS
-from gateway.forwarding import FORWARDABLE, MAX_EMAIL, MAX_SMS
 from gateway.models import Channel, Direction, Status
-from gateway.outbound import MAX_ATTACHMENTS, MAX_TEXT
 
 JSON = "application/json"
 BEARER = "bearerAuth"

@@ -158,5 +158,5 @@ async def test_answers_are_as_recorded(
     recorded = json.loads(RECORDED.read_text())
     got = await answers(client, seed)
     assert list(got) == list(recorded)
-    for name, answer in got.items():
-        assert answer == recorded[name], name
+    differ = {k: (v, recorded[k]) for k, v in got.items() if v != recorded[k]}
+    assert not differ, json.dumps(differ, indent=1)
