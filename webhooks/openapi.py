@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.api.helpers import DEFAULT_LIMIT, MAX_LIMIT
 from gateway.api.openapi import (
     AUTH,
     IDEMPOTENCY,
@@ -29,7 +30,7 @@ from gateway.api.openapi import (
     _timestamp,
 )
 from gateway.events import MESSAGE_CREATED, MESSAGE_RECEIVED, MESSAGE_STATUS, QUOTA_THRESHOLD
-from webhooks.api import DEFAULT_LIMIT, DELIVERY_STATUSES, MAX_LIMIT, REPLAY_MAX
+from webhooks.api import DELIVERY_STATUSES, REPLAY_MAX
 from webhooks.endpoints import KNOWN_EVENTS, MAX_DESCRIPTION, MAX_ENDPOINTS_PER_TEAM
 from webhooks.signing import ROTATION_OVERLAP
 from webhooks.targets import MAX_URL
