@@ -27,16 +27,17 @@ Url = Annotated[
         extra_json_schema={"maxLength": MAX_URL},
     ),
 ]
-Events = Annotated[
-    list[str],
+EventType = Annotated[
+    str,
     Meta(
-        description='Event types to send; `[]` or `["*"]`: every type (the default).',
         extra_json_schema={
-            "items": {
-                "oneOf": [{"$ref": "#/components/schemas/WebhookEventType"}, {"const": "*"}]
-            }
-        },
+            "oneOf": [{"$ref": "#/components/schemas/WebhookEventType"}, {"const": "*"}]
+        }
     ),
+]
+Events = Annotated[
+    list[EventType],
+    Meta(description='Event types to send; `[]` or `["*"]`: every type (the default).'),
 ]
 Description = Annotated[str, Meta(max_length=MAX_DESCRIPTION)]
 

@@ -266,7 +266,7 @@ def schemas(models: Iterable[type], names: Mapping[type, str] | None = None) -> 
     used: set[str] = set()
     while wanted:
         name = wanted.pop()
-        if name not in used:
+        if name not in used and name in out:  # others are written by hand
             used.add(name)
             wanted += _refs(out[name])
     return {name: schema for name, schema in out.items() if name in used}
@@ -330,7 +330,6 @@ def _tidy(node: Any, renames: Mapping[str, str]) -> Any:
         if isinstance(first.get("type"), str):
             del node["anyOf"]
             node = {**first, **node, "type": [first["type"], "null"]}
-        elif "enum" in first and all(isinstance(v, str) for v in first["enum"]):
-            del node["anyOf"]
-            node = {**first, **node, "type": ["string", "null"], "enum": [*first["enum"], None]}
+            if "enum" in first:
+                node["enum"] = [*first["enum"], None]
     return node

@@ -47,7 +47,7 @@ class ForwardingRules(Command):
         Meta(
             max_length=len(FORWARDABLE),
             description="The inbound channels whose messages are forwarded.",
-            extra_json_schema={"uniqueItems": True},
+            extra_json_schema={"uniqueItems": True, "default": list(FORWARDABLE)},
         ),
     ] = msgspec.field(default_factory=lambda: list(FORWARDABLE))
     email: Annotated[
@@ -73,9 +73,7 @@ class ForwardingRules(Command):
             examples=[["+4917612345678"]],
         ),
     ] = []
-    member_id: Annotated[
-        str | UnsetType | None, Meta(description="Must be the path's member.")
-    ] = UNSET
+    member_id: Annotated[str | UnsetType, Meta(description="Must be the path's member.")] = UNSET
     updated_at: Annotated[Any, Meta(description="Ignored.")] = None
 
     @classmethod
