@@ -42,7 +42,7 @@ Events = Annotated[
 Description = Annotated[str, Meta(max_length=MAX_DESCRIPTION)]
 
 
-class _EndpointCommand(Command):
+class _EndpointCommand(Command, kw_only=True):
     """What creating and changing an endpoint share: their refusals."""
 
     __not_object__: ClassVar[str] = "the body must be a JSON object"
@@ -75,7 +75,7 @@ class _EndpointCommand(Command):
         return super().refuse(fault, body)
 
 
-class WebhookEndpointCreate(_EndpointCommand):
+class WebhookEndpointCreate(_EndpointCommand, kw_only=True):
     """A new endpoint: its URL, and which events it takes."""
 
     url: Url
@@ -84,7 +84,7 @@ class WebhookEndpointCreate(_EndpointCommand):
     description: Description | None = None
 
 
-class WebhookEndpointUpdate(_EndpointCommand):
+class WebhookEndpointUpdate(_EndpointCommand, kw_only=True):
     """The fields to change. `enabled: true` on a disabled endpoint also clears
     `disabled_reason` and `failing_since`."""
 
@@ -94,7 +94,7 @@ class WebhookEndpointUpdate(_EndpointCommand):
     description: Description | UnsetType | None = UNSET
 
 
-class ReplayRequest(Command):
+class ReplayRequest(Command, kw_only=True):
     """Send an endpoint's events of ``[since, until]`` again (``until``: now)."""
 
     since: datetime

@@ -76,7 +76,8 @@ class Fault(NamedTuple):
 
 
 class Command(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Base of every typed command: unknown fields are refused, fields go by keyword."""
+    """Base of every typed command: unknown fields are refused (subclasses inherit that;
+    declare them ``kw_only=True`` too, so that callers name every field)."""
 
     # What a body that is no JSON object is told.
     __not_object__: ClassVar[str] = "the request body must be a JSON object"

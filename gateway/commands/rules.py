@@ -33,7 +33,7 @@ _ITEM_REFUSALS = {
 }
 
 
-class ForwardingRules(Command):
+class ForwardingRules(Command, kw_only=True):
     """The new rules; they replace the old ones whole, and a field left out takes its
     default. `member_id` and `updated_at` (as GET answers them) may be sent back:
     `member_id` must name the member, `updated_at` is ignored."""
@@ -122,7 +122,7 @@ Count = Annotated[int, Meta(ge=1, le=MAX_LIMIT)]
 Window = Annotated[int, Meta(ge=1, le=MAX_WINDOW_SECONDS)]
 
 
-class PolicyUpdate(Command):
+class PolicyUpdate(Command, kw_only=True):
     """The team's new override; it replaces the old one whole, and a field left out takes
     the provider's default (`{}` resets everything)."""
 

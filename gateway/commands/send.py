@@ -41,7 +41,7 @@ COMPONENTS_REFUSAL = (
 _KINDS = {"attachments": "list"}  # what a field must be, as the API has always said it
 
 
-class TemplateLanguage(Command):
+class TemplateLanguage(Command, kw_only=True):
     """A template language as WhatsApp takes it: `{"code": "en_US"}`."""
 
     code: Annotated[str, Meta(pattern=TEMPLATE_LANGUAGE)]
@@ -59,7 +59,7 @@ Component = Annotated[
 ]
 
 
-class WhatsAppTemplate(Command):
+class WhatsAppTemplate(Command, kw_only=True):
     """Only on whatsapp: send this approved message template instead of `text` and
     `attachments`. Templates may be sent outside the 24-hour window, so they take no
     `fallback`. One unit per template message."""
@@ -89,7 +89,7 @@ class WhatsAppTemplate(Command):
 Line = Annotated[str, Meta(max_length=MAX_COVER_LINE)]
 
 
-class FaxCover(Command):
+class FaxCover(Command, kw_only=True):
     """A fax's cover page: whom it is for and from, a subject and a note (all optional)."""
 
     to: Line | None = None
@@ -102,7 +102,7 @@ def _limits(limits: dict[Channel, int], unit: str) -> str:
     return ", ".join(f"{n}{unit} on {c.value}" for c, n in limits.items())
 
 
-class SendRequest(Command):
+class SendRequest(Command, kw_only=True):
     """An outbound message. It needs `text` or `attachments` (or both); a null field
     counts as absent."""
 
