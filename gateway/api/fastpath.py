@@ -4,10 +4,11 @@ Sends are most of the API's traffic, and for them Starlette's routing, its excep
 wrappers and its ``Request``/``Response`` objects cost about as much CPU as the send's own
 checks. This middleware answers exactly what ``v1.create_message`` answers (same status
 codes, headers and problem documents; ``tests/gateway/api/test_fastpath.py`` holds the
-two to each other) with a few plain calls. It sits inside ``MetricsMiddleware`` (which
-counts the send under ``create_message``) and Starlette's ``ServerErrorMiddleware`` (which
-still turns an unexpected exception into the 500 problem). Everything else, including a
-send with an ``Idempotency-Key``, goes down the regular route.
+two to each other) with a few plain calls: the body is decoded straight into a
+``SendRequest`` (validated in C, ``gateway.commands``). It sits inside
+``MetricsMiddleware`` (which counts the send under ``create_message``) and Starlette's
+``ServerErrorMiddleware`` (which still turns an unexpected exception into the 500 problem).
+Everything else, including a send with an ``Idempotency-Key``, goes down the regular route.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ When a body does not fit, :func:`explain` finds the problem again on the parsed 
 the order of the command's fields (nested commands first their unknown fields, then their
 own fields), and the command's :meth:`Command.refuse` words it as the API always has:
 the same problem code, ``detail`` and ``field``. A body that is not JSON is refused with
-the standard library-compatible parser's own message (``jsoncodec``), as before.
+the message of the API's JSON parser (``jsoncodec``), as before.
 
 A caller inside the process builds a command with keywords (``SendRequest(channel=...,
 from_=..., to=...)``): no JSON, types checked by mypy. :func:`convert` checks a plain
@@ -233,6 +233,7 @@ def _fault(exc: msgspec.ValidationError, at: tuple[str | int, ...]) -> Fault:
 
 
 def _json_type(value: Any) -> str:
+    """msgspec's name for the JSON type of ``value`` (which is no object)."""
     kinds = ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"), (list, "array"))
     return next((name for kind, name in kinds if isinstance(value, kind)), "null")
 
