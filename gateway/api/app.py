@@ -22,6 +22,7 @@ from gateway.auth import KeyCache
 from gateway.errors import GatewayError
 from gateway.metrics import Metrics
 from gateway.runtime import Runtime
+from gateway.store import UNAVAILABLE
 
 
 class MetricsMiddleware:
@@ -183,6 +184,7 @@ def create_app(rt: Runtime, *, workers: bool = True) -> Starlette:
         exception_handlers={
             GatewayError: problems.gateway_error,
             HTTPException: problems.http_error,
+            **dict.fromkeys(UNAVAILABLE, problems.store_unavailable),
             Exception: problems.internal_error,
         },
     )
