@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import forwarding, jsoncodec, outbound, policy, window
-from gateway.api.idempotency import idempotent
+from gateway.api.idempotency import idempotent, reserved_id
 from gateway.api.problems import from_error
 from gateway.auth import Principal
 from gateway.errors import (
@@ -83,10 +83,13 @@ def _parse(raw: bytes) -> Any:
 
 
 async def _posted(
-    request: Request, action: Callable[[Runtime, Principal, Any], Awaitable[Response]]
+    request: Request,
+    action: Callable[[Runtime, Principal, Any], Awaitable[Response]],
+    *,
+    resumable: str | None = None,
 ) -> Response:
-    """A JSON POST: authenticated, parsed, idempotent; gateway errors become problems that
-    are stored with the key like any other answer."""
+    """A JSON POST: authenticated, parsed, idempotent (``resumable``: see ``idempotent``);
+    gateway errors become problems that are stored with the key like any other answer."""
     rt = _rt(request)
     principal = await _principal(request)
     raw = await request.body()
@@ -97,7 +100,7 @@ async def _posted(
         except GatewayError as exc:
             return from_error(exc, request.url.path)
 
-    return await idempotent(rt, request, principal, raw, run)
+    return await idempotent(rt, request, principal, raw, run, resumable=resumable)
 
 
 # -- messages ----------------------------------------------------------------------------
@@ -105,10 +108,13 @@ async def create_message(request: Request) -> Response:
     """POST /v1/messages: accept an outbound message (202)."""
 
     async def action(rt: Runtime, principal: Principal, body: Any) -> Response:
-        accepted = await outbound.submit(rt, principal, body)
+        # With an Idempotency-Key the message's id is reserved with the key, so a retry
+        # after a crash answers the message the first attempt stored (never a second one).
+        message_id = reserved_id(request)
+        accepted = await outbound.submit(rt, principal, body, message_id=message_id)
         return _json(accepted.view, 202)
 
-    return await _posted(request, action)
+    return await _posted(request, action, resumable="msg")
 
 
 async def preview_message(request: Request) -> Response:
