@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
@@ -31,6 +32,7 @@ from gateway.jobs import Retry, handler, periodic
 from gateway.models import Job, Message, Status
 from gateway.outbound import retry_delay
 from gateway.runtime import Runtime
+from gateway.store import UNAVAILABLE
 from gateway.store.base import StatusUpdate
 
 log = logging.getLogger("gateway.dispatch")
@@ -44,6 +46,13 @@ AUTH_RETRY = timedelta(seconds=60)
 # reconnect) is tried again then, within these bounds.
 UNHEALTHY_RETRY_MIN = timedelta(seconds=1)
 _DONE = {Status.SENT, Status.DELIVERED, Status.READ, Status.FAILED}
+# Recording a send the carrier took while the store is unreachable: tried again after
+# 0.1 s, 0.2 s … (at most 2 s apart) while the lease has more than RECORD_MARGIN left (and
+# for RECORD_LEASE_CAP at most, should a lease be unknown or very long).
+RECORD_RETRY_FIRST = 0.1
+RECORD_RETRY_MAX = 2.0
+RECORD_MARGIN = 1.0
+RECORD_LEASE_CAP = 600.0
 
 
 def unhealthy_delay(health: Health) -> timedelta:
@@ -184,8 +193,38 @@ async def send_job(rt: Runtime, job: Job) -> bool | None:
     )
     # Recorded sent and the job acked in one write: once the carrier has the message, no
     # lease can expire into a second send.
-    await rt.store.complete_send(msg.id, update, job.id, job.token or "", rt.clock.now())
+    await record_sent(rt, job, msg.id, update)
     return True
+
+
+async def record_sent(rt: Runtime, job: Job, message_id: str, update: StatusUpdate) -> None:
+    """``complete_send``, tried again while the store cannot be reached (``UNAVAILABLE``)
+    for as long as the job's lease lasts (at least ``RECORD_MARGIN`` of it left).
+
+    The carrier has the message now: giving up would leave the job to run again once its
+    lease expired, and send it a second time. A store that comes back within the lease
+    (Redis restarted on its AOF) gets the record instead.
+    """
+    left = RECORD_LEASE_CAP
+    if job.lease_until is not None:
+        left = min(left, (job.lease_until - rt.clock.now()).total_seconds())
+    deadline = time.monotonic() + left - RECORD_MARGIN
+    delay, token = RECORD_RETRY_FIRST, job.token or ""
+    while True:
+        try:
+            await rt.store.complete_send(message_id, update, job.id, token, rt.clock.now())
+            return
+        except UNAVAILABLE as exc:
+            if time.monotonic() + delay >= deadline:
+                raise
+            log.warning(
+                "message %s sent but not recorded (store unavailable: %s); trying again in %.1f s",
+                message_id,
+                exc,
+                delay,
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RECORD_RETRY_MAX)
 
 
 async def _window_refused(
