@@ -796,9 +796,11 @@ class Chaos:
             errs = collections.Counter(what for t, what in load.errors if down <= t <= up)
             during = sum(1 for t in load.accepted_at.values() if down <= t <= up)
             print(
-                f"WHILE REDIS WAS DOWN ({up - down:.1f} s): {during} x 202 (each must be stored: "
-                "see NOT STORED); errors: "
+                f"WHILE REDIS WAS DOWN ({up - down:.1f} s from the kill until the bench saw it "
+                f"listen again): errors "
                 + (", ".join(f"{k} {v}" for k, v in sorted(errs.items())) or "none")
+                + f"; {during} x 202 (answered once it was back, a moment before the bench "
+                "saw it: each must be stored, see NOT STORED)"
             )
         ok &= not load.bad_errors
         print(

@@ -109,6 +109,11 @@ CODES: dict[str, tuple[str, str]] = {
         "a request with this Idempotency-Key is still being processed",
     ),
     "internal_error": ("Internal error", "an unexpected error; the request may be retried"),
+    "store_unavailable": (
+        "Service unavailable",
+        "the gateway's store cannot be reached right now; nothing was done: retry after "
+        "`Retry-After` seconds (a send with the same Idempotency-Key is stored at most once)",
+    ),
 }
 
 
@@ -129,7 +134,7 @@ class Case(NamedTuple):
 Codes = dict[int, list[Case]]
 
 AUTH: Codes = {401: [Case("unauthorized")]}
-INTERNAL: Codes = {500: [Case("internal_error")]}
+INTERNAL: Codes = {500: [Case("internal_error")], 503: [Case("store_unavailable")]}
 NOT_FOUND: Codes = {404: [Case("not_found")]}
 IDEMPOTENCY: Codes = {
     400: [
@@ -233,7 +238,7 @@ def _problem_response(
     }
     if status == 401:
         response["headers"] = {"WWW-Authenticate": {"$ref": "#/components/headers/WWWAuthenticate"}}
-    if status == 429:
+    if status in (429, 503):
         response["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
     return response
 
@@ -1449,7 +1454,8 @@ def _build(server_url: str) -> dict[str, Any]:
                     "schema": {"type": "string"},
                 },
                 "RetryAfter": {
-                    "description": "Seconds until the send limit has room again.",
+                    "description": "Seconds to wait before trying again (429: until the send "
+                    "limit has room again; 503: until the store may be back).",
                     "schema": {"type": "string", "pattern": "^[1-9][0-9]*$"},
                 },
             },
