@@ -140,6 +140,7 @@ async def test_the_engine_does_not_hammer_a_store_that_is_down(
     await asyncio.sleep(1.0)
     during = dict(calls)
     down = False
+
     # Back within the longest wait (FAILING_WAIT_MAX): both loops try again and go on.
     def both_again() -> bool:
         return calls["fanout"] > during["fanout"] + 1 and calls["due"] > during["due"] + 1
