@@ -7,6 +7,9 @@ taken over by another worker. If the worker dies, the renewals stop, the lease e
 and another worker takes the job over. Handlers must therefore be safe to run again (the
 send handler checks the message's status first). A renewal that is refused (another
 worker holds the job now) cancels the handler: it must not go on doing the work twice.
+Each renewal moves the running job's ``lease_until`` (the handler's own ``Job`` object),
+so a handler knows how long it still holds the job (``dispatch.record_sent`` keeps trying
+while it does).
 Durable retries are jobs with a later ``run_at``, never sleeping coroutines.
 
 A worker runs the kinds it is given (the core's, its connectors', its extensions'; see

@@ -39,7 +39,7 @@ from gateway.numbers import normalize
 from gateway.policy import effective_policy, require_addon, screen, send_limits, sender_member
 from gateway.quota import build_charge, period_of
 from gateway.runtime import Runtime
-from gateway.store.base import Limit
+from gateway.store.base import Limit, MessageExists
 from gateway.units import sms_info
 
 # The message meta section of a fax's cover page (``SendRequest.cover``).
@@ -188,8 +188,10 @@ async def submit(
 ) -> Accepted:
     """Accept an outbound message: stored, charged, queued and announced atomically.
 
-    ``message_id`` is for internal callers that must not send twice (a forward job that
-    runs again after a crash looks its message up by the id it chose before submitting).
+    ``message_id`` is for callers that must not send twice: they choose the id before
+    submitting (a forward job, an API send with an ``Idempotency-Key``), so a submit
+    repeated after a crash finds the message its first run stored and answers that one,
+    writing nothing (no second charge, no second send job).
     """
     d = await draft(rt, principal, request)
     now = rt.clock.now()
@@ -229,7 +231,13 @@ async def submit(
     )
     view = message.public()
     created = Event(new_id("evt"), events.MESSAGE_CREATED, team.id, view, now)
-    await rt.store.submit_outbound(message, charge, job, [created], d.limits)
+    try:
+        await rt.store.submit_outbound(message, charge, job, [created], d.limits)
+    except MessageExists:
+        stored = await rt.store.get_message(message.id)
+        if stored is None:  # cannot happen: stored messages are never deleted
+            raise
+        return Accepted(stored, stored.public())
     rt.metrics.add("gateway_messages_accepted_total", (("channel", d.channel.value),))
     rt.wake_workers()
     return Accepted(message, view)

@@ -31,8 +31,6 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception,
-    stop_after_attempt,
-    stop_never,
 )
 
 # The share of a delay that jitter may take off (never adds: a schedule is a promise
@@ -104,13 +102,15 @@ def in_process(
     retry_on: Callable[[BaseException], bool],
     hint: Callable[[BaseException], float | None] | None = None,
     on_wait: Callable[[float], object] | None = None,
+    give_up: Callable[[float], bool] | None = None,
     jitter: float = JITTER,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
 ) -> AsyncRetrying:
     """A tenacity retrier for an in-process retry: up to ``attempts`` tries (None: until
     one succeeds) of a call whose error satisfies ``retry_on``, waiting :func:`backoff`
     between them, or the error's own ``hint`` in seconds when longer; ``on_wait(seconds)``
-    hears of each wait before it starts. The last error is re-raised.
+    hears of each wait before it starts, and ``give_up(seconds)`` may stop the tries
+    before such a wait (True: the time is up). The last error is re-raised.
 
     Build one per call (tenacity keeps the state of a run in it). A hot path tries its
     call once by itself first and hands over to this only when that failed (see
@@ -124,12 +124,17 @@ def in_process(
         wanted = hint(error) if hint is not None and error is not None else None
         return max(delay, wanted or 0.0)
 
+    def stop(state: RetryCallState) -> bool:
+        if attempts is not None and state.attempt_number >= attempts:
+            return True
+        return give_up is not None and give_up(state.upcoming_sleep)
+
     def before_sleep(state: RetryCallState) -> None:
         if on_wait is not None and state.next_action is not None:
             on_wait(state.next_action.sleep)
 
     return AsyncRetrying(
-        stop=stop_never if attempts is None else stop_after_attempt(attempts),
+        stop=stop,
         wait=wait,
         retry=retry_if_exception(retry_on),
         before_sleep=before_sleep,

@@ -18,11 +18,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import jsoncodec, outbound
 from gateway.api import v1
-from gateway.api.problems import from_error
+from gateway.api.problems import from_error, unavailable
 from gateway.auth import KeyCache
 from gateway.commands import SendRequest, decoder
 from gateway.errors import GatewayError
 from gateway.runtime import Runtime
+from gateway.store import UNAVAILABLE
 
 PATH = "/v1/messages"
 _JSON = (b"content-type", b"application/json")
@@ -61,6 +62,9 @@ class SendFastPath:
             accepted = await outbound.submit(self.rt, principal, _decode(raw))
         except GatewayError as exc:
             await from_error(exc, PATH)(scope, receive, send)
+            return
+        except UNAVAILABLE as exc:
+            await unavailable(exc, PATH)(scope, receive, send)
             return
         body = jsoncodec.dumpb(accepted.view)
         # The messages Starlette's Response(body, 202, media_type=...) sends.

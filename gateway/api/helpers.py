@@ -145,11 +145,15 @@ async def posted(
     limit: int | None = None,
     too_large: str | None = None,
     fingerprint: bytes = b"",
+    resumable: str | None = None,
 ) -> Response:
     """A POST: ``caller`` authenticates, the body is read (bounded by ``limit`` if given),
     and ``action(rt, principal, body)`` runs once per ``Idempotency-Key``; its gateway
     errors become problem answers, stored with the key like any other answer.
-    ``fingerprint`` adds what else identifies the request (its query) to the key's check.
+    ``fingerprint`` adds what else identifies the request (its query) to the key's check;
+    ``resumable`` (the id prefix of what ``action`` creates under
+    ``gateway.api.idempotency.reserved_id(request)``) makes a retry resume a first attempt
+    that died instead of answering 409 (see ``idempotent``).
     """
     # The app serves a ``Runtime``, which is every ``Host`` an action may ask for.
     rt: H = request.app.state.rt
@@ -162,4 +166,4 @@ async def posted(
         except GatewayError as exc:
             return from_error(exc, request.url.path)
 
-    return await idempotent(rt, request, who, raw + fingerprint, run)
+    return await idempotent(rt, request, who, raw + fingerprint, run, resumable=resumable)

@@ -81,7 +81,8 @@ def _build(server_url: str) -> dict[str, Any]:
                     "schema": {"type": "string"},
                 },
                 "RetryAfter": {
-                    "description": "Seconds until the send limit has room again.",
+                    "description": "Seconds to wait before trying again (429: until the send "
+                    "limit has room again; 503: until the store may be back).",
                     "schema": {"type": "string", "pattern": "^[1-9][0-9]*$"},
                 },
             },

@@ -92,6 +92,11 @@ CODES: dict[str, tuple[str, str]] = {
         "a request with this Idempotency-Key is still being processed",
     ),
     "internal_error": ("Internal error", "an unexpected error; the request may be retried"),
+    "store_unavailable": (
+        "Service unavailable",
+        "the gateway's store cannot be reached right now; nothing was done: retry after "
+        "`Retry-After` seconds (a send with the same Idempotency-Key is stored at most once)",
+    ),
 }
 
 
@@ -112,7 +117,7 @@ class Case(NamedTuple):
 Codes = dict[int, list[Case]]
 
 AUTH: Codes = {401: [Case("unauthorized")]}
-INTERNAL: Codes = {500: [Case("internal_error")]}
+INTERNAL: Codes = {500: [Case("internal_error")], 503: [Case("store_unavailable")]}
 NOT_FOUND: Codes = {404: [Case("not_found")]}
 IDEMPOTENCY: Codes = {
     400: [
@@ -202,7 +207,7 @@ def problem_response(
     }
     if status == 401:
         response["headers"] = {"WWW-Authenticate": {"$ref": "#/components/headers/WWWAuthenticate"}}
-    if status == 429:
+    if status in (429, 503):
         response["headers"] = {"Retry-After": {"$ref": "#/components/headers/RetryAfter"}}
     return response
 

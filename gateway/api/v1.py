@@ -22,7 +22,7 @@ from gateway.api.helpers import (
     team_principal,
 )
 from gateway.api.helpers import principal as caller
-from gateway.api.idempotency import idempotent
+from gateway.api.idempotency import idempotent, reserved_id
 from gateway.api.problems import from_error
 from gateway.auth import Principal
 from gateway.commands import SendRequest, decode, parse
@@ -56,10 +56,13 @@ async def create_message(request: Request) -> Response:
     """POST /v1/messages: accept an outbound message (202)."""
 
     async def action(rt: Runtime, principal: Principal, raw: bytes) -> Response:
-        accepted = await outbound.submit(rt, principal, decode(SendRequest, raw))
+        # With an Idempotency-Key the message's id is reserved with the key, so a retry
+        # after a crash answers the message the first attempt stored (never a second one).
+        command = decode(SendRequest, raw)
+        accepted = await outbound.submit(rt, principal, command, message_id=reserved_id(request))
         return json_response(accepted.view, 202)
 
-    return await posted(request, action)
+    return await posted(request, action, resumable="msg")
 
 
 async def preview_message(request: Request) -> Response:

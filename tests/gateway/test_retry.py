@@ -153,3 +153,34 @@ async def test_in_process_without_a_limit_goes_on_until_it_succeeds() -> None:
     )
     assert await retrying(call) == 10
     assert slept == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+
+
+async def test_in_process_gives_up_when_told_before_a_wait() -> None:
+    """``give_up`` sees each wait before it starts (e.g. would it outlast a lease?) and
+    stops the tries there, with the last error."""
+    slept: list[float] = []
+    asked: list[float] = []
+    budget = 3.5  # seconds the caller may still spend
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def always() -> None:
+        raise Flaky()
+
+    def give_up(seconds: float) -> bool:
+        asked.append(seconds)
+        return sum(slept) + seconds > budget
+
+    retrying = in_process(
+        attempts=None,
+        base=1.0,
+        cap=10.0,
+        retry_on=lambda exc: isinstance(exc, Flaky),
+        give_up=give_up,
+        jitter=0.0,
+        sleep=sleep,
+    )
+    with pytest.raises(Flaky):
+        await retrying(always)
+    assert asked == [1.0, 2.0, 4.0] and slept == [1.0, 2.0]
