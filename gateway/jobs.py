@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from gateway.models import Job, JobHandler
-from gateway.retry import Retry, backoff
+from gateway.retry import Failing, Retry, backoff
 from gateway.runtime import Runtime
 
 log = logging.getLogger("gateway.jobs")
@@ -117,6 +117,9 @@ class Worker:
 
     async def _lease_loop(self, stop: asyncio.Event) -> None:
         rt = self.rt
+        # The store down: tried again after a poll interval, twice as long after each
+        # failure in a row up to FAILING_WAIT_MAX, one traceback per outage.
+        failing = Failing("leasing jobs", rt.settings.poll_interval, log)
         while not stop.is_set():
             free = self.concurrency - len(self._running)
             jobs: list[Job] = []
@@ -126,9 +129,11 @@ class Worker:
                     jobs = await rt.store.lease_jobs(
                         now, self.name, self.visibility, free, kinds=self.kinds
                     )
-                except Exception:
-                    log.exception("leasing jobs failed; trying again")
-                    free = 0  # look again after the wait, not at once
+                except Exception as exc:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), failing.failed(exc))
+                    continue
+                failing.ok()
                 for job in jobs:
                     task = asyncio.create_task(self._run_logged(job), name=f"job-{job.id}")
                     self._running.add(task)

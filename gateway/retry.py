@@ -12,6 +12,9 @@ Two kinds of retry, never mixed:
   ``AsyncRetrying`` with the same backoff as its wait, an injectable ``sleep`` and an
   optional server hint (``hint``), so that the schedule is declared, not hand-looped.
 
+And for the steps of a background loop (leasing jobs, webhook fan-out) that fail while the
+store is down, :class:`Failing`: the same backoff to a short cap, one traceback per outage.
+
 Every backoff carries jitter: many jobs that failed together (a carrier outage) must not
 all come back in the same second.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import random
 import re
 from collections.abc import Awaitable, Callable
@@ -36,6 +40,8 @@ from tenacity import (
 # The share of a delay that jitter may take off (never adds: a schedule is a promise
 # that nothing is tried *earlier* than ``base * factor**n`` less this share).
 JITTER = 0.2
+# The longest wait between tries of a loop step that keeps failing (:class:`Failing`).
+FAILING_WAIT_MAX = 2.0
 # RFC 9110 §10.2.3: ``Retry-After = HTTP-date / delay-seconds``, ``delay-seconds = 1*DIGIT``.
 _DELAY_SECONDS = re.compile(r"[0-9]+")
 
@@ -141,3 +147,53 @@ def in_process(
         sleep=sleep,
         reraise=True,
     )
+
+
+class Failing:
+    """A background loop's step that keeps failing (the store is down): the wait before
+    the next try is :func:`backoff` from the loop's ``first`` wait (its poll interval) to
+    ``cap``; the first failure of a run is logged with its traceback, the next ones in one
+    line, and the step working again in one line.
+
+    Without it a loop tried again every poll interval (20 ms) and logged a traceback each
+    time: a hundred tracebacks a second per loop and process while Redis was down.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        first: float,
+        log: logging.Logger,
+        *,
+        cap: float = FAILING_WAIT_MAX,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.what = what
+        self.first = first
+        self.cap = cap
+        self.log = log
+        self.rand = rand
+        self.count = 0  # failures in a row
+
+    def failed(self, exc: BaseException) -> float:
+        """Note a failure; the seconds to wait before the next try."""
+        self.count += 1
+        wait = backoff(self.count, base=self.first, cap=self.cap, rand=self.rand)
+        if self.count == 1:
+            self.log.error("%s failed; trying again", self.what, exc_info=exc)
+        else:
+            self.log.warning(
+                "%s failed again (%d in a row: %s: %s); next try in %.2f s",
+                self.what,
+                self.count,
+                type(exc).__name__,
+                exc,
+                wait,
+            )
+        return wait
+
+    def ok(self) -> None:
+        """The step worked: the next failure waits the shortest time again."""
+        if self.count:
+            self.log.info("%s works again after %d failures", self.what, self.count)
+        self.count = 0

@@ -67,7 +67,7 @@ from gateway import jsoncodec
 from gateway.events import QUOTA_THRESHOLD
 from gateway.extensions import Host
 from gateway.models import Event, iso
-from gateway.retry import retry_after_seconds
+from gateway.retry import Failing, retry_after_seconds
 from webhooks.client import AttemptError, Client
 from webhooks.endpoints import matches
 from webhooks.models import (
@@ -87,7 +87,6 @@ log = logging.getLogger("webhooks")
 FANOUT_BATCH = 1000
 FANOUT_LEASE = timedelta(seconds=10)
 EVENT_CACHE = 20_000
-FAILING_WAIT_MAX = 2.0  # seconds between tries of a loop step that keeps failing
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
@@ -140,45 +139,6 @@ def _duration(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:g} hours"
     return f"{seconds:g} seconds"
-
-
-class Failing:
-    """A loop step that keeps failing (the store is down): waits ``poll_interval``, then
-    twice as long after each failure in a row up to ``FAILING_WAIT_MAX``, and logs the
-    first failure with its traceback, later ones in one line.
-
-    Without it, each of the engine's two loops tried again every ``poll_interval`` (20 ms)
-    and logged a traceback each time: 100 tracebacks a second per process while Redis was
-    down.
-    """
-
-    def __init__(self, what: str, poll_interval: float) -> None:
-        self.what = what
-        self.first = poll_interval
-        self.count = 0
-
-    def failed(self, exc: Exception) -> float:
-        """Note a failure; the seconds to wait before the next try."""
-        self.count += 1
-        wait: float = min(self.first * 2.0 ** (self.count - 1), FAILING_WAIT_MAX)
-        if self.count == 1:
-            log.exception("%s failed; trying again", self.what)
-        else:
-            log.warning(
-                "%s failed again (%d in a row: %s: %s); next try in %.2f s",
-                self.what,
-                self.count,
-                type(exc).__name__,
-                exc,
-                wait,
-            )
-        return wait
-
-    def ok(self) -> None:
-        """The step worked: the next failure waits the shortest time again."""
-        if self.count:
-            log.info("%s works again after %d failures", self.what, self.count)
-        self.count = 0
 
 
 @functools.lru_cache(maxsize=1024)
@@ -242,7 +202,7 @@ class Engine:
             await self.client.aclose()
 
     async def _fanout_loop(self, stop: asyncio.Event) -> None:
-        failing = Failing("webhook fan-out", self.settings.poll_interval)
+        failing = Failing("webhook fan-out", self.settings.poll_interval, log)
         while not stop.is_set():
             try:
                 read = await self.fanout_once()
@@ -257,7 +217,7 @@ class Engine:
                     await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
 
     async def _due_loop(self, stop: asyncio.Event) -> None:
-        failing = Failing("leasing due webhook deliveries", self.settings.poll_interval)
+        failing = Failing("leasing due webhook deliveries", self.settings.poll_interval, log)
         while not stop.is_set():
             try:
                 leased = await self.deliver_due()

@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 from datetime import datetime, timedelta
 
 import pytest
 
 from gateway.clock import FrozenClock
 from gateway.models import parse_iso
+from gateway.retry import FAILING_WAIT_MAX
 from gateway.runtime import Runtime
 from tests.webhooks.conftest import add_endpoint, add_events, hooks, settle
 from tests.webhooks.receiver import Receiver
-from webhooks import delivery as engine_module
-from webhooks.delivery import Engine, Failing, delivery_id
+from webhooks.delivery import Engine, delivery_id
 from webhooks.settings import DEFAULT_RETRY_SCHEDULE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -100,22 +99,6 @@ async def test_a_receiver_down_for_ten_minutes_gets_everything_afterwards(
     assert endpoint_now is not None and endpoint_now.enabled
 
 
-def test_failing_backs_off_to_a_cap_and_logs_one_traceback(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    failing = Failing("fan-out", 0.02)
-    with caplog.at_level(logging.INFO, logger="webhooks"):
-        waits = [failing.failed(ConnectionError("refused")) for _ in range(10)]
-        failing.ok()
-        again = failing.failed(ConnectionError("refused"))
-    assert waits == [min(0.02 * 2**n, engine_module.FAILING_WAIT_MAX) for n in range(10)]
-    assert waits[-1] == engine_module.FAILING_WAIT_MAX
-    assert again == 0.02
-    tracebacks = [r for r in caplog.records if r.exc_info]
-    assert len(tracebacks) == 2  # the first failure of each run, not every one
-    assert any("works again after 10 failures" in r.getMessage() for r in caplog.records)
-
-
 async def test_the_engine_does_not_hammer_a_store_that_is_down(
     rt: Runtime, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -145,7 +128,7 @@ async def test_the_engine_does_not_hammer_a_store_that_is_down(
     def both_again() -> bool:
         return calls["fanout"] > during["fanout"] + 1 and calls["due"] > during["due"] + 1
 
-    async with asyncio.timeout(engine_module.FAILING_WAIT_MAX + 2):
+    async with asyncio.timeout(FAILING_WAIT_MAX + 2):
         while not both_again():  # noqa: ASYNC110  (counters: no event to wait on)
             await asyncio.sleep(0.05)
     stop.set()
