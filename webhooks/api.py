@@ -91,7 +91,8 @@ async def _read(request: Request) -> bytes:
 
 def _parse(raw: bytes) -> Any:
     try:
-        return jsoncodec.loads(raw)
+        # Bounded nesting: a 1,000-deep "events" made the error message's repr recurse.
+        return jsoncodec.loads_external(raw)
     except ValueError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
 
