@@ -29,12 +29,14 @@ from gateway.store.base import MessageFilter
 from tests.connectors.whatsapp.conftest import (
     BUSINESS,
     META_PNID,
+    USER,
     Gateway,
     RecordingSink,
     payload_doc,
 )
 from tests.fuzzing import fuzz, json_text, nested, odd_json
 from tests.fuzzing import json_values as json_values_any
+from tests.gateway.conftest import auth
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
@@ -273,6 +275,35 @@ async def test_any_signed_body_into_a_real_gateway(gateway: Gateway, body: bytes
     headers = {"X-Hub-Signature-256": sign(gateway.sim.app_secret, body)}
     resp = await gateway.client.post("/hooks/wa/", content=body, headers=headers)
     assert resp.status_code in (200, 400), resp.text
+    # What was stored can be read back (and answered to).
+    for path in ("/v1/messages", "/v1/conversations"):
+        listed = await gateway.client.get(path, headers=auth(gateway.seed.team_key))
+        assert listed.status_code == 200, listed.text
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("timestamp", ["253402300799", "253402214400", "4102444800"])
+async def test_a_timestamp_from_the_future_is_taken_as_the_time_of_arrival(
+    gateway: Gateway, timestamp: str
+) -> None:
+    # 9999-12-31 was stored: the window's end (+24 h) overflowed, and every later read of
+    # the conversation and every WhatsApp send to the contact answered 500. 2100-01-01
+    # kept the window open for 74 years.
+    doc = payload_doc("text.json")
+    msg = doc["entry"][0]["changes"][0]["value"]["messages"][0]
+    msg["from"], msg["timestamp"] = USER[1:], timestamp
+    body = json.dumps(doc).encode()
+    headers = {"X-Hub-Signature-256": sign(gateway.sim.app_secret, body)}
+    assert (
+        await gateway.client.post("/hooks/wa/", content=body, headers=headers)
+    ).status_code == 200
+    key = auth(gateway.seed.team_key)
+    [conversation] = (await gateway.client.get("/v1/conversations", headers=key)).json()["data"]
+    [message] = (await gateway.client.get("/v1/messages", headers=key)).json()["data"]
+    assert message["created_at"] == "2026-03-15T12:00:00.000Z"  # the gateway's clock
+    reply = {"channel": "whatsapp", "from": BUSINESS, "to": USER, "text": "Gern"}
+    assert (await gateway.client.post("/v1/messages", json=reply, headers=key)).status_code == 202
+    assert conversation["remote_number"] == USER
 
 
 @pytest.mark.parametrize("code", ["²", "1" * 4301, "--5"])
