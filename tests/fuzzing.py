@@ -10,9 +10,15 @@ many random examples (a failure prints the input to add as a regression test).
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+from gateway.store.base import MessageFilter
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 HUNT = int(os.environ.get("FUZZ_EXAMPLES", "0") or 0)
 
@@ -71,3 +77,11 @@ odd_json = (
     | st.integers(1, 1200).map(lambda d: nested(d, '{"a":', "}"))
     | st.just(nested(5_000))
 )
+
+
+async def read_back(rt: Runtime) -> None:
+    """Every team's messages and conversations can still be read from the store (what a
+    fuzzed input stored must not break the inbox)."""
+    for team in await rt.store.list_teams():
+        await rt.store.list_messages(MessageFilter(team.id), None, 100)
+        await rt.store.list_conversations(team.id, None, None, 100)
