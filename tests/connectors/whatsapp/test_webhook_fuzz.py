@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -232,6 +233,26 @@ async def test_any_signed_body_is_answered_200_or_400(
     if resp.status_code != 200:
         assert sink.inbound_messages == [] and sink.statuses == []
     storable(sink)
+
+
+@fuzz(100)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["hub.mode", "hub.challenge", "hub.verify_token"]) | text,
+            st.binary(max_size=12) | st.sampled_from([b"subscribe", b"\xed\xa0\x80", b"%"]),
+        ),
+        max_size=5,
+    )
+)
+async def test_any_verification_query_is_answered_200_or_403(
+    hooks: httpx.AsyncClient, sim: WhatsAppSimulator, pairs: list[tuple[str, bytes]]
+) -> None:
+    query = "&".join(f"{quote(k)}={''.join(f'%{b:02X}' for b in v)}" for k, v in pairs)
+    resp = await hooks.get(f"/hooks/wa/?{query}")
+    assert resp.status_code in (200, 403)
+    if resp.status_code == 200:
+        assert dict(pairs).get("hub.verify_token") == sim.verify_token.encode()
 
 
 # -- the exact bodies that answered 500, into a real gateway ---------------------------------
