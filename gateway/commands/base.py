@@ -146,9 +146,10 @@ def convert(model: type[C], body: Any) -> C:
 
 
 def parse(raw: bytes) -> Any:
-    """A JSON body, or ``BadRequest`` saying why it is not JSON."""
+    """A JSON body, or ``BadRequest`` saying why it is not JSON (or nested deeper than
+    any command goes: a deep body would make the refusal's messages recurse)."""
     try:
-        return jsoncodec.loads(raw)
+        return jsoncodec.loads_external(raw)
     except ValueError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
 
