@@ -34,9 +34,10 @@ test: $(STAMP) system-packages
 #   the gateway itself: libspandsp2 (T.30/T.38 engine, loaded with ctypes), libtiff6 (G4
 #   coding of fax pages, fax/g4.py), fonts-dejavu-core (text and cover pages);
 RUN_DEBS  := libspandsp2 libtiff6 fonts-dejavu-core
-#   the tests: redis-server; tshark and rtpengine (fax media checks); tiffinfo; chromium
-#   for the portal's browser tests.
-TEST_DEBS := redis-server tshark rtpengine-daemon libtiff-tools chromium
+#   the tests: redis-server; tshark and rtpengine (fax media checks); tiffinfo; SIPp
+#   (sip-tester: the far end in the SIP user agent's tests); chromium for the portal's
+#   browser tests.
+TEST_DEBS := redis-server tshark rtpengine-daemon libtiff-tools sip-tester chromium
 define apt_install
 	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 		| grep -q 'ok installed' || echo $$p; done); \

@@ -59,7 +59,8 @@ def fractal_noise(rng: np.random.Generator, h: int, w: int, octaves: int = 6) ->
     for o in range(octaves):
         gh, gw = 2 + 2**o, 2 + int(2**o * w / h)
         grid = rng.random((gh, gw)).astype(np.float32)
-        img = Image.fromarray((grid * 255).astype(np.uint8)).resize((w, h), Image.BICUBIC)
+        img = Image.fromarray((grid * 255).astype(np.uint8))
+        img = img.resize((w, h), Image.Resampling.BICUBIC)
         out += amp * np.asarray(img, np.float32) / 255
         amp *= 0.55
     out -= out.min()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 from PIL import Image, ImageOps
 
-from fax import halftone, text, tiff
+from fax import halftone, pipeline, text, tiff
 from fax.document_errors import (
     BrokenDocument,
     EncryptedDocument,
@@ -42,11 +43,14 @@ EOF_WINDOW = 1024
 
 @dataclass(frozen=True)
 class Options:
-    """What the conversion may do: resolution, page and pixel limits."""
+    """What the conversion may do: resolution, page and pixel limits, threads."""
 
     res: Resolution
     max_pages: int = 50
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # 2: a page is G4-coded while the next one is drawn (fax.pipeline); 0: so when the
+    # machine has an idle core (two busy threads on a busy machine only cost more CPU).
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -91,17 +95,29 @@ def convert(data: bytes, content_type: str, opts: Options) -> Result:
         count = -1  # known once laid out
     else:
         count, grey = _image_pages(data, opts)
-    strips: list[tuple[int, int, bytes]] = []
-    for page in grey:
-        if len(strips) >= opts.max_pages:
-            raise TooManyPages(f"the text runs to more than {opts.max_pages} pages")
-        white = halftone.binarize(page, opts.res)
-        strips.append((page.shape[1], page.shape[0], tiff.g4_strip(white)))
+    threaded = count != 1 and (opts.threads == 2 or (opts.threads == 0 and _idle_core()))
+    with pipeline.Coder(threaded) as coder:
+        for page in grey:
+            if coder.pages >= opts.max_pages:
+                raise TooManyPages(f"the text runs to more than {opts.max_pages} pages")
+            coder.add(halftone.black_bits(page, opts.res), page.shape[1])
+        strips = coder.strips()
     if count < 0:
         count = len(strips)
     if len(strips) != count:
         raise BrokenDocument(f"rendered {len(strips)} of the document's {count} pages")
     return Result(tiff.assemble(strips, opts.res), count)
+
+
+def _idle_core() -> bool:
+    """Whether a core is idle now (the 1-minute load average, this conversion included,
+    at least one below the number of CPUs)."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return False
+    cpus = os.cpu_count() or 1
+    return cpus > 1 and load <= cpus - 1
 
 
 def cover(lines: list[text.Line], res: Resolution, max_pages: int) -> bytes:
@@ -144,12 +160,16 @@ def _pdf_pages(data: bytes, opts: Options) -> tuple[int, Iterator[np.ndarray]]:
         raise BrokenDocument("the PDF has no pages")
     if count > opts.max_pages:
         raise TooManyPages(f"the PDF has {count} pages, more than the {opts.max_pages} allowed")
-    return count, _render_pdf(pdf, count, opts.res)
+    return count, _render_pdf(pdf, range(count), opts.res)
 
 
-def _render_pdf(pdf: pdfium.PdfDocument, count: int, res: Resolution) -> Iterator[np.ndarray]:
+def _render_pdf(pdf: pdfium.PdfDocument, pages: range, res: Resolution) -> Iterator[np.ndarray]:
     flags = pdfium_c.FPDF_ANNOT
-    for index in range(count):
+    # One bitmap, reused while the page size stays: a new 4 MB buffer per page would be
+    # faulted in (and zeroed) page by page, a millisecond of system time each.
+    bitmap: pdfium.PdfBitmap | None = None
+    pixels = np.zeros((0, 0), np.uint8)
+    for index in pages:
         try:
             page = pdf[index]
         except pdfium.PdfiumError as exc:
@@ -159,18 +179,24 @@ def _render_pdf(pdf: pdfium.PdfDocument, count: int, res: Resolution) -> Iterato
             spot = place(width_pt / 72, height_pt / 72, res)
         except ValueError:
             raise BrokenDocument(f"page {index + 1} has no size") from None
-        bitmap = pdfium.PdfBitmap.new_native(spot.width, spot.height, pdfium_c.FPDFBitmap_Gray)
-        bitmap.fill_rect((255, 255, 255, 255), 0, 0, spot.width, spot.height)
+        if bitmap is None or pixels.shape != (spot.height, spot.width):
+            if bitmap is not None:
+                bitmap.close()
+            bitmap = pdfium.PdfBitmap.new_native(spot.width, spot.height,
+                                                 pdfium_c.FPDFBitmap_Gray)  # fmt: skip
+            pixels = np.asarray(bitmap.to_numpy(), np.uint8).reshape(spot.height, -1)
+            pixels = pixels[:, : spot.width]
+        pixels.fill(255)
         # Rotation 3 (270 degrees clockwise): a landscape page's top ends up on the left.
         args = (spot.x, spot.y, spot.w, spot.h, 3 if spot.rotate else 0, flags)
         pdfium_c.FPDF_RenderPageBitmap(bitmap, page, *args)
         if page.formenv:
             pdfium_c.FPDF_FFLDraw(page.formenv, bitmap, page, *args)
-        # A view of PDFium's buffer, valid until the consumer asks for the next page.
-        grey = np.asarray(bitmap.to_numpy(), np.uint8).reshape(spot.height, -1)
-        yield grey[:, : spot.width]
-        bitmap.close()
         page.close()
+        # A view of PDFium's buffer, valid until the consumer asks for the next page.
+        yield pixels
+    if bitmap is not None:
+        bitmap.close()
 
 
 # -- images --------------------------------------------------------------------------------
@@ -257,7 +283,8 @@ def sandbox_worker(header: dict[str, Any], document: bytes) -> tuple[dict[str, A
         fields = json.loads(document)
         data = cover(text.cover_lines(**fields), res, int(header["max_pages"]))
         return {"pages": data_pages(data), "declared": -1}, data
-    opts = Options(res, int(header["max_pages"]), int(header["max_pixels"]))
+    opts = Options(res, int(header["max_pages"]), int(header["max_pixels"]),
+                   max(0, min(2, int(header.get("threads", 1)))))  # fmt: skip
     result = convert(document, str(header["content_type"]), opts)
     return {"pages": data_pages(result.tiff), "declared": result.declared_pages}, result.tiff
 

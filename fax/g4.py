@@ -57,7 +57,7 @@ class _MemoryFile:
 
 
 class Encoder:
-    """libtiff's G4 encoder; ``strip(white)`` gives the T.6 code of a page."""
+    """libtiff's G4 encoder; ``code(packed, width)`` gives the T.6 code of a page."""
 
     def __init__(self, lib: ctypes.CDLL) -> None:
         self._lib = lib
@@ -93,8 +93,16 @@ class Encoder:
 
     def strip(self, white: np.ndarray) -> bytes:
         """The G4 code of a page (True = white), min-is-white."""
-        h, w = white.shape
-        packed = np.ascontiguousarray(np.packbits(~white, axis=1))  # 1 bits are black
+        return self.code(np.packbits(~white, axis=1), white.shape[1])
+
+    def code(self, packed: np.ndarray, width: int) -> bytes:
+        """The G4 code of a page packed eight pixels a byte, 1 bits black (min-is-white),
+        ``width`` pixels a row."""
+        packed = np.ascontiguousarray(packed, np.uint8)
+        h = packed.shape[0]
+        w = width
+        if packed.ndim != 2 or packed.shape[1] != -(-w // 8):
+            raise ValueError(f"packed rows of {packed.shape[1]} bytes for {w} pixels")
         with self._lock:
             self._file.data, self._file.pos = bytearray(), 0
             tif = self._lib.TIFFClientOpen(b"page", b"w", None, *self._procs)

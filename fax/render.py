@@ -57,12 +57,15 @@ __all__ = [
 @dataclass(frozen=True)
 class Limits:
     """The budget of one conversion: input bytes, decoded pixels per image, memory on top
-    of the renderer's own, and seconds (wall clock, and CPU)."""
+    of the renderer's own, seconds (wall clock, and CPU), and threads: with 2, a page is
+    G4-coded while the next one is drawn (``fax.pipeline``); None (the default): so when
+    the machine has an idle core, else 1."""
 
     max_bytes: int = 50 << 20
     max_pixels: int = 50_000_000
     memory: int = 1 << 30
     seconds: float = 60.0
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,8 @@ def _resolution(name: str) -> str:
 
 def _run(header: dict[str, Any], body: bytes, res: str, limits: Limits,
          sandbox: Sandbox | None, max_pages: int) -> RenderedFax:  # fmt: skip
-    header = {**header, "memory": limits.memory, "cpu": limits.seconds}
+    header = {**header, "memory": limits.memory, "cpu": limits.seconds,
+              "threads": 0 if limits.threads is None else limits.threads}  # fmt: skip
     outcome = (sandbox or default_sandbox()).run(header, body, timeout=limits.seconds)
     if outcome.status == b"O":
         return _checked(outcome, res, max_pages)

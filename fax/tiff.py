@@ -17,7 +17,7 @@ import img2pdf
 import numpy as np
 from PIL import Image, ImageOps
 
-from fax import g4
+from fax import g4, t6
 from fax.pages import FAX_WIDTH, Resolution
 
 # Tags of a TIFF-F page, written in ascending order: (tag, type, value); types 3 SHORT,
@@ -42,20 +42,38 @@ _encoder_loaded = False
 
 def g4_strip(white: np.ndarray) -> bytes:
     """The T.6 (G4) code of a page (True = white), min-is-white: white runs are 0 bits."""
+    return g4_code(np.packbits(~white, axis=1), white.shape[1])
+
+
+def g4_code(packed: np.ndarray, width: int) -> bytes:
+    """The T.6 (G4) code of a page packed eight pixels a byte, 1 bits black: by the
+    compiled coder (``fax.t6``), else libtiff's (``fax.g4``), else through Pillow."""
+    if t6.available():
+        return t6.code(packed, width)
+    return libtiff_g4_code(packed, width)
+
+
+def libtiff_g4_code(packed: np.ndarray, width: int) -> bytes:
+    """``g4_code`` by libtiff (through Pillow when libtiff cannot be loaded directly)."""
     global _encoder, _encoder_loaded
     if not _encoder_loaded:
         _encoder, _encoder_loaded = g4.load(), True
     if _encoder is not None:
-        return _encoder.strip(white)
-    return pillow_g4_strip(white)
+        return _encoder.code(packed, width)
+    return pillow_g4_code(packed, width)
 
 
 def pillow_g4_strip(white: np.ndarray) -> bytes:
     """``g4_strip`` through Pillow (the same libtiff codec, slower: see ``fax.g4``)."""
-    h, w = white.shape
+    return pillow_g4_code(np.packbits(~white, axis=1), white.shape[1])
+
+
+def pillow_g4_code(packed: np.ndarray, width: int) -> bytes:
+    """``g4_code`` through Pillow."""
+    h = packed.shape[0]
     # Pillow labels mode "1" min-is-black, so hand it the black pixels as 1 bits: libtiff
     # then codes our white as G4 white runs, and the code is the min-is-white page.
-    black = Image.frombytes("1", (w, h), np.packbits(~white, axis=1).tobytes())
+    black = Image.frombytes("1", (width, h), np.ascontiguousarray(packed, np.uint8).tobytes())
     buf = io.BytesIO()
     black.save(buf, "TIFF", compression="group4", strip_size=1 << 30)
     with Image.open(buf) as tif:
@@ -165,12 +183,55 @@ def combine(files: Sequence[bytes]) -> bytes:
 
 def pages(data: bytes) -> list[PageInfo]:
     """The pages of a TIFF file (without decoding them)."""
+    try:
+        return _read_pages(data)
+    except (ValueError, struct.error):
+        pass  # not a plain classic TIFF: let Pillow read it (or say what is wrong)
     out = []
     with Image.open(io.BytesIO(data)) as tif:
         for frame in range(getattr(tif, "n_frames", 1)):
             tif.seek(frame)
             xdpi, ydpi = tif.info.get("dpi", (0, 0))
             out.append(PageInfo(tif.width, tif.height, float(xdpi), float(ydpi)))
+    return out
+
+
+def _read_pages(data: bytes) -> list[PageInfo]:
+    """``pages`` of a classic TIFF read straight from its IFDs (a 30-page fax: 0.1 ms
+    instead of Pillow's 4 ms); ValueError or struct.error for anything else."""
+    order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    if order is None or struct.unpack_from(order + "H", data, 2)[0] != 42:
+        raise ValueError("not a classic TIFF")
+    sizes = {SHORT: 2, LONG: 4}
+    out: list[PageInfo] = []
+    seen: set[int] = set()
+    (at,) = struct.unpack_from(order + "I", data, 4)
+    while at:
+        if at in seen or len(seen) > 10_000:
+            raise ValueError("IFD loop")
+        seen.add(at)
+        (count,) = struct.unpack_from(order + "H", data, at)
+        tags: dict[int, float] = {}
+        for i in range(count):
+            tag, kind, n, _ = struct.unpack_from(order + "HHII", data, at + 2 + 12 * i)
+            field = at + 2 + 12 * i + 8
+            if tag in (256, 257, 296) and n == 1 and kind in sizes:
+                fmt = order + ("H" if kind == SHORT else "I")
+                tags[tag] = struct.unpack_from(fmt, data, field)[0]
+            elif tag in (282, 283) and n == 1 and kind == RATIONAL:
+                (where,) = struct.unpack_from(order + "I", data, field)
+                num, den = struct.unpack_from(order + "II", data, where)
+                tags[tag] = num / den if den else 0.0
+        if 256 not in tags or 257 not in tags:
+            raise ValueError("a page without a size")
+        # As Pillow: resolution in inches unless the unit says centimetres (or none).
+        unit = tags.get(296, 2)
+        scale = {2: 1.0, 3: 2.54}.get(int(unit), 0.0)
+        out.append(PageInfo(int(tags[256]), int(tags[257]), tags.get(282, 0.0) * scale,
+                            tags.get(283, 0.0) * scale))  # fmt: skip
+        (at,) = struct.unpack_from(order + "I", data, at + 2 + 12 * count)
+    if not out:
+        raise ValueError("no pages")
     return out
 
 

@@ -35,6 +35,7 @@ from gateway.jobs import Housekeeping
 from gateway.models import Job, JobHandler, Message, Status
 from gateway.retry import Retry, backoff, in_process
 from gateway.runtime import Runtime
+from gateway.store import UNAVAILABLE
 from gateway.store.base import StatusUpdate
 
 log = logging.getLogger("gateway.dispatch")
@@ -53,6 +54,12 @@ AUTH_RETRY = timedelta(seconds=60)
 UNHEALTHY_RETRY_MIN = timedelta(seconds=1)
 STATUS_RETRY_MAX = 600.0
 _DONE = {Status.SENT, Status.DELIVERED, Status.READ, Status.FAILED}
+# Recording a send the carrier took while the store is unreachable: tried again at once,
+# then after 0.1 s, 0.2 s … (at most 2 s apart) while the job's lease is held with more
+# than RECORD_MARGIN to spare after the next wait.
+RECORD_RETRY_FIRST = 0.1
+RECORD_RETRY_MAX = 2.0
+RECORD_MARGIN = 1.0
 
 
 def unhealthy_delay(health: Health) -> timedelta:
@@ -229,8 +236,58 @@ async def send_job(rt: Runtime, job: Job) -> bool | None:
     )
     # Recorded sent and the job acked in one write: once the carrier has the message, no
     # lease can expire into a second send.
-    await rt.store.complete_send(msg.id, update, job.id, job.token or "", rt.clock.now())
+    await record_sent(rt, job, msg.id, update)
     return True
+
+
+async def record_sent(rt: Runtime, job: Job, message_id: str, update: StatusUpdate) -> None:
+    """``complete_send``, tried again while the store cannot be reached (``UNAVAILABLE``)
+    for as long as this worker holds the job's lease (``RECORD_MARGIN`` to spare).
+
+    The carrier has the message now: giving up would leave the job to run again once its
+    lease expired, and send it a second time. The lease is held as long as
+    ``job.lease_until`` says: the worker's heartbeat renews it in place while this runs
+    (and cancels the handler should the store give the job to another worker). While the
+    store is down the renewals fail too, so the lease and these tries end with the
+    visibility timeout; a store that comes back within it (Redis restarted on its AOF)
+    gets the record, and the heartbeat keeps the lease from then on.
+    """
+    token = job.token or ""
+
+    async def record() -> None:
+        await rt.store.complete_send(message_id, update, job.id, token, rt.clock.now())
+
+    try:
+        await record()  # the usual case: no retrier built
+        return
+    except UNAVAILABLE:
+        if _lease_left(rt, job) <= RECORD_MARGIN:
+            raise
+
+    def waiting(seconds: float) -> None:
+        log.warning(
+            "message %s sent but not recorded (the store cannot be reached); "
+            "trying again in %.2f s",
+            message_id,
+            seconds,
+        )
+
+    retrying = in_process(
+        attempts=None,
+        base=RECORD_RETRY_FIRST,
+        cap=RECORD_RETRY_MAX,
+        retry_on=lambda exc: isinstance(exc, UNAVAILABLE),
+        on_wait=waiting,
+        give_up=lambda seconds: _lease_left(rt, job) - seconds <= RECORD_MARGIN,
+    )
+    await retrying(record)
+
+
+def _lease_left(rt: Runtime, job: Job) -> float:
+    """Seconds the job's lease is still held (0 for a job that was not leased)."""
+    if job.lease_until is None:
+        return 0.0
+    return (job.lease_until - rt.clock.now()).total_seconds()
 
 
 async def _window_refused(

@@ -14,6 +14,7 @@
     ├── ChannelUnavailable       422 channel_unavailable
     ├── WindowClosed             422 whatsapp_window_closed (free-form outside 24 h)
     ├── PayloadTooLarge          413 payload_too_large
+    ├── StoreUnavailable         503 store_unavailable (Retry-After; nothing was done)
     └── ConfigError              (start-up only; names the key)
 
 Connector errors (permanent / retryable / auth) live in ``connectors/base.py`` because
@@ -143,6 +144,14 @@ class PayloadTooLarge(GatewayError):
     status = 413
     code = "payload_too_large"
     title = "Payload too large"
+
+
+class StoreUnavailable(GatewayError):
+    """The store cannot be reached right now (``gateway.store.UNAVAILABLE``); try again."""
+
+    status = 503
+    code = "store_unavailable"
+    title = "Service unavailable"
 
 
 class ConfigError(Exception):

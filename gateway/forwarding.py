@@ -1,7 +1,7 @@
 """Forwarding of inbound SMS and WhatsApp messages: per-member rules and the forward jobs.
 
-Each member may forward to up to ``MAX_EMAIL`` addresses (free, through the ``[smtp]``
-relay) and ``MAX_SMS`` mobile numbers (an SMS from the member's own mobile number through
+Each member may forward to up to ``commands.MAX_EMAIL`` addresses (free, through the ``[smtp]``
+relay) and ``commands.MAX_SMS`` mobile numbers (an SMS from the member's own mobile number through
 the normal outbound path, so units, segments, add-on, destination policy and credit limit
 all apply: units x recipients). The rules are a settings document under
 ``forwarding:{member_id}``.
@@ -42,6 +42,14 @@ from typing import Any
 
 from gateway import mail, outbound
 from gateway.auth import Principal
+from gateway.commands import (
+    FORWARDABLE,
+    MAX_TEXT,
+    UNSET,
+    ForwardingRules,
+    SendRequest,
+    convert,
+)
 from gateway.errors import (
     Forbidden,
     GatewayError,
@@ -70,17 +78,12 @@ log = logging.getLogger("gateway.forwarding")
 JOB_KIND = "forward"
 # A relay that is down: the forward is tried again after 5 s, 20 s, 80 s … at most an hour.
 RETRY_FIRST, RETRY_FACTOR, RETRY_MAX = 5.0, 4.0, 3600.0
-MAX_EMAIL = 5
-MAX_SMS = 5
-FORWARDABLE = (Channel.SMS.value, Channel.WHATSAPP.value)
 # Attachments of a forwarded WhatsApp message go into the mail up to this total size;
 # the rest are named in the text with their API link (common relays refuse ~25 MB).
 MAX_EMAIL_ATTACHMENTS = 10 * 1024 * 1024
 # A forward of a forward (two members forwarding to each other) would loop for ever.
 SMS_PREFIX = "Fwd"
 TRUNCATED = "..."  # GSM 03.38, unlike "…", which would make the whole SMS UCS-2
-_FIELDS = {"enabled", "channels", "email", "sms"}
-_READ_ONLY = {"member_id", "updated_at"}
 _LABEL = {Channel.SMS.value: "SMS", Channel.WHATSAPP.value: "WhatsApp"}
 
 
@@ -131,51 +134,26 @@ class Rules:
         return {"member_id": member_id, **self.to_doc()}
 
 
-def _list(body: dict[str, Any], name: str, limit: int) -> list[Any]:
-    value = body.get(name, [])
-    if not isinstance(value, list):
-        raise ValidationError(f"'{name}' must be a list", field=name)
-    if len(value) > limit:
-        raise ValidationError(f"'{name}' takes at most {limit} entries", field=name)
-    return value
-
-
 def validate(
-    body: Any, team: Team, member: Member, *, smtp_configured: bool, now: datetime
+    rules: ForwardingRules, team: Team, member: Member, *, smtp_configured: bool, now: datetime
 ) -> Rules:
-    """The rules a ``PUT`` body asks for, checked and normalized; a missing field takes
-    its default (the document is replaced whole)."""
-    if not isinstance(body, dict):
-        raise ValidationError("the request body must be a JSON object")
-    unknown = sorted(set(body) - _FIELDS - _READ_ONLY)
-    if unknown:
-        raise ValidationError(f"unknown field(s): {', '.join(unknown)}", field=unknown[0])
-    if body.get("member_id", member.id) != member.id:
+    """The rules a ``PUT`` asks for (their shape checked by ``ForwardingRules``), checked
+    against the member and the gateway, and normalized."""
+    if rules.member_id is not UNSET and rules.member_id != member.id:
         raise ValidationError(
             "'member_id' does not match the member in the path", field="member_id"
         )
-    enabled = body.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ValidationError("'enabled' must be true or false", field="enabled")
     channels: list[str] = []
-    for i, channel in enumerate(_list(body, "channels", len(FORWARDABLE))):
-        where = f"channels[{i}]"
-        if channel not in FORWARDABLE:
-            raise ValidationError(
-                f"{where}: must be one of {', '.join(FORWARDABLE)} (got {channel!r})", field=where
-            )
+    for i, channel in enumerate(rules.channels):
         if channel in channels:
+            where = f"channels[{i}]"
             raise ValidationError(f"{where}: {channel} is listed twice", field=where)
         channels.append(channel)
-    if "channels" not in body:
-        channels = list(FORWARDABLE)
 
     emails: list[str] = []
     seen: dict[str, int] = {}
-    for i, raw in enumerate(_list(body, "email", MAX_EMAIL)):
+    for i, raw in enumerate(rules.email):
         where = f"email[{i}]"
-        if not isinstance(raw, str):
-            raise ValidationError(f"{where}: not an email address (not a string)", field=where)
         try:
             address = mail.parse_address(raw)
         except ValueError as exc:
@@ -195,10 +173,8 @@ def validate(
 
     numbers: list[str] = []
     own = set(member.numbers())
-    for i, raw in enumerate(_list(body, "sms", MAX_SMS)):
+    for i, raw in enumerate(rules.sms):
         where = f"sms[{i}]"
-        if not isinstance(raw, str):
-            raise ValidationError(f"{where}: not a phone number (not a string)", field=where)
         try:
             number = normalize_mobile(raw, team.region)
         except ValidationError as exc:
@@ -215,7 +191,7 @@ def validate(
             "SMS forwards would be refused",
             code="addon_missing",
         )
-    return Rules(enabled, tuple(channels), tuple(emails), tuple(numbers), iso(now))
+    return Rules(rules.enabled, tuple(channels), tuple(emails), tuple(numbers), iso(now))
 
 
 # -- API ---------------------------------------------------------------------------------
@@ -236,14 +212,21 @@ async def get_rules(rt: Runtime, principal: Principal, member_id: str) -> dict[s
     return Rules.from_doc(await rt.store.get_setting(scope(member.id))).view(member.id)
 
 
-async def put_rules(rt: Runtime, principal: Principal, member_id: str, body: Any) -> dict[str, Any]:
-    """``PUT /v1/members/{id}/forwarding``: replace the rules after checking them."""
+async def put_rules(
+    rt: Runtime, principal: Principal, member_id: str, body: ForwardingRules | Any
+) -> dict[str, Any]:
+    """``PUT /v1/members/{id}/forwarding``: replace the rules after checking them.
+
+    ``body`` is the command, or a parsed JSON body: checked (``commands.convert``) once
+    the member is known, so an unknown member is a 404 before any refused rule.
+    """
     member = await _member(rt, principal, member_id)
     team = await rt.directory.team(member.team_id)
     if team is None:
         raise NotFound("team not found")
+    asked = body if isinstance(body, ForwardingRules) else convert(ForwardingRules, body)
     rules = validate(
-        body, team, member, smtp_configured=rt.settings.smtp is not None, now=rt.clock.now()
+        asked, team, member, smtp_configured=rt.settings.smtp is not None, now=rt.clock.now()
     )
     await rt.directory.put_setting(scope(member.id), rules.to_doc())
     return rules.view(member.id)
@@ -351,7 +334,7 @@ def sms_text(message: Message, attachment_types: list[str]) -> str:
     parts = [message.text] if message.text else []
     parts += [f"[{ct}]" for ct in attachment_types]
     text = f"{label} {message.from_}: " + " ".join(parts)
-    limit = outbound.MAX_TEXT[Channel.SMS]
+    limit = MAX_TEXT[Channel.SMS]
     if len(text) > limit:
         text = text[: limit - len(TRUNCATED)] + TRUNCATED
     return text
@@ -373,10 +356,12 @@ async def _forward_sms(rt: Runtime, outcome: _Outcome, forward_id: str) -> None:
     for att_id in msg.attachments:
         att = await rt.store.get_attachment(att_id)
         types.append(att.content_type if att else "attachment")
-    body = {"channel": "sms", "from": member.mobile, "to": outcome.to, "text": sms_text(msg, types)}
+    request = SendRequest(
+        channel=Channel.SMS, from_=member.mobile, to=outcome.to, text=sms_text(msg, types)
+    )
     principal = Principal(msg.team_id, member.id, "forwarding")
     try:
-        accepted = await outbound.submit(rt, principal, body, message_id=forward_id)
+        accepted = await outbound.submit(rt, principal, request, message_id=forward_id)
     except GatewayError as exc:
         # Credit limit, add-on, destination policy, no connector: a retry would be refused
         # the same way (and a forward held back for hours is worth less than a record).

@@ -7,6 +7,12 @@ taken over by another worker. If the worker dies, the renewals stop, the lease e
 and another worker takes the job over. Handlers must therefore be safe to run again (the
 send handler checks the message's status first). A renewal that is refused (another
 worker holds the job now) cancels the handler: it must not go on doing the work twice.
+A job that is finishing is not renewed, and a renewal that was on its way when the job
+finished (the worker's ack, or the handler's own last write, got to the store first) is
+refused, as it should be: that is not a lost lease.
+Each renewal moves the running job's ``lease_until`` (the handler's own ``Job`` object),
+so a handler knows how long it still holds the job (``dispatch.record_sent`` keeps trying
+while it does).
 Durable retries are jobs with a later ``run_at``, never sleeping coroutines.
 
 A worker runs the kinds it is given (the core's, its connectors', its extensions'; see
@@ -28,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from gateway.models import Job, JobHandler
-from gateway.retry import Retry, backoff
+from gateway.retry import Failing, Retry, backoff
 from gateway.runtime import Runtime
 
 log = logging.getLogger("gateway.jobs")
@@ -51,6 +57,9 @@ class _Lease:
     job: Job
     task: asyncio.Task[object] | None
     lost: bool = False
+    # Its handler has returned (or raised): the ack or retry follows, and the lease ends
+    # with it, so it is not renewed any more.
+    finishing: bool = False
 
 
 class Worker:
@@ -114,6 +123,9 @@ class Worker:
 
     async def _lease_loop(self, stop: asyncio.Event) -> None:
         rt = self.rt
+        # The store down: tried again after a poll interval, twice as long after each
+        # failure in a row up to FAILING_WAIT_MAX, one traceback per outage.
+        failing = Failing("leasing jobs", rt.settings.poll_interval, log)
         while not stop.is_set():
             free = self.concurrency - len(self._running)
             jobs: list[Job] = []
@@ -123,9 +135,11 @@ class Worker:
                     jobs = await rt.store.lease_jobs(
                         now, self.name, self.visibility, free, kinds=self.kinds
                     )
-                except Exception:
-                    log.exception("leasing jobs failed; trying again")
-                    free = 0  # look again after the wait, not at once
+                except Exception as exc:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), failing.failed(exc))
+                    continue
+                failing.ok()
                 for job in jobs:
                     task = asyncio.create_task(self._run_logged(job), name=f"job-{job.id}")
                     self._running.add(task)
@@ -199,7 +213,9 @@ class Worker:
         due = [
             lease
             for lease in self._leases.values()
-            if not lease.lost and _remaining(lease.job, now) <= self.visibility * 5 / 6
+            if not lease.lost
+            and not lease.finishing
+            and _remaining(lease.job, now) <= self.visibility * 5 / 6
         ]
         results = await asyncio.gather(
             *(self._renew(lease, now) for lease in due), return_exceptions=True
@@ -208,18 +224,47 @@ class Worker:
             job = lease.job
             if result is True:
                 continue
+            if lease.finishing:
+                # The handler returned while the renewal was on its way, and its ack (or
+                # retry) got to the store first: the lease ended with the job, as it should.
+                log.debug("job %s (%s): finished while its lease was being renewed",
+                          job.id, job.kind)  # fmt: skip
+                continue
             if isinstance(result, BaseException):
                 if _remaining(job, self.rt.clock.now()) > timedelta(0):
                     log.warning("job %s (%s): lease renewal failed (%r); trying again",
                                 job.id, job.kind, result)  # fmt: skip
                     continue
                 why = "its lease ran out while the store could not be reached"
+            elif await self._finished_by_its_handler(lease, now):
+                continue
             else:
-                why = "the store says another worker holds it, or it is finished"
+                why = "the store says another worker holds it"
             log.error("job %s (%s): lease lost (%s); stopping its handler", job.id, job.kind, why)
             lease.lost = True
             if lease.task is not None:
                 lease.task.cancel()
+
+    async def _finished_by_its_handler(self, lease: _Lease, asked: datetime) -> bool:
+        """Whether a refused renewal only means that the handler finished the job itself:
+        a handler may ack its job with its last write (the send job records "sent" and
+        acks in one) a moment before it returns. The job is then gone from the store,
+        and while this worker's lease held (at ``asked``, when the renewal was sent) no
+        other worker could have taken it, so nobody else finished it."""
+        job = lease.job
+        if _remaining(job, asked) <= timedelta(0):
+            return False  # the lease had run out: another worker may have run and acked it
+        try:
+            gone = await self.rt.store.get_job(job.id) is None
+        except Exception as exc:
+            log.warning("job %s (%s): cannot tell why its lease renewal was refused (%r)",
+                        job.id, job.kind, exc)  # fmt: skip
+            return False
+        if gone or lease.finishing:
+            log.debug("job %s (%s): finished by its handler while its lease was being "
+                      "renewed", job.id, job.kind)  # fmt: skip
+            return True
+        return False
 
     async def _renew(self, lease: _Lease, now: datetime) -> bool:
         job = lease.job
@@ -248,9 +293,12 @@ class Worker:
         token = job.token or ""
         fn = self.handlers.get(job.kind)
         try:
-            if fn is None:  # leased only by kind: a store that ignored ``kinds``
-                raise RuntimeError(f"no handler for job kind {job.kind!r}")
-            finished = await fn(job)
+            try:
+                if fn is None:  # leased only by kind: a store that ignored ``kinds``
+                    raise RuntimeError(f"no handler for job kind {job.kind!r}")
+                finished = await fn(job)
+            finally:
+                lease.finishing = True  # the ack or retry follows: no more renewals
         except Retry as r:
             if not lease.lost:
                 state = await rt.store.retry_job(job.id, token, r.at, r.reason, refund=r.refund)

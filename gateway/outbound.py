@@ -1,7 +1,10 @@
-"""The one outbound path (API, portal, email-to-fax): validate → authorize → units → submit.
+"""The one outbound path (API, portal, email-to-fax, forwarding): a ``SendRequest`` →
+authorize → units → submit.
 
-``draft`` does every check that needs no write and computes units and segments (it is
-also the preview); ``submit`` then writes the message, charges the ledger, enqueues the
+The request's shape is checked where it is made (``gateway.commands``: the API decodes
+bodies into it, other callers build it with keywords). ``draft`` does every other check
+that needs no write and computes units and segments (it is also the preview); ``submit``
+then writes the message, charges the ledger, enqueues the
 send job and appends the event in ONE store transaction. The team's outbound policy
 (``policy.py``) screens the destination in ``draft``; its send limits are taken in that
 transaction, so only accepted sends count.
@@ -12,9 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import msgspec
+
 from connectors.base import Connector
 from gateway import events, window
 from gateway.auth import Principal
+from gateway.commands import MAX_ATTACHMENTS, MAX_TEXT, FaxCover, SendRequest
 from gateway.errors import ChannelUnavailable, NotFound, ValidationError
 from gateway.ids import new_id
 from gateway.models import (
@@ -33,12 +39,11 @@ from gateway.numbers import normalize
 from gateway.policy import effective_policy, require_addon, screen, send_limits, sender_member
 from gateway.quota import build_charge, period_of
 from gateway.runtime import Runtime
-from gateway.store.base import Limit
+from gateway.store.base import Limit, MessageExists
 from gateway.units import sms_info
 
-MAX_TEXT = {Channel.SMS: 1600, Channel.WHATSAPP: 4096, Channel.FAX: 10_000}
-MAX_ATTACHMENTS = {Channel.SMS: 0, Channel.WHATSAPP: 1, Channel.FAX: 10}
-_FIELDS = {"channel", "from", "to", "text", "attachments", "fallback", "template"}
+# The message meta section of a fax's cover page (``SendRequest.cover``).
+COVER_META = "fax"
 
 
 @dataclass(slots=True)
@@ -78,43 +83,24 @@ class Draft:
         return out
 
 
-def _field(body: dict[str, Any], name: str, kind: type, required: bool = False) -> Any:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise ValidationError(f"'{name}' is required", field=name)
-        return None
-    if not isinstance(value, kind):
-        raise ValidationError(f"'{name}' must be a {kind.__name__}", field=name)
-    return value
-
-
-async def draft(rt: Runtime, principal: Principal, body: Any) -> Draft:
+async def draft(rt: Runtime, principal: Principal, request: SendRequest) -> Draft:
     """Check an outbound request and compute its units; writes nothing."""
-    if not isinstance(body, dict):
-        raise ValidationError("the request body must be a JSON object")
-    unknown = sorted(set(body) - _FIELDS)
-    if unknown:
-        raise ValidationError(f"unknown field(s): {', '.join(unknown)}", field=unknown[0])
-    raw_channel = _field(body, "channel", str, required=True)
-    try:
-        channel = Channel(raw_channel)
-    except ValueError:
-        raise ValidationError(
-            f"'channel' must be one of sms, whatsapp, fax (got {raw_channel!r})", field="channel"
-        ) from None
+    channel = request.channel
     team = await rt.directory.team(principal.team_id)
     if team is None:  # the key outlived its team
         raise NotFound("team not found")
-    sender = normalize(_field(body, "from", str, required=True), team.region)
-    to = normalize(_field(body, "to", str, required=True), team.region)
-    text = _field(body, "text", str)
-    attachment_ids = _field(body, "attachments", list) or []
-    fallback = _field(body, "fallback", str)
-    if fallback is not None and (fallback != "sms" or channel != Channel.WHATSAPP):
+    sender = normalize(request.from_, team.region)
+    to = normalize(request.to, team.region)
+    text = request.text
+    attachment_ids = request.attachments or []
+    fallback = request.fallback
+    if fallback is not None and channel != Channel.WHATSAPP:
         raise ValidationError("'fallback' can only be \"sms\", on WhatsApp", field="fallback")
-    template = window.parse_template(body.get("template"), channel)
+    template = window.parse_template(request.template, channel)
     window.check_request(text, attachment_ids, fallback, template)
+    cover = request.cover if isinstance(request.cover, FaxCover) else None
+    if cover is not None and channel != Channel.FAX:
+        raise ValidationError("'cover' is only for channel fax", field="cover")
     if text is not None and len(text) > MAX_TEXT[channel]:
         raise ValidationError(
             f"'text' is longer than {MAX_TEXT[channel]} characters for {channel.value}",
@@ -125,7 +111,7 @@ async def draft(rt: Runtime, principal: Principal, body: Any) -> Draft:
             f"{channel.value} takes at most {MAX_ATTACHMENTS[channel]} attachment(s)",
             field="attachments",
         )
-    if not text and not attachment_ids and template is None:
+    if not text and not attachment_ids and template is None and cover is None:
         raise ValidationError(
             "a message needs 'text' or 'attachments' (or, on whatsapp, 'template')", field="text"
         )
@@ -138,7 +124,7 @@ async def draft(rt: Runtime, principal: Principal, body: Any) -> Draft:
     screen(policy, channel, to, fallback)
     attachments = []
     for att_id in attachment_ids:
-        att = await rt.store.get_attachment(att_id) if isinstance(att_id, str) else None
+        att = await rt.store.get_attachment(att_id)
         if att is None or att.team_id != team.id:
             raise ValidationError(f"attachment {att_id!r} not found", field="attachments")
         attachments.append(att)
@@ -168,6 +154,9 @@ async def draft(rt: Runtime, principal: Principal, body: Any) -> Draft:
         info = sms_info(text or "")
         segments, encoding = info.segments, info.encoding
     units = rt.settings.tariff.units(channel, text)
+    meta = window.request_meta(template, fell_back)
+    if cover is not None:  # rendered by the fax channel's conversion job
+        meta[COVER_META] = {"cover": msgspec.to_builtins(cover)}
     return Draft(
         team,
         channel,
@@ -183,7 +172,7 @@ async def draft(rt: Runtime, principal: Principal, body: Any) -> Draft:
         encoding,
         send_limits(policy, team.id, member.id, to),
         whatsapp_window=whatsapp_window,
-        meta=window.request_meta(template, fell_back),
+        meta=meta,
     )
 
 
@@ -195,14 +184,16 @@ class Accepted(NamedTuple):
 
 
 async def submit(
-    rt: Runtime, principal: Principal, body: Any, *, message_id: str | None = None
+    rt: Runtime, principal: Principal, request: SendRequest, *, message_id: str | None = None
 ) -> Accepted:
     """Accept an outbound message: stored, charged, queued and announced atomically.
 
-    ``message_id`` is for internal callers that must not send twice (a forward job that
-    runs again after a crash looks its message up by the id it chose before submitting).
+    ``message_id`` is for callers that must not send twice: they choose the id before
+    submitting (a forward job, an API send with an ``Idempotency-Key``), so a submit
+    repeated after a crash finds the message its first run stored and answers that one,
+    writing nothing (no second charge, no second send job).
     """
-    d = await draft(rt, principal, body)
+    d = await draft(rt, principal, request)
     now = rt.clock.now()
     team = d.team
     conversation = await rt.directory.conversation(team.id, d.member.id, d.sender, d.to, now)
@@ -240,7 +231,13 @@ async def submit(
     )
     view = message.public()
     created = Event(new_id("evt"), events.MESSAGE_CREATED, team.id, view, now)
-    await rt.store.submit_outbound(message, charge, job, [created], d.limits)
+    try:
+        await rt.store.submit_outbound(message, charge, job, [created], d.limits)
+    except MessageExists:
+        stored = await rt.store.get_message(message.id)
+        if stored is None:  # cannot happen: stored messages are never deleted
+            raise
+        return Accepted(stored, stored.public())
     rt.metrics.add("gateway_messages_accepted_total", (("channel", d.channel.value),))
     rt.wake_workers()
     return Accepted(message, view)

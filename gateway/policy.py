@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from gateway.commands import PolicyUpdate, convert
 from gateway.destinations import FIELDS, Policy, PolicyError, parse_fields
 from gateway.directory import Directory, TtlCache
 from gateway.errors import DestinationBlocked, Forbidden, ValidationError
@@ -116,15 +117,18 @@ class PolicyBook:
         self._cache.put(team.id, (defaults, effective))
         return effective
 
-    async def replace(self, team: Team, body: Any, defaults: Policy, now: datetime) -> Effective:
-        """Validate ``body`` and store it as the team's whole override (fields it leaves
-        out take the defaults); ``ValidationError`` names the first bad field."""
+    async def replace(
+        self, team: Team, update: PolicyUpdate | object, defaults: Policy, now: datetime
+    ) -> Effective:
+        """Check ``update`` (the command, or a parsed JSON body, checked as the API checks
+        it) and store it as the team's whole override (fields it leaves out take the
+        defaults); ``ValidationError`` names the first bad field."""
+        if not isinstance(update, PolicyUpdate):
+            update = convert(PolicyUpdate, update)
         try:
-            values = parse_fields(body, team.region)
+            values = parse_fields(update.fields(), team.region)
             policy = Policy.build(defaults, values)
         except PolicyError as exc:
-            if not exc.field:  # the body itself
-                raise ValidationError(f"the body must be a JSON {exc.message}") from None
             raise ValidationError(str(exc), field=exc.field) from None
         at = iso(now)
         await self.store.put_setting(scope(team.id), {"override": values, "updated_at": at})

@@ -12,6 +12,9 @@ Two kinds of retry, never mixed:
   ``AsyncRetrying`` with the same backoff as its wait, an injectable ``sleep`` and an
   optional server hint (``hint``), so that the schedule is declared, not hand-looped.
 
+And for the steps of a background loop (leasing jobs, webhook fan-out) that fail while the
+store is down, :class:`Failing`: the same backoff to a short cap, one traceback per outage.
+
 Every backoff carries jitter: many jobs that failed together (a carrier outage) must not
 all come back in the same second.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import random
 import re
 from collections.abc import Awaitable, Callable
@@ -31,13 +35,13 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception,
-    stop_after_attempt,
-    stop_never,
 )
 
 # The share of a delay that jitter may take off (never adds: a schedule is a promise
 # that nothing is tried *earlier* than ``base * factor**n`` less this share).
 JITTER = 0.2
+# The longest wait between tries of a loop step that keeps failing (:class:`Failing`).
+FAILING_WAIT_MAX = 2.0
 # RFC 9110 §10.2.3: ``Retry-After = HTTP-date / delay-seconds``, ``delay-seconds = 1*DIGIT``.
 _DELAY_SECONDS = re.compile(r"[0-9]+")
 
@@ -104,13 +108,15 @@ def in_process(
     retry_on: Callable[[BaseException], bool],
     hint: Callable[[BaseException], float | None] | None = None,
     on_wait: Callable[[float], object] | None = None,
+    give_up: Callable[[float], bool] | None = None,
     jitter: float = JITTER,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
 ) -> AsyncRetrying:
     """A tenacity retrier for an in-process retry: up to ``attempts`` tries (None: until
     one succeeds) of a call whose error satisfies ``retry_on``, waiting :func:`backoff`
     between them, or the error's own ``hint`` in seconds when longer; ``on_wait(seconds)``
-    hears of each wait before it starts. The last error is re-raised.
+    hears of each wait before it starts, and ``give_up(seconds)`` may stop the tries
+    before such a wait (True: the time is up). The last error is re-raised.
 
     Build one per call (tenacity keeps the state of a run in it). A hot path tries its
     call once by itself first and hands over to this only when that failed (see
@@ -124,15 +130,70 @@ def in_process(
         wanted = hint(error) if hint is not None and error is not None else None
         return max(delay, wanted or 0.0)
 
+    def stop(state: RetryCallState) -> bool:
+        if attempts is not None and state.attempt_number >= attempts:
+            return True
+        return give_up is not None and give_up(state.upcoming_sleep)
+
     def before_sleep(state: RetryCallState) -> None:
         if on_wait is not None and state.next_action is not None:
             on_wait(state.next_action.sleep)
 
     return AsyncRetrying(
-        stop=stop_never if attempts is None else stop_after_attempt(attempts),
+        stop=stop,
         wait=wait,
         retry=retry_if_exception(retry_on),
         before_sleep=before_sleep,
         sleep=sleep,
         reraise=True,
     )
+
+
+class Failing:
+    """A background loop's step that keeps failing (the store is down): the wait before
+    the next try is :func:`backoff` from the loop's ``first`` wait (its poll interval) to
+    ``cap``; the first failure of a run is logged with its traceback, the next ones in one
+    line, and the step working again in one line.
+
+    Without it a loop tried again every poll interval (20 ms) and logged a traceback each
+    time: a hundred tracebacks a second per loop and process while Redis was down.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        first: float,
+        log: logging.Logger,
+        *,
+        cap: float = FAILING_WAIT_MAX,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.what = what
+        self.first = first
+        self.cap = cap
+        self.log = log
+        self.rand = rand
+        self.count = 0  # failures in a row
+
+    def failed(self, exc: BaseException) -> float:
+        """Note a failure; the seconds to wait before the next try."""
+        self.count += 1
+        wait = backoff(self.count, base=self.first, cap=self.cap, rand=self.rand)
+        if self.count == 1:
+            self.log.error("%s failed; trying again", self.what, exc_info=exc)
+        else:
+            self.log.warning(
+                "%s failed again (%d in a row: %s: %s); next try in %.2f s",
+                self.what,
+                self.count,
+                type(exc).__name__,
+                exc,
+                wait,
+            )
+        return wait
+
+    def ok(self) -> None:
+        """The step worked: the next failure waits the shortest time again."""
+        if self.count:
+            self.log.info("%s works again after %d failures", self.what, self.count)
+        self.count = 0

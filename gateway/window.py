@@ -20,14 +20,16 @@ WhatsApp units go back and the SMS units are charged in ONE store step
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import msgspec
+
 from connectors.base import ErrorCode
 from gateway import jsoncodec
+from gateway.commands.send import COMPONENT_TYPES, COMPONENTS_REFUSAL, MAX_TEXT, WhatsAppTemplate
 from gateway.errors import CreditLimitExceeded, ValidationError, WindowClosed
 from gateway.ids import new_id
 from gateway.models import Channel, Conversation, Job, Message, Status, addon_allows, iso
@@ -220,64 +222,34 @@ async def fallback_to_sms(
 
 
 # -- the request side: templates, and what a fallback must be able to carry -------------------
-_TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
-# Meta's template languages: ``de``, ``en_US``, ``pt_BR``, ``zh_HK``, ``fil`` …
-_TEMPLATE_LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$")
-_COMPONENT_TYPES = frozenset(
-    {"header", "body", "footer", "button", "carousel", "limited_time_offer"}
-)
 MAX_TEMPLATE_JSON = 16_000  # bytes of the components: far above any real template
-SMS_MAX_TEXT = 1600  # outbound.MAX_TEXT[sms]: the text an SMS fallback can carry
+SMS_MAX_TEXT = MAX_TEXT[Channel.SMS]  # the text an SMS fallback can carry
 
 
-def parse_template(value: object, channel: Channel) -> dict[str, Any] | None:
+def parse_template(template: WhatsAppTemplate | None, channel: Channel) -> dict[str, Any] | None:
     """The request's ``template`` in the shape Meta takes (``{name, language: {code},
-    components}``), or None; refuses anything else with the field it is about."""
-    if value is None:
+    components}``), or None; refuses what its shape (``SendRequest``) cannot say."""
+    if template is None:
         return None
     if channel != Channel.WHATSAPP:
         raise ValidationError("'template' is only for channel whatsapp", field="template")
-    if not isinstance(value, dict):
-        raise ValidationError(
-            "'template' must be an object {name, language, components}", field="template"
-        )
-    unknown = sorted(set(value) - {"name", "language", "components"})
-    if unknown:
-        raise ValidationError(
-            f"unknown field(s) in 'template': {', '.join(unknown)}", field="template"
-        )
-    name = value.get("name")
-    if not isinstance(name, str) or not _TEMPLATE_NAME.match(name):
-        raise ValidationError(
-            "'template.name' must be the approved template's name (lowercase letters, "
-            "digits and underscores)",
-            field="template",
-        )
-    language = value.get("language")
-    if isinstance(language, dict) and set(language) == {"code"}:
-        language = language["code"]
-    if not isinstance(language, str) or not _TEMPLATE_LANGUAGE.match(language):
-        raise ValidationError(
-            "'template.language' must be the template's language code, e.g. \"de\" or "
-            '"en_US" (or {"code": "en_US"})',
-            field="template",
-        )
-    components = value.get("components")
-    if components is None:
-        components = []
-    if not isinstance(components, list) or not all(
-        isinstance(c, dict) and c.get("type") in _COMPONENT_TYPES for c in components
-    ):
-        raise ValidationError(
-            "'template.components' must be a list of objects whose 'type' is one of "
-            + ", ".join(sorted(_COMPONENT_TYPES)),
-            field="template",
-        )
-    if len(jsoncodec.dumps(components)) > MAX_TEMPLATE_JSON:
+    components = template.components or []
+    if not all(c.get("type") in COMPONENT_TYPES for c in components):
+        raise ValidationError(COMPONENTS_REFUSAL, field="template")
+    try:
+        size = len(jsoncodec.dumps(components))
+    except TypeError:  # integers beyond 64 bits: floats, as the API's JSON parser reads them
+        components = jsoncodec.loads(msgspec.json.encode(components))
+        size = len(jsoncodec.dumps(components))
+    if size > MAX_TEMPLATE_JSON:
         raise ValidationError(
             f"'template.components' is larger than {MAX_TEMPLATE_JSON} bytes", field="template"
         )
-    return {"name": name, "language": {"code": language}, "components": components}
+    return {
+        "name": template.name,
+        "language": {"code": template.language_code},
+        "components": components,
+    }
 
 
 def check_request(

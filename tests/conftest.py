@@ -13,10 +13,17 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from gateway.clock import FrozenClock
 from gateway.store import make_store
 from gateway.store.base import Store
+
+# Property tests assert properties, never speed: on a shared, loaded machine one example
+# (or drawing one) can take over a second, which Hypothesis's deadline and its too_slow
+# health check would report as a failure of the test.
+settings.register_profile("gateway", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("gateway")
 
 
 @pytest.fixture

@@ -96,21 +96,27 @@ def test_ingest_cpu_bench_smoke() -> None:
 
 @pytest.mark.slow
 def test_fax_render_bench_smoke() -> None:
-    """One round over the generated corpus: a row per page type beside Ghostscript, and
-    the three goal lines."""
+    """One round over the generated corpus: a row per page type beside Ghostscript (the
+    long document also with one and two threads), the fidelity at three blurs, and the
+    goal lines."""
     cmd = [sys.executable, "-m", "bench.fax_render", "--rounds", "1", "--no-install"]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text
     num = r"\s+[\d.]+"
     for name, pages in (("text", 1), ("grey_form", 1), ("photo", 1), ("landscape", 1),
-                        ("letter", 1), ("30_pages", 30)):  # fmt: skip
-        row = rf"^{name}\s+{pages} \|{num * 4} \|{num * 4} \|{num * 2}\s+(better|WORSE)$"
+                        ("letter", 1), ("30_pages", 30), ("30_pages/1t", 30),
+                        ("30_pages/2t", 30)):  # fmt: skip
+        row = rf"^{name}\s+{pages} \|{num * 4} \|{num * 4} \|{num * 3}\s+(better|WORSE)$"
         assert re.search(row, out.stdout, re.M), text
+    assert re.search(r"^grey_form(\s+[\d.]+ /\s+[\d.]+){3}$", out.stdout, re.M), text
     assert re.search(r"^RATIO speed .*: \d+\.\d\d \(goal >= 1\.0\) GOAL (MET|MISSED)", out.stdout,
                      re.M), text  # fmt: skip
-    assert re.search(r"^RATIO bytes per page .*GOAL (MET|MISSED)$", out.stdout, re.M), text
-    assert re.search(r"^FIDELITY better than Ghostscript on \d of 6 page types GOAL", out.stdout,
+    assert re.search(r"^SPEED per page type: .* on \d of 8, .* on \d of 8 GOAL", out.stdout,
+                     re.M), text  # fmt: skip
+    assert re.search(r"^RATIO bytes per page .*GOAL (MET|MISSED); .* on \d of 8 page types$",
+                     out.stdout, re.M), text  # fmt: skip
+    assert re.search(r"^FIDELITY better than Ghostscript on \d of 8 page types GOAL", out.stdout,
                      re.M), text  # fmt: skip
 
 

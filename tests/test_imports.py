@@ -25,9 +25,7 @@ PUBLIC_CORE = frozenset(
     {
         "gateway",  # the package itself: __version__
         "gateway.api.helpers",  # API helpers shared by the core's and extensions' routes
-        "gateway.api.idempotency",
-        "gateway.api.openapi",  # the helpers an extension's OpenAPI section is built with
-        "gateway.api.problems",
+        "gateway.api.openapi_kit",  # the building blocks of an extension's OpenAPI section
         "gateway.auth",  # Principal, KeyCache
         "gateway.blobs",
         "gateway.clock",

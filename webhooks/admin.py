@@ -1,8 +1,10 @@
 """``WebhookAdmin`` (``gateway/services.py``): the team admin's endpoint management as a
 service, for front doors that must not import this package (the portal).
 
-The same rules as the REST routes (``api.py``): URLs checked by ``endpoints.check_url``,
-at most ``MAX_ENDPOINTS_PER_TEAM`` per team, views as the API shows them.
+The same rules as the REST routes (``api.py``): the form checked as the typed command
+``WebhookEndpointCreate`` (refused in the API's words), URLs checked by
+``endpoints.check_url``, at most ``MAX_ENDPOINTS_PER_TEAM`` per team, views as the API
+shows them.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from gateway.commands import convert
 from gateway.errors import Conflict, NotFound, ValidationError
 from gateway.extensions import Host
 from gateway.ids import new_id
 from webhooks import api, endpoints, signing
+from webhooks.commands import WebhookEndpointCreate
 from webhooks.models import DELIVERY_PENDING, WebhookEndpoint
 from webhooks.settings import webhook_settings
 from webhooks.storage import WEBHOOK_STORE, WebhookStore
@@ -51,21 +55,21 @@ class Admin:
         body: dict[str, Any] = {"url": url, "events": list(events)}
         if description:
             body["description"] = description
-        fields = endpoints.parse_fields(body, create=True)
-        assert fields.url is not None
+        asked = convert(WebhookEndpointCreate, body)
+        events = endpoints.parse_events(asked.events)
         allow = webhook_settings(self.rt.settings).allow_private_targets
-        await endpoints.check_url(fields.url, allow, api.RESOLVER)
+        await endpoints.check_url(asked.url, allow, api.RESOLVER)
         now = self.rt.clock.now()
         endpoint = WebhookEndpoint(
             id=new_id("whep"),
             team_id=team_id,
-            url=fields.url,
-            events=fields.events or [],
-            enabled=True,
+            url=asked.url,
+            events=events,
+            enabled=asked.enabled,
             secret=signing.new_secret(),
             created_at=now,
             updated_at=now,
-            description=fields.description,
+            description=asked.description or None,
         )
         await self._hooks.create_endpoint(endpoint, endpoints.MAX_ENDPOINTS_PER_TEAM)
         return endpoints.view(endpoint, now), endpoint.secret

@@ -8,7 +8,6 @@ Every POST takes an ``Idempotency-Key`` like the rest of the API.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,24 +15,27 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import jsoncodec
-from gateway.api.idempotency import idempotent
-from gateway.api.problems import from_error
-from gateway.auth import Principal
-from gateway.errors import (
-    BadRequest,
-    Conflict,
-    Forbidden,
-    GatewayError,
-    NotFound,
-    PayloadTooLarge,
-    ValidationError,
+from gateway.api.helpers import (
+    Action,
+    choice_param,
+    cursor_param,
+    json_response,
+    limit_param,
+    posted,
+    read_body,
+    runtime,
+    team_principal,
+    time_param,
 )
+from gateway.auth import Principal
+from gateway.commands import UNSET, decode
+from gateway.errors import Conflict, NotFound, ValidationError
 from gateway.extensions import Host
 from gateway.ids import new_id
 from gateway.models import Event, iso
 from gateway.store.base import Store
 from webhooks import endpoints, signing
+from webhooks.commands import ReplayRequest, WebhookEndpointCreate, WebhookEndpointUpdate
 from webhooks.delivery import new_delivery
 from webhooks.models import (
     DELIVERY_FAILED,
@@ -47,8 +49,7 @@ from webhooks.storage import WEBHOOK_STORE, WebhookStore
 from webhooks.targets import Resolver, system_resolver
 
 BODY_LIMIT = 64 * 1024
-MAX_LIMIT = 200
-DEFAULT_LIMIT = 50
+TOO_LARGE = f"the body is larger than {BODY_LIMIT // 1024} KiB"
 REPLAY_MAX = 10_000  # deliveries one replay request sends; ``next_since`` continues
 # Events are appended in about (not exactly) time order across processes: a replay looks
 # this far before ``since`` for where to start, then filters on the exact times.
@@ -60,46 +61,20 @@ RESOLVER: Resolver = system_resolver
 
 
 # -- helpers -----------------------------------------------------------------------------
-def _rt(request: Request) -> Host:
-    rt: Host = request.app.state.rt
-    return rt
-
-
 def _hooks(rt: Host) -> WebhookStore:
     return rt.role(WEBHOOK_STORE)
 
 
 async def _team(request: Request) -> Principal:
-    principal: Principal = await request.app.state.keys.resolve(
-        request.headers.get("authorization")
+    return await team_principal(
+        request,
+        "webhook endpoints are managed with a team key: an endpoint receives the events of "
+        "every member of the team",
     )
-    if principal.member_id is not None:
-        raise Forbidden(
-            "webhook endpoints are managed with a team key: an endpoint receives the events "
-            "of every member of the team"
-        )
-    return principal
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(jsoncodec.dumpb(data), status, media_type="application/json")
 
 
 async def _read(request: Request) -> bytes:
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > BODY_LIMIT:
-            raise PayloadTooLarge(f"the body is larger than {BODY_LIMIT // 1024} KiB")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _parse(raw: bytes) -> Any:
-    try:
-        return jsoncodec.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+    return await read_body(request, BODY_LIMIT, TOO_LARGE)
 
 
 async def _endpoint(rt: Host, principal: Principal, endpoint_id: str) -> WebhookEndpoint:
@@ -117,22 +92,12 @@ def _enabled(endpoint: WebhookEndpoint) -> None:
         )
 
 
-Action = Callable[[Host, Principal, bytes], Awaitable[Response]]
-
-
-async def _posted(request: Request, action: Action, fingerprint: bytes = b"") -> Response:
-    """A POST: team key, bounded body, idempotent; gateway errors become problem answers
-    that are stored with the key like any other."""
-    rt, principal = _rt(request), await _team(request)
-    raw = await _read(request)
-
-    async def run() -> Response:
-        try:
-            return await action(rt, principal, raw)
-        except GatewayError as exc:
-            return from_error(exc, request.url.path)
-
-    return await idempotent(rt, request, principal, raw + fingerprint, run)
+async def _posted(request: Request, action: Action[Host], fingerprint: bytes = b"") -> Response:
+    """A POST: team key, bounded body, idempotent (``gateway.api.helpers.posted``)."""
+    return await posted(
+        request, action, caller=_team, limit=BODY_LIMIT, too_large=TOO_LARGE,
+        fingerprint=fingerprint,
+    )  # fmt: skip
 
 
 async def _save(rt: Host, endpoint: WebhookEndpoint, reset_failing: bool = False) -> None:
@@ -147,71 +112,72 @@ async def create_endpoint(request: Request) -> Response:
     """POST /v1/webhook-endpoints: register an endpoint (201, with its secret, shown once)."""
 
     async def action(rt: Host, principal: Principal, raw: bytes) -> Response:
-        fields = endpoints.parse_fields(_parse(raw), create=True)
-        assert fields.url is not None
+        asked = decode(WebhookEndpointCreate, raw)
+        events = endpoints.parse_events(asked.events)
         allow = webhook_settings(rt.settings).allow_private_targets
-        await endpoints.check_url(fields.url, allow, RESOLVER)
+        await endpoints.check_url(asked.url, allow, RESOLVER)
         now = rt.clock.now()
         endpoint = WebhookEndpoint(
             id=new_id("whep"),
             team_id=principal.team_id,
-            url=fields.url,
-            events=fields.events or [],
-            enabled=True if fields.enabled is None else fields.enabled,
+            url=asked.url,
+            events=events,
+            enabled=asked.enabled,
             secret=signing.new_secret(),
             created_at=now,
             updated_at=now,
-            description=fields.description,
+            description=asked.description or None,
         )
         await _hooks(rt).create_endpoint(endpoint, endpoints.MAX_ENDPOINTS_PER_TEAM)
-        return _json({**endpoints.view(endpoint, now), "secret": endpoint.secret}, 201)
+        return json_response({**endpoints.view(endpoint, now), "secret": endpoint.secret}, 201)
 
     return await _posted(request, action)
 
 
 async def list_endpoints(request: Request) -> Response:
     """GET /v1/webhook-endpoints: the team's endpoints, oldest first."""
-    rt, principal = _rt(request), await _team(request)
+    rt, principal = runtime(request), await _team(request)
     now = rt.clock.now()
     found = await _hooks(rt).list_endpoints(principal.team_id)
-    return _json({"data": [endpoints.view(e, now) for e in found]})
+    return json_response({"data": [endpoints.view(e, now) for e in found]})
 
 
 async def get_endpoint(request: Request) -> Response:
     """GET /v1/webhook-endpoints/{id}."""
-    rt, principal = _rt(request), await _team(request)
+    rt, principal = runtime(request), await _team(request)
     endpoint = await _endpoint(rt, principal, request.path_params["id"])
-    return _json(endpoints.view(endpoint, rt.clock.now()))
+    return json_response(endpoints.view(endpoint, rt.clock.now()))
 
 
 async def update_endpoint(request: Request) -> Response:
     """PATCH /v1/webhook-endpoints/{id}: change url, events, enabled or description."""
-    rt, principal = _rt(request), await _team(request)
+    rt, principal = runtime(request), await _team(request)
     endpoint = await _endpoint(rt, principal, request.path_params["id"])
-    fields = endpoints.parse_fields(_parse(await _read(request)), create=False)
-    if fields.url is not None and fields.url != endpoint.url:
+    asked = decode(WebhookEndpointUpdate, await _read(request))
+    events = None if asked.events is UNSET else endpoints.parse_events(asked.events)
+    if asked.url is not UNSET and asked.url != endpoint.url:
         allow = webhook_settings(rt.settings).allow_private_targets
-        await endpoints.check_url(fields.url, allow, RESOLVER)
-        endpoint.url = fields.url
-    if fields.events is not None:
-        endpoint.events = fields.events
-    if fields.description_given:
-        endpoint.description = fields.description
+        await endpoints.check_url(asked.url, allow, RESOLVER)
+        endpoint.url = asked.url
+    if events is not None:
+        endpoint.events = events
+    if asked.description is not UNSET:
+        endpoint.description = asked.description or None
     reset = False
-    if fields.enabled is not None:
+    if asked.enabled is not UNSET:
         # Enabling again starts over: the failure streak and the gateway's reason go.
-        reset = fields.enabled and not endpoint.enabled
-        endpoint.enabled = fields.enabled
+        reset = asked.enabled and not endpoint.enabled
+        endpoint.enabled = asked.enabled
         endpoint.disabled_reason = None
     await _save(rt, endpoint, reset_failing=reset)
     if reset:
         endpoint.failing_since = None
-    return _json(endpoints.view(endpoint, rt.clock.now()))
+    return json_response(endpoints.view(endpoint, rt.clock.now()))
 
 
 async def delete_endpoint(request: Request) -> Response:
     """DELETE /v1/webhook-endpoints/{id}: the endpoint and its delivery log (204)."""
-    rt, principal = _rt(request), await _team(request)
+    rt, principal = runtime(request), await _team(request)
     endpoint = await _endpoint(rt, principal, request.path_params["id"])
     await _hooks(rt).delete_endpoint(endpoint.id)
     return Response(status_code=204)
@@ -228,7 +194,7 @@ async def rotate_secret(request: Request) -> Response:
         now = rt.clock.now()
         secret = signing.rotate(endpoint, now)
         await _save(rt, endpoint)
-        return _json({**endpoints.view(endpoint, now), "secret": secret})
+        return json_response({**endpoints.view(endpoint, now), "secret": secret})
 
     return await _posted(request, action)
 
@@ -255,22 +221,14 @@ def delivery_view(d: Delivery) -> dict[str, Any]:
 
 async def list_deliveries(request: Request) -> Response:
     """GET /v1/webhook-endpoints/{id}/deliveries: newest event first, cursor-paged."""
-    rt, principal = _rt(request), await _team(request)
+    rt, principal = runtime(request), await _team(request)
     endpoint = await _endpoint(rt, principal, request.path_params["id"])
-    q = request.query_params
-    status = q.get("status")
-    if status is not None and status not in DELIVERY_STATUSES:
-        raise ValidationError(
-            f"'status' must be one of {', '.join(DELIVERY_STATUSES)}", field="status"
-        )
-    raw_limit = q.get("limit", str(DEFAULT_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        raise ValidationError(f"'limit' must be an integer from 1 to {MAX_LIMIT}", field="limit")
-    cursor = q.get("cursor") or None
-    if cursor is not None and not _SEQ_CURSOR.match(cursor):
-        raise ValidationError("'cursor' is not a cursor this API returned", field="cursor")
-    page = await _hooks(rt).list_deliveries(endpoint.id, status, cursor, int(raw_limit))
-    return _json({"data": [delivery_view(d) for d in page.items], "next_cursor": page.next_cursor})
+    status = choice_param(request, "status", DELIVERY_STATUSES)
+    limit = limit_param(request)
+    cursor = cursor_param(request, _SEQ_CURSOR)
+    page = await _hooks(rt).list_deliveries(endpoint.id, status, cursor, limit)
+    data = [delivery_view(d) for d in page.items]
+    return json_response({"data": data, "next_cursor": page.next_cursor})
 
 
 async def _delivery(rt: Host, endpoint: WebhookEndpoint, delivery_id: str) -> Delivery:
@@ -283,7 +241,7 @@ async def _delivery(rt: Host, endpoint: WebhookEndpoint, delivery_id: str) -> De
 async def get_delivery(request: Request) -> Response:
     """GET /v1/webhook-endpoints/{id}/deliveries/{delivery_id}: with every attempt and the
     payload as sent."""
-    rt, principal = _rt(request), await _team(request)
+    rt, principal = runtime(request), await _team(request)
     endpoint = await _endpoint(rt, principal, request.path_params["id"])
     found = await _delivery(rt, endpoint, request.path_params["delivery_id"])
     events = await rt.store.events_at([found.seq])
@@ -291,7 +249,7 @@ async def get_delivery(request: Request) -> Response:
     if events:
         body = {"type": events[0].type, "timestamp": iso(events[0].created_at),
                 "data": events[0].data}  # fmt: skip
-    return _json({**delivery_view(found), "attempt_log": found.log, "payload": body})
+    return json_response({**delivery_view(found), "attempt_log": found.log, "payload": body})
 
 
 async def retry_delivery(request: Request) -> Response:
@@ -309,24 +267,9 @@ async def retry_delivery(request: Request) -> Response:
                 "endpoint; it goes out once that one succeeded or failed (retry that one)",
                 code="delivery_held_back",
             )
-        return _json(delivery_view(after), 202)
+        return json_response(delivery_view(after), 202)
 
     return await _posted(request, action)
-
-
-def _time(request: Request, name: str) -> datetime | None:
-    value = request.query_params.get(name)
-    if value is None:
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValidationError(
-            f"'{name}' must be an RFC 3339 time such as 2026-03-15T12:00:00Z", field=name
-        ) from None
-    if when.tzinfo is None:
-        raise ValidationError(f"'{name}' must include a time zone (Z or +01:00)", field=name)
-    return when
 
 
 async def _first_after(store: Store, seq: int) -> Event | None:
@@ -365,20 +308,17 @@ async def replay(request: Request) -> Response:
         endpoint = await _endpoint(rt, principal, request.path_params["id"])
         if raw.strip() not in (b"", b"{}"):
             raise ValidationError("this request takes no body (or {}); use ?since=…")
-        since, until = _time(request, "since"), _time(request, "until")
-        now = rt.clock.now()
+        since, until = time_param(request, "since"), time_param(request, "until")
         if since is None:
             raise ValidationError("'since' is required (an RFC 3339 time)", field="since")
-        until = until or now
-        if since > until:
-            raise ValidationError("'since' must not be after 'until'", field="since")
-        _enabled(endpoint)
-        sent, next_since = await _replay(rt, endpoint, since, until, now)
-        return _json(
+        now = rt.clock.now()
+        asked = ReplayRequest(since=since, until=until or now)
+        sent, next_since = await replay_events(rt, endpoint, asked, now)
+        return json_response(
             {
                 "endpoint_id": endpoint.id,
-                "since": iso(since),
-                "until": iso(until),
+                "since": iso(asked.since),
+                "until": iso(asked.until or now),
                 "deliveries": sent,
                 "next_since": next_since,
             },
@@ -388,10 +328,14 @@ async def replay(request: Request) -> Response:
     return await _posted(request, action, b"?" + request.url.query.encode())
 
 
-async def _replay(
-    rt: Host, endpoint: WebhookEndpoint, since: datetime, until: datetime, now: datetime
+async def replay_events(
+    rt: Host, endpoint: WebhookEndpoint, asked: ReplayRequest, now: datetime
 ) -> tuple[int, str | None]:
     """Requeue the endpoint's events in [since, until]; (how many, where to go on)."""
+    since, until = asked.since, asked.until or now
+    if since > until:
+        raise ValidationError("'since' must not be after 'until'", field="since")
+    _enabled(endpoint)
     store, hooks = rt.store, _hooks(rt)
     after = await seq_before(store, since - CLOCK_SKEW)
     batch: list[Delivery] = []

@@ -21,7 +21,12 @@ Rules:
 * a request on a reused connection that the server closed before answering is sent
   once more on a new connection (the usual keep-alive race);
 * ``timeout`` bounds the whole attempt: connecting, sending, the status, the headers and
-  reading the body.
+  reading the body;
+* an answer that breaks HTTP/1.1 — a status that is not three ASCII digits from 100, a
+  malformed header line, a Content-Length or chunk size that is not plain digits (hex
+  for chunks: no sign, ``0x`` or ``_``) — ends the attempt with :class:`AttemptError`.
+
+``post`` raises nothing but ``TargetRefused``, :class:`AttemptError` and ``TimeoutError``.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ IDLE_SECONDS = 30.0
 MAX_IDLE_PER_ORIGIN = 256  # above [webhooks] concurrency: a busy endpoint keeps its connections
 MAX_HEAD = 64 * 1024
 MAX_DRAIN = 1024 * 1024
+_HEX = b"0123456789abcdefABCDEF"
 
 
 class AttemptError(Exception):
@@ -241,12 +247,11 @@ class Client:
                 return await self._until_eof(reader)
             while True:
                 line = await _line(reader, conn.remote)
-                try:
-                    size = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise AttemptError(
-                        "a malformed chunk size in the answer", conn.remote
-                    ) from None
+                digits = line.split(b";", 1)[0].strip()
+                # Hex digits only: int(…, 16) would also take "-1", "+5", "0x5" and "1_0".
+                if not digits or digits.strip(_HEX):
+                    raise AttemptError("a malformed chunk size in the answer", conn.remote)
+                size = int(digits, 16)
                 if size == 0:
                     while await _line(reader, conn.remote):  # trailer fields
                         pass
@@ -257,9 +262,11 @@ class Client:
                 await _exactly(reader, 2, conn.remote)
         length = headers.get("content-length")
         if length is not None:
-            if not length.strip().isdigit():
-                raise AttemptError(f"a malformed Content-Length: {length!r}", conn.remote)
-            remaining = int(length)
+            number = length.strip()
+            if not (number.isascii() and number.isdigit()):  # "²".isdigit() holds
+                raise AttemptError(f"a malformed Content-Length: {length[:80]!r}", conn.remote)
+            # More than MAX_DRAIN is read in part either way; int() refuses 4300+ digits.
+            remaining = int(number) if len(number) <= 18 else MAX_DRAIN + 1
             while remaining:
                 if seen >= MAX_DRAIN:
                     return bytes(kept), True, False
@@ -301,7 +308,9 @@ def _parse_head(raw: bytes, remote: str) -> tuple[str, int, dict[str, str]]:
     if (
         len(parts) < 2
         or parts[0] not in ("HTTP/1.1", "HTTP/1.0")
-        or not (parts[1].isdigit() and len(parts[1]) == 3)
+        # three ASCII digits from 100 ("²".isdigit() holds; "000" is no status)
+        or not (len(parts[1]) == 3 and parts[1].isascii() and parts[1].isdigit())
+        or parts[1] < "100"
     ):
         raise AttemptError(f"not an HTTP/1.x answer: {lines[0][:80]!r}", remote)
     headers: dict[str, str] = {}

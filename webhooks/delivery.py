@@ -67,7 +67,7 @@ from gateway import jsoncodec
 from gateway.events import QUOTA_THRESHOLD
 from gateway.extensions import Host
 from gateway.models import Event, iso
-from gateway.retry import retry_after_seconds
+from gateway.retry import Failing, retry_after_seconds
 from webhooks.client import AttemptError, Client
 from webhooks.endpoints import matches
 from webhooks.models import (
@@ -202,23 +202,31 @@ class Engine:
             await self.client.aclose()
 
     async def _fanout_loop(self, stop: asyncio.Event) -> None:
+        failing = Failing("webhook fan-out", self.settings.poll_interval, log)
         while not stop.is_set():
             try:
                 read = await self.fanout_once()
-            except Exception:
-                log.exception("webhook fan-out failed; trying again")
-                read = 0
+            except Exception as exc:
+                wait = failing.failed(exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+                continue
+            failing.ok()
             if read < FANOUT_BATCH:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
 
     async def _due_loop(self, stop: asyncio.Event) -> None:
+        failing = Failing("leasing due webhook deliveries", self.settings.poll_interval, log)
         while not stop.is_set():
             try:
                 leased = await self.deliver_due()
-            except Exception:
-                log.exception("leasing due webhook deliveries failed; trying again")
-                leased = 0
+            except Exception as exc:
+                wait = failing.failed(exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+                continue
+            failing.ok()
             if leased == 0 or self.free == 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)

@@ -1,16 +1,18 @@
 """The webhooks' part of the OpenAPI document: the ``/v1/webhook-endpoints`` routes, their
 schemas, and the deliveries themselves as OpenAPI 3.1 ``webhooks`` (what a receiver gets).
 
-Built with the core document's helpers (``gateway/api/openapi.py``) so the problem
-responses, idempotency and security look like every other operation's; the limits and
-enumerations come from this package's code.
+Built with the core document's building blocks (``gateway/api/openapi_kit.py``) so the
+problem responses, idempotency and security look like every other operation's; the
+request bodies' schemas are made from this package's commands (``webhooks/commands.py``),
+the limits and enumerations come from its code.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from gateway.api.openapi import (
+from gateway.api.helpers import DEFAULT_LIMIT, MAX_LIMIT
+from gateway.api.openapi_kit import (
     AUTH,
     IDEMPOTENCY,
     INTERNAL,
@@ -18,18 +20,20 @@ from gateway.api.openapi import (
     JSON_BODY,
     Case,
     Codes,
-    _errors,
-    _id,
-    _json_response,
-    _nullable,
-    _operation,
-    _param,
-    _replayed,
-    _schema,
-    _timestamp,
+    errors,
+    id_schema,
+    json_response,
+    nullable,
+    operation,
+    param,
+    ref,
+    replayed,
+    timestamp,
 )
+from gateway.commands import schemas
 from gateway.events import MESSAGE_CREATED, MESSAGE_RECEIVED, MESSAGE_STATUS, QUOTA_THRESHOLD
-from webhooks.api import DEFAULT_LIMIT, DELIVERY_STATUSES, MAX_LIMIT, REPLAY_MAX
+from webhooks.api import DELIVERY_STATUSES, REPLAY_MAX
+from webhooks.commands import WebhookEndpointCreate, WebhookEndpointUpdate
 from webhooks.endpoints import KNOWN_EVENTS, MAX_DESCRIPTION, MAX_ENDPOINTS_PER_TEAM
 from webhooks.signing import ROTATION_OVERLAP
 from webhooks.targets import MAX_URL
@@ -89,32 +93,32 @@ def document() -> dict[str, Any]:
 # -- schemas -----------------------------------------------------------------------------
 def _endpoint_properties() -> dict[str, Any]:
     return {
-        "id": _id("whep", "endpoint"),
+        "id": id_schema("whep", "endpoint"),
         "url": {"type": "string", "maxLength": MAX_URL, "description": "As registered."},
-        "description": _nullable("string", maxLength=MAX_DESCRIPTION),
+        "description": nullable("string", maxLength=MAX_DESCRIPTION),
         "events": {
             "type": "array",
-            "items": _schema("WebhookEventType"),
+            "items": ref("WebhookEventType"),
             "description": "The event types sent; empty: every type.",
         },
         "enabled": {"type": "boolean"},
         "disabled_reason": {
-            **_nullable("string"),
+            **nullable("string"),
             "description": "Why the gateway disabled the endpoint (deliveries failed for 5 "
             "days); null when it did not. Enabling the endpoint clears it.",
         },
         "failing_since": {
-            **_nullable("string", format="date-time"),
+            **nullable("string", format="date-time"),
             "description": "The first failed attempt since the last successful one; null "
             "while deliveries succeed.",
         },
         "previous_secret_expires_at": {
-            **_nullable("string", format="date-time"),
+            **nullable("string", format="date-time"),
             "description": "After a rotation: until when the previous secret also signs "
             "(a second `v1,` signature in `webhook-signature`).",
         },
-        "created_at": _timestamp("When the endpoint was created"),
-        "updated_at": _timestamp("The last change"),
+        "created_at": timestamp("When the endpoint was created"),
+        "updated_at": timestamp("The last change"),
     }
 
 
@@ -127,23 +131,23 @@ def _attempt() -> dict[str, Any]:
         "description": "One attempt of a delivery.",
         "required": ["at", "attempt", "error"],
         "properties": {
-            "at": _timestamp("When the attempt started"),
+            "at": timestamp("When the attempt started"),
             "attempt": {"type": "integer", "minimum": 0, "description": "Its number."},
-            "status_code": _nullable("integer", description="The answer's status, if any."),
-            "error": _nullable("string", description="Why it failed; null on success."),
+            "status_code": nullable("integer", description="The answer's status, if any."),
+            "error": nullable("string", description="Why it failed; null on success."),
             "duration_ms": {"type": "number", "minimum": 0},
-            "remote_address": _nullable("string", description="The address connected to."),
+            "remote_address": nullable("string", description="The address connected to."),
             "response_body": {
                 "type": "string",
                 "description": "The answer's body, at most its first 4 KiB.",
             },
             "response_truncated": {"type": "boolean"},
-            "location": _nullable("string", description="A redirect's Location (not followed)."),
+            "location": nullable("string", description="A redirect's Location (not followed)."),
             "retry_after": {
                 "type": "number",
                 "description": "The answer's Retry-After, in seconds.",
             },
-            "next_attempt_at": _timestamp("When the next attempt is due"),
+            "next_attempt_at": timestamp("When the next attempt is due"),
         },
     }
 
@@ -156,9 +160,9 @@ def _delivery_properties() -> dict[str, Any]:
             "this event to this endpoint.",
             "examples": ["whd_3KQ2Y7V0B8D6X9M3T5R4N2PZ1A"],
         },
-        "endpoint_id": _id("whep", "endpoint"),
-        "event_id": _id("evt", "event"),
-        "event_type": _schema("WebhookEventType"),
+        "endpoint_id": id_schema("whep", "endpoint"),
+        "event_id": id_schema("evt", "event"),
+        "event_type": ref("WebhookEventType"),
         "status": {"type": "string", "enum": list(DELIVERY_STATUSES)},
         "attempts": {
             "type": "integer",
@@ -167,7 +171,7 @@ def _delivery_properties() -> dict[str, Any]:
         },
         "in_flight": {"type": "boolean", "description": "An attempt is running now."},
         "next_attempt_at": {
-            **_nullable("string", format="date-time"),
+            **nullable("string", format="date-time"),
             "description": "Pending: when the next attempt is due.",
         },
         "held_back": {
@@ -175,9 +179,9 @@ def _delivery_properties() -> dict[str, Any]:
             "description": "Pending behind an earlier event of the same conversation (or "
             "member, for quota.threshold) to this endpoint.",
         },
-        "last_attempt": {"oneOf": [_schema("WebhookAttempt"), {"type": "null"}]},
-        "created_at": _timestamp("When the delivery was created"),
-        "updated_at": _timestamp("The last change"),
+        "last_attempt": {"oneOf": [ref("WebhookAttempt"), {"type": "null"}]},
+        "created_at": timestamp("When the delivery was created"),
+        "updated_at": timestamp("The last change"),
     }
 
 
@@ -187,30 +191,15 @@ def _payload(data: dict[str, Any], kinds: list[str]) -> dict[str, Any]:
         "required": ["type", "timestamp", "data"],
         "properties": {
             "type": {"type": "string", "enum": kinds},
-            "timestamp": _timestamp("When the event happened"),
+            "timestamp": timestamp("When the event happened"),
             "data": data,
         },
     }
 
 
 def _schemas() -> dict[str, Any]:
-    fields = {
-        "url": {
-            "type": "string",
-            "maxLength": MAX_URL,
-            "description": "http:// or https://, no user info or fragment; its host must "
-            "resolve to public addresses only.",
-            "examples": ["https://hooks.example.com/gateway"],
-        },
-        "events": {
-            "type": "array",
-            "items": {"oneOf": [_schema("WebhookEventType"), {"const": "*"}]},
-            "description": 'Event types to send; `[]` or `["*"]`: every type (the default).',
-        },
-        "enabled": {"type": "boolean", "description": "Default true."},
-        "description": _nullable("string", maxLength=MAX_DESCRIPTION),
-    }
     return {
+        **schemas([WebhookEndpointCreate, WebhookEndpointUpdate]),
         "WebhookEventType": {"type": "string", "enum": list(KNOWN_EVENTS)},
         "WebhookEndpoint": {
             "type": "object",
@@ -234,20 +223,7 @@ def _schemas() -> dict[str, Any]:
         "WebhookEndpointList": {
             "type": "object",
             "required": ["data"],
-            "properties": {"data": {"type": "array", "items": _schema("WebhookEndpoint")}},
-        },
-        "WebhookEndpointCreate": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["url"],
-            "properties": fields,
-        },
-        "WebhookEndpointUpdate": {
-            "type": "object",
-            "additionalProperties": False,
-            "description": "The fields to change. `enabled: true` on a disabled endpoint "
-            "also clears `disabled_reason` and `failing_since`.",
-            "properties": fields,
+            "properties": {"data": {"type": "array", "items": ref("WebhookEndpoint")}},
         },
         "WebhookAttempt": _attempt(),
         "WebhookDelivery": {
@@ -262,11 +238,11 @@ def _schemas() -> dict[str, Any]:
                 **_delivery_properties(),
                 "attempt_log": {
                     "type": "array",
-                    "items": _schema("WebhookAttempt"),
+                    "items": ref("WebhookAttempt"),
                     "description": "The attempts, oldest first (the newest 50).",
                 },
                 "payload": {
-                    "oneOf": [_schema("WebhookPayload"), {"type": "null"}],
+                    "oneOf": [ref("WebhookPayload"), {"type": "null"}],
                     "description": "The body every attempt sends.",
                 },
             },
@@ -275,24 +251,24 @@ def _schemas() -> dict[str, Any]:
             "type": "object",
             "required": ["data", "next_cursor"],
             "properties": {
-                "data": {"type": "array", "items": _schema("WebhookDelivery")},
-                "next_cursor": _schema("NextCursor"),
+                "data": {"type": "array", "items": ref("WebhookDelivery")},
+                "next_cursor": ref("NextCursor"),
             },
         },
         "WebhookReplay": {
             "type": "object",
             "required": ["endpoint_id", "since", "until", "deliveries", "next_since"],
             "properties": {
-                "endpoint_id": _id("whep", "endpoint"),
-                "since": _timestamp("The start of the replayed time"),
-                "until": _timestamp("Its end"),
+                "endpoint_id": id_schema("whep", "endpoint"),
+                "since": timestamp("The start of the replayed time"),
+                "until": timestamp("Its end"),
                 "deliveries": {
                     "type": "integer",
                     "minimum": 0,
                     "description": "Events of that time that will be sent again.",
                 },
                 "next_since": {
-                    **_nullable("string", format="date-time"),
+                    **nullable("string", format="date-time"),
                     "description": f"Set when more than {REPLAY_MAX} events matched: replay "
                     "again from here.",
                 },
@@ -303,8 +279,8 @@ def _schemas() -> dict[str, Any]:
             "type": "object",
             "required": ["member_id", "channel", "period", "threshold", "included", "used"],
             "properties": {
-                "member_id": _id("mem", "member"),
-                "channel": _schema("Channel"),
+                "member_id": id_schema("mem", "member"),
+                "channel": ref("Channel"),
                 "period": {"type": "string", "examples": ["2026-03"]},
                 "threshold": {"type": "integer", "description": "Percent of `included`."},
                 "included": {"type": "integer"},
@@ -316,7 +292,7 @@ def _schemas() -> dict[str, Any]:
 
 # -- paths -------------------------------------------------------------------------------
 def _body(schema: str) -> dict[str, Any]:
-    return {"required": True, "content": {JSON: {"schema": _schema(schema)}}}
+    return {"required": True, "content": {JSON: {"schema": ref(schema)}}}
 
 
 def _path(what: str, name: str = "id") -> dict[str, Any]:
@@ -335,17 +311,17 @@ def _paths() -> dict[str, Any]:
     validation: Codes = {422: URL_CASES}
     return {
         "/v1/webhook-endpoints": {
-            "post": _operation(
+            "post": operation(
                 "createWebhookEndpoint",
                 "Create a webhook endpoint",
                 TAG,
                 {
-                    "201": _json_response(
+                    "201": json_response(
                         "Created; `secret` is shown only now.",
-                        _schema("WebhookEndpointWithSecret"),
-                        headers=_replayed(),
+                        ref("WebhookEndpointWithSecret"),
+                        headers=replayed(),
                     ),
-                    **_errors(
+                    **errors(
                         AUTH,
                         JSON_BODY,
                         IDEMPOTENCY,
@@ -368,37 +344,37 @@ def _paths() -> dict[str, Any]:
                 "POSTs (see `webhooks` in this document). URLs whose host resolves to a "
                 "private, loopback, link-local or metadata address are refused, now and at "
                 "every delivery.",
-                parameters=[_param("IdempotencyKey")],
+                parameters=[param("IdempotencyKey")],
                 request_body=_body("WebhookEndpointCreate"),
             ),
-            "get": _operation(
+            "get": operation(
                 "listWebhookEndpoints",
                 "List webhook endpoints",
                 TAG,
                 {
-                    "200": _json_response("Oldest first.", _schema("WebhookEndpointList")),
-                    **_errors(AUTH, TEAM_ONLY, INTERNAL),
+                    "200": json_response("Oldest first.", ref("WebhookEndpointList")),
+                    **errors(AUTH, TEAM_ONLY, INTERNAL),
                 },
             ),
         },
         "/v1/webhook-endpoints/{id}": {
             "parameters": endpoint,
-            "get": _operation(
+            "get": operation(
                 "getWebhookEndpoint",
                 "Get a webhook endpoint",
                 TAG,
                 {
-                    "200": _json_response("The endpoint.", _schema("WebhookEndpoint")),
-                    **_errors(AUTH, TEAM_ONLY, ENDPOINT_GONE, INTERNAL),
+                    "200": json_response("The endpoint.", ref("WebhookEndpoint")),
+                    **errors(AUTH, TEAM_ONLY, ENDPOINT_GONE, INTERNAL),
                 },
             ),
-            "patch": _operation(
+            "patch": operation(
                 "updateWebhookEndpoint",
                 "Change a webhook endpoint",
                 TAG,
                 {
-                    "200": _json_response("The endpoint as stored.", _schema("WebhookEndpoint")),
-                    **_errors(
+                    "200": json_response("The endpoint as stored.", ref("WebhookEndpoint")),
+                    **errors(
                         AUTH,
                         JSON_BODY,
                         TEAM_ONLY,
@@ -415,29 +391,29 @@ def _paths() -> dict[str, Any]:
                 "(replay what was missed).",
                 request_body=_body("WebhookEndpointUpdate"),
             ),
-            "delete": _operation(
+            "delete": operation(
                 "deleteWebhookEndpoint",
                 "Delete a webhook endpoint",
                 TAG,
                 {
                     "204": {"description": "Deleted, with its delivery log."},
-                    **_errors(AUTH, TEAM_ONLY, ENDPOINT_GONE, INTERNAL),
+                    **errors(AUTH, TEAM_ONLY, ENDPOINT_GONE, INTERNAL),
                 },
             ),
         },
         "/v1/webhook-endpoints/{id}/rotate-secret": {
             "parameters": endpoint,
-            "post": _operation(
+            "post": operation(
                 "rotateWebhookSecret",
                 "Rotate the signing secret",
                 TAG,
                 {
-                    "200": _json_response(
+                    "200": json_response(
                         "The new secret (shown only now).",
-                        _schema("WebhookEndpointWithSecret"),
-                        headers=_replayed(),
+                        ref("WebhookEndpointWithSecret"),
+                        headers=replayed(),
                     ),
-                    **_errors(
+                    **errors(
                         AUTH,
                         IDEMPOTENCY,
                         TEAM_ONLY,
@@ -452,18 +428,18 @@ def _paths() -> dict[str, Any]:
                 f"{int(ROTATION_OVERLAP.total_seconds() // 3600)} hours: meanwhile "
                 "`webhook-signature` carries two `v1,` signatures (new secret first). A "
                 "second rotation within that time drops the oldest secret.",
-                parameters=[_param("IdempotencyKey")],
+                parameters=[param("IdempotencyKey")],
             ),
         },
         "/v1/webhook-endpoints/{id}/deliveries": {
             "parameters": endpoint,
-            "get": _operation(
+            "get": operation(
                 "listWebhookDeliveries",
                 "List an endpoint's deliveries",
                 TAG,
                 {
-                    "200": _json_response("Newest event first.", _schema("WebhookDeliveryList")),
-                    **_errors(
+                    "200": json_response("Newest event first.", ref("WebhookDeliveryList")),
+                    **errors(
                         AUTH,
                         TEAM_ONLY,
                         ENDPOINT_GONE,
@@ -489,22 +465,22 @@ def _paths() -> dict[str, Any]:
                             "default": DEFAULT_LIMIT,
                         },
                     },
-                    _param("Cursor"),
+                    param("Cursor"),
                 ],
             ),
         },
         "/v1/webhook-endpoints/{id}/deliveries/{delivery_id}": {
             "parameters": delivery,
-            "get": _operation(
+            "get": operation(
                 "getWebhookDelivery",
                 "Get a delivery with its attempts",
                 TAG,
                 {
-                    "200": _json_response(
+                    "200": json_response(
                         "The delivery, every attempt, and the payload.",
-                        _schema("WebhookDeliveryDetail"),
+                        ref("WebhookDeliveryDetail"),
                     ),
-                    **_errors(
+                    **errors(
                         AUTH,
                         TEAM_ONLY,
                         {404: [Case("not_found", "no such endpoint or delivery")]},
@@ -515,17 +491,17 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/retry": {
             "parameters": delivery,
-            "post": _operation(
+            "post": operation(
                 "retryWebhookDelivery",
                 "Attempt a delivery again now",
                 TAG,
                 {
-                    "202": _json_response(
+                    "202": json_response(
                         "Due now (or already in flight).",
-                        _schema("WebhookDelivery"),
-                        headers=_replayed(),
+                        ref("WebhookDelivery"),
+                        headers=replayed(),
                     ),
-                    **_errors(
+                    **errors(
                         AUTH,
                         IDEMPOTENCY,
                         TEAM_ONLY,
@@ -548,20 +524,20 @@ def _paths() -> dict[str, Any]:
                 description="Same `webhook-id`. A succeeded or failed delivery starts a new "
                 "series of attempts (the retry schedule again), outside the conversation's "
                 "order; a pending one waiting for its next retry is due at once.",
-                parameters=[_param("IdempotencyKey")],
+                parameters=[param("IdempotencyKey")],
             ),
         },
         "/v1/webhook-endpoints/{id}/replay": {
             "parameters": endpoint,
-            "post": _operation(
+            "post": operation(
                 "replayWebhookEvents",
                 "Send an endpoint's events of a time span again",
                 TAG,
                 {
-                    "202": _json_response(
-                        "The events are due now.", _schema("WebhookReplay"), headers=_replayed()
+                    "202": json_response(
+                        "The events are due now.", ref("WebhookReplay"), headers=replayed()
                     ),
-                    **_errors(
+                    **errors(
                         AUTH,
                         IDEMPOTENCY,
                         TEAM_ONLY,
@@ -600,7 +576,7 @@ def _paths() -> dict[str, Any]:
                         "description": "Default: now.",
                         "schema": {"type": "string", "format": "date-time"},
                     },
-                    _param("IdempotencyKey"),
+                    param("IdempotencyKey"),
                 ],
             ),
         },
@@ -635,7 +611,7 @@ def _webhooks() -> dict[str, Any]:
             "schema": {"type": "string"},
         },
     ]
-    message = _schema("Message")
+    message = ref("Message")
     kinds: list[tuple[str, str, dict[str, Any]]] = [
         (MESSAGE_CREATED, "An outbound message was accepted.", message),
         (MESSAGE_RECEIVED, "An inbound message arrived.", message),
@@ -643,7 +619,7 @@ def _webhooks() -> dict[str, Any]:
         (
             QUOTA_THRESHOLD,
             "A member's usage passed a threshold (80 %, 100 %) of an included amount.",
-            _schema("QuotaThreshold"),
+            ref("QuotaThreshold"),
         ),
         *(
             (kind, "A forward of an inbound message was sent or failed.", {"type": "object"})

@@ -10,6 +10,9 @@ contributes each of its distinct values, sorted — what Twilio's own validators
 Twilio signs some URLs with the port and some without ("signature generation on the
 back end is inconsistent", say its libraries), so :func:`verify` tries the URL as given,
 without its port, and with the scheme's default port.
+
+Neither function raises on what a request can carry (any URL, Host header or form
+parameters): a URL that ``urlsplit`` refuses is tried only as given.
 """
 
 from __future__ import annotations
@@ -55,7 +58,10 @@ def compute(token: str, url: str, params: Params = ()) -> str:
 
 def url_variants(url: str) -> list[str]:
     """``url`` as given, without its port, and with the scheme's default port (no repeats)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "[" in the host (the Host header, without public_url): as given
+        return [url]
     host = parts.hostname or ""
     if ":" in host:  # an IPv6 literal keeps its brackets
         host = f"[{host}]"

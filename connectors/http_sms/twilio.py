@@ -21,7 +21,10 @@ Every webhook must carry a valid ``X-Twilio-Signature``, computed over the publi
 path the app sees differ from what the carrier requested. Only when ``public_url`` is
 empty is the URL of the request itself used. Missing or wrong signatures are answered
 ``403`` (as Twilio's documentation does) and nothing is stored; bodies other than
-``application/x-www-form-urlencoded`` are answered ``415``.
+``application/x-www-form-urlencoded`` are answered ``415``, larger than 64 KiB ``413``,
+forms that are not UTF-8 or have more than 500 fields ``400``. A ``NumSegments`` that no
+SMS can have (over 255) is counted from the text instead, and ``NumMedia`` is read no
+further than the form's fields go.
 
 A 2xx answer to a send whose body cannot be read is taken as accepted (the carrier said
 it created the message): retrying could send the SMS twice, failing it would refund a
@@ -76,6 +79,7 @@ from connectors.base import (
     register,
 )
 from connectors.http_sms import signature
+from gateway import jsoncodec
 from gateway.config import ConnectorConfig
 from gateway.errors import ConfigError
 from gateway.models import JobHandler
@@ -92,6 +96,7 @@ DEFAULT_AUTH_RETRY = 60.0
 # URLs); anything much larger is not a carrier talking.
 MAX_WEBHOOK_BYTES = 64 * 1024
 MAX_WEBHOOK_FIELDS = 500
+MAX_SEGMENTS = 255  # TS 23.040: the concatenation header counts parts in one octet
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 FORM = "application/x-www-form-urlencoded"
 _OPTIONS = frozenset(
@@ -262,9 +267,16 @@ def _int(value: Any, default: int | None = None) -> int | None:
     return number if number >= 0 else default
 
 
+def _segments(value: Any) -> int | None:
+    """A carrier's segment count, if it can be one: a concatenated SMS has at most 255
+    parts (and the stores hold 64-bit integers)."""
+    number = _int(value)
+    return number if number is not None and number <= MAX_SEGMENTS else None
+
+
 def _inbound_segments(given: str | None, body: str) -> int:
     """The carrier's NumSegments; counted from the text when it is missing or bad."""
-    number = _int(given)
+    number = _segments(given)
     if number:
         return number
     return sms_info(body).segments if body else 1
@@ -428,7 +440,7 @@ class TwilioConnector:
 
     def _accepted(self, response: httpx.Response, message: OutboundMessage) -> SendResult:
         try:
-            doc = response.json()
+            doc = jsoncodec.loads_external(response.content)
             sid = doc["sid"]
             if not isinstance(sid, str) or not sid:
                 raise TypeError("sid is not a string")
@@ -461,14 +473,14 @@ class TwilioConnector:
         meta: dict[str, Any] = {"carrier_status": status}
         if doc.get("messaging_service_sid"):
             meta["messaging_service_sid"] = doc["messaging_service_sid"]
-        return SendResult(sid, _int(doc.get("num_segments")), meta)
+        return SendResult(sid, _segments(doc.get("num_segments")), meta)
 
     def _error(self, response: httpx.Response) -> ConnectorError:
         """Map a non-2xx answer through the one error table."""
         code: str | None = None
         text = response.reason_phrase or "no reason given"
         try:
-            doc = response.json()
+            doc = jsoncodec.loads_external(response.content)
         except ValueError:
             if response.text.strip():
                 text = response.text.strip()[:300]
@@ -582,7 +594,8 @@ class TwilioConnector:
         if not sid or not sender or not recipient:
             return PlainTextResponse("MessageSid, From and To are required", status_code=400)
         media: list[dict[str, str]] = []
-        for i in range(_int(params.get("NumMedia"), 0) or 0):
+        # A form of MAX_WEBHOOK_FIELDS fields holds fewer media than that: never loop longer.
+        for i in range(min(_int(params.get("NumMedia"), 0) or 0, MAX_WEBHOOK_FIELDS)):
             url = params.get(f"MediaUrl{i}")
             if url:
                 kind = params.get(f"MediaContentType{i}") or "application/octet-stream"

@@ -3,6 +3,10 @@
 Outbound, :func:`gateway.units.split_sms` alone decides the encoding and the parts;
 this module only puts them into PDUs — by UDH (esm_class 0x40 and ``05 00 03 ref total
 seq``), by SAR TLVs, or as one ``message_payload``.
+
+Inbound, :func:`read_deliver` raises only ``ValueError`` (a UDH that overruns its
+short_message); concatenation information that cannot be valid (total 0, a part beyond
+the total, SAR TLVs wider than SMPP's) is ignored, and any data_coding decodes to text.
 """
 
 from __future__ import annotations
@@ -209,7 +213,9 @@ def read_deliver(pdu: P.Pdu, packed: bool) -> Received:
         ref = P.tlv_int(pdu, P.TAG_SAR_MSG_REF_NUM)
         total = P.tlv_int(pdu, P.TAG_SAR_TOTAL_SEGMENTS)
         seq = P.tlv_int(pdu, P.TAG_SAR_SEGMENT_SEQNUM)
-        if ref is not None and total and seq and 1 <= seq <= total:
+        # SMPP 3.4 §5.3.2.22-24: a 16-bit reference and one-octet counts. TLVs read wider
+        # than that are not concatenation (a total of 2**64 parts would be waited for).
+        if ref is not None and total and seq and 1 <= seq <= total <= 0xFF and ref <= 0xFFFF:
             concat = Concat(ref, total, seq)
     if concat is not None and concat.total == 1:
         concat = None

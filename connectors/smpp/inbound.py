@@ -3,7 +3,10 @@
 Every deliver_sm is queued and handled by a few worker tasks (so the store's group
 commit sees concurrent writes), and answered with deliver_sm_resp only after the gateway
 has stored what it carried: ``ESME_ROK``, or ``ESME_RX_T_APPN`` when the gateway failed,
-so that the SMSC delivers it again instead of it being lost.
+so that the SMSC delivers it again instead of it being lost. A deliver_sm that cannot be
+read (a broken UDH, a receipt without id or state) is acknowledged with ``ESME_ROK`` and
+logged: a redelivery would not make it readable, and asking for one forever would block
+the SMSC's queue.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ The text form (SMPP 3.4 Appendix B) is
 stat:DDDDDDD err:E text:…``; carriers vary the case, the date length (10 or 12 digits)
 and write ``err`` in decimal or hex. Message ids may be hex in one place and decimal in
 the other, so :func:`id_forms` gives every spelling an id may have been given in.
+
+Nothing here raises on what an SMSC sends: :func:`parse` answers None for a receipt it
+cannot read, and an id that is no plain number (``²``, thousands of digits) is compared
+only as written.
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ STAT_MAP: dict[str, tuple[str | None, str | None]] = {
     "ACCEPTED": (None, None),
     "ENROUTE": (None, None),
 }
+
+# submit_sm_resp ids have at most 64 octets: as hex read in decimal, at most 78 digits.
+# A longer "number" matches no id we filed (and int() refuses more than 4300 digits).
+MAX_NUMERIC_ID = 80
 
 _FIELD = re.compile(r"\b(id|sub|dlvrd|submit date|done date|stat|err)\s*:\s*(\S*)", re.IGNORECASE)
 _TEXT = re.compile(r"\btext\s*:", re.IGNORECASE)
@@ -160,11 +168,20 @@ def parse(pdu: Pdu, text: str) -> Receipt | None:
     )
 
 
+def numeric(raw: str) -> bool:
+    """Whether an id (stripped, lower case) is worth reading as a number: ASCII (``"²"``
+    is a digit to ``str.isdigit`` but not to ``int``) and at most :data:`MAX_NUMERIC_ID`
+    characters long."""
+    return len(raw) <= MAX_NUMERIC_ID and raw.isascii()
+
+
 def id_forms(message_id: str) -> list[str]:
     """Every spelling of an id: as given, and read as hex ↔ decimal (lower case, no
     leading zeros). The first entry is the id as given (lower case)."""
     raw = message_id.strip().lower()
     forms = [raw]
+    if not numeric(raw):
+        return forms
     if raw.isdigit():
         n = int(raw)
         forms += [str(n), f"{n:x}"]

@@ -4,6 +4,7 @@
 receipt may use (hex or decimal, any case, leading zeros) and holds receipts for ids
 whose ``send()`` has not returned yet, so the gateway knows the id before the receipt.
 :class:`IdStyle` carries what the matches taught over to ids no longer remembered.
+Ids are the SMSC's text: filing, looking up and translating them never raises.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
-from connectors.smpp.receipt import id_forms
+from connectors.smpp.receipt import id_forms, numeric
 
 _HEX = frozenset("0123456789abcdef")
 
@@ -21,6 +22,8 @@ def index_forms(message_id: str) -> list[str]:
     """The keys an id is filed under: as given (lower case) and without leading zeros."""
     raw = message_id.strip().lower()
     forms = [raw]
+    if not numeric(raw):
+        return forms
     if raw.isdigit():
         forms.append(str(int(raw)))
     if raw and _HEX.issuperset(raw):
@@ -63,9 +66,9 @@ class IdStyle:
         else:
             try:
                 n = int(r, self.bases[0])
-            except ValueError:
+                out = f"{n:x}" if self.bases[1] == 16 else str(n)
+            except ValueError:  # not a number in that base, or too long to write in decimal
                 return r
-            out = f"{n:x}" if self.bases[1] == 16 else str(n)
             out = out.zfill(self.width)
         return out.upper() if self.upper else out
 

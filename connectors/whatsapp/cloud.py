@@ -23,7 +23,9 @@ if given as well, must name only those.
 Webhook: configure ``{public_url}/hooks/{id}`` (with or without a trailing slash) as the
 callback URL in Meta's App Dashboard, with ``verify_token``, subscribed to ``messages``. ``GET``
 answers the verification challenge; ``POST`` must carry a valid ``X-Hub-Signature-256``
-(else ``401``, nothing stored); bodies over 3 MB get ``413``, unparsable JSON ``400``.
+(else ``401``, nothing stored); bodies over 3 MB get ``413``, unparsable JSON ``400`` (so
+does JSON the gateway could not store again: nested deeper than 64 levels, NaN, lone
+surrogates — :func:`gateway.jsoncodec.loads_external`).
 Everything else is answered ``200`` as soon as messages and statuses are handed to the
 gateway; inbound media is downloaded afterwards by a durable ``whatsapp_media`` job (see
 ``receive_media``): the message is stored, with its attachment, once the bytes are in.
@@ -58,7 +60,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -93,6 +94,7 @@ from connectors.whatsapp import errors, media, webhook
 from connectors.whatsapp.errors import GraphError, exception_for, parse_graph_error
 from connectors.whatsapp.throughput import DEFAULT_RATE, NumberLimiter, PairBackoff
 from connectors.whatsapp.webhook import MediaRef, ParsedInbound
+from gateway import jsoncodec
 from gateway.config import ConnectorConfig
 from gateway.errors import ConfigError
 from gateway.models import Job, JobHandler
@@ -276,7 +278,7 @@ def _template(spec: object) -> dict[str, Any]:
 
 def _json_or_none(response: httpx.Response) -> Any:
     try:
-        return response.json()
+        return jsoncodec.loads_external(response.content)
     except ValueError:
         return None
 
@@ -577,9 +579,10 @@ class WhatsAppCloudConnector:
             )
             return PlainTextResponse("invalid signature", status_code=401)
         try:
-            doc = json.loads(body)
+            doc = jsoncodec.loads_external(body)
         except ValueError as exc:
-            # Signed by Meta yet unreadable: say so (Meta retries) and keep a trace.
+            # Signed by Meta yet unreadable (or nested too deep to store): say so (Meta
+            # retries) and keep a trace.
             log.error("connector %s: signed webhook is not JSON (%s): %r", self.id, exc, body[:200])
             return PlainTextResponse("malformed JSON", status_code=400)
         parsed = webhook.parse(

@@ -32,7 +32,9 @@ code                   outcome      normalized code            note
 =====================  ===========  =========================  ==============================
 
 Without a code (a proxy's answer, a broken body): 5xx and 429 are retried, 401/403 are
-authentication errors, other 4xx are permanent. Network errors are retried.
+authentication errors, other 4xx are permanent. Network errors are retried. A code that is
+not a plain number (``"²"``, thousands of digits) counts as no code: reading Meta's errors
+never raises.
 """
 
 from __future__ import annotations
@@ -184,8 +186,12 @@ def _int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text[1:] if text.startswith("-") else text
+        # ASCII digits only ("²".isdigit() holds), and few enough for int() (4,300 at most)
+        if digits.isascii() and digits.isdigit() and len(digits) <= 18:
+            return int(text)
     return None
 
 

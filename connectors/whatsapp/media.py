@@ -22,7 +22,8 @@ Download (inbound media): ``GET {graph}/{media_id}`` with the Bearer token →
 The URL lives five minutes: a 404 fetches a fresh one (up to ``URL_ROUNDS`` times). The
 bytes must match the announced ``file_size`` and ``sha256`` (hex from the media endpoint,
 or base64 from the webhook when the endpoint gave none) — a mismatch is refused
-(``MediaRefused``), never stored.
+(``MediaRefused``), never stored. So is a media id or download URL that makes no URL
+(the token is never sent to it). ``download`` raises nothing but ``ConnectorError``s.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from connectors.base import (
     RetryableError,
 )
 from connectors.whatsapp.errors import NETWORK, TIMEOUT, exception_for, parse_graph_error
+from gateway import jsoncodec
 
 log = logging.getLogger("connectors.whatsapp.media")
 
@@ -150,7 +152,7 @@ def _bearer(token: str) -> dict[str, str]:
 
 def _json(response: httpx.Response) -> Any:
     try:
-        return response.json()
+        return jsoncodec.loads_external(response.content)
     except ValueError:
         return None
 
@@ -224,7 +226,11 @@ def digest_matches(expected: str, digest: bytes) -> bool:
 def _url_allowed(url: str, graph_url: str) -> bool:
     # The Bearer token goes with the download: only over https, or to the very host of a
     # plain-http Graph URL (a local simulator).
-    parts, graph = urlsplit(url), urlsplit(graph_url)
+    try:
+        httpx.URL(url)  # one httpx could not request is no URL to send a token to either
+        parts, graph = urlsplit(url), urlsplit(graph_url)
+    except (ValueError, httpx.InvalidURL):
+        return False
     if parts.scheme == "https":
         return True
     return parts.scheme == "http" and graph.scheme == "http" and parts.netloc == graph.netloc
@@ -245,6 +251,8 @@ async def download(
             meta_resp = await http.get(f"{graph_url}/{media_id}", headers=_bearer(token))
         except httpx.HTTPError as exc:
             raise transport_failure(exc) from exc
+        except httpx.InvalidURL:  # a control character in the webhook's media id
+            raise MediaRefused(f"media id {media_id!r} makes no URL") from None
         if meta_resp.status_code >= 300:
             raise graph_failure(meta_resp)
         info = _json(meta_resp)
@@ -253,8 +261,9 @@ async def download(
         url: str = info["url"]
         if not _url_allowed(url, graph_url):
             raise MediaRefused(f"media {media_id}: refusing to send the token to {url!r}")
-        size = info.get("file_size")
-        announced = int(size) if isinstance(size, int | str) and str(size).isdigit() else None
+        size = str(info.get("file_size"))
+        # ASCII digits only ("²".isdigit() holds), and few enough for int() (4,300 at most)
+        announced = int(size) if size.isascii() and size.isdigit() and len(size) < 19 else None
         if announced is not None and announced > max_bytes:
             raise MediaRefused(f"media {media_id} has {announced} bytes, over {max_bytes}")
         try:

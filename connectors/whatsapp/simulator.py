@@ -14,6 +14,7 @@ In-process (tests, ``gateway demo``)::
         await sim.inject_inbound(user, business, media=jpeg, mime_type="image/jpeg")
         sim.fail_next(131026)            # the next send is refused (synchronous error)
         sim.fail_async(131049)           # the next send is accepted, then a failed webhook
+        sim.fail_until(clock.now() + timedelta(seconds=60))  # every send: 500 for a minute
         sim.status_modes = {"duplicates", "out_of_order", "skip_delivered"}
         sim.batch_size = 10              # statuses per webhook POST
         await sim.flush()                # POST the pending status webhooks now
@@ -57,7 +58,8 @@ What it does like Meta:
   (at most ``MAX_REDELIVERIES`` times), as Meta retries;
 - programmed errors: ``fail_next(code)`` refuses the next send(s) synchronously (e.g.
   131047, 131026, 130429, 131056, 190), ``fail_async(code)`` accepts then reports
-  ``failed`` with ``errors[]``.
+  ``failed`` with ``errors[]``, ``fail_until(at)`` refuses every send until then (an
+  outage, on the simulator's clock).
 """
 
 from __future__ import annotations
@@ -304,6 +306,7 @@ class WhatsAppSimulator:
         self._faults: list[_Fault] = []
         self._raw_faults: list[tuple[int, bytes]] = []
         self._async_faults: list[_Fault] = []
+        self._outage: tuple[datetime, int] | None = None  # fail_until
         self._pending: list[_Pending] = []
         self._flush_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -381,6 +384,11 @@ class WhatsAppSimulator:
     def fail_next_http(self, status: int, body: bytes = b"<html>Bad Gateway</html>") -> None:
         """Answer the next send with a bare HTTP error and no Graph error (a proxy's)."""
         self._raw_faults.append((status, body))
+
+    def fail_until(self, until: datetime, code: int = 131000) -> None:
+        """An outage: refuse every send with Graph error ``code`` (131000 answers HTTP 500)
+        until the simulator's clock reaches ``until``."""
+        self._outage = (until, code)
 
     def fail_async(self, code: int, count: int = 1) -> None:
         """Accept the next ``count`` sends, then report them ``failed`` with ``code``."""
@@ -708,6 +716,8 @@ class WhatsAppSimulator:
         kind, code, details = self._check_message(pnid, body)
         if code is None and not wa:
             code, details = 100, f"'to' is not a phone number: {raw_to!r}"
+        if code is None and self._outage is not None and now < self._outage[0]:
+            code, details = self._outage[1], ""
         if code is None and self._faults:
             fault = self._faults[0]
             fault.remaining -= 1

@@ -14,8 +14,9 @@ Inbound messages, normalized:
 
 - ``from_``: the wa_id with a ``+`` (E.164); ``to``: the business number whose
   ``phone_number_id`` is ``metadata.phone_number_id`` (an unknown id skips the change);
-  ``received_at``: the message's unix ``timestamp`` (a string of seconds); ``channel``
-  ``whatsapp``; ``carrier_id``: the ``wamid``.
+  ``received_at``: the message's unix ``timestamp`` (a string of seconds; one that is
+  unreadable or more than an hour ahead of the gateway's clock gives the time of arrival
+  instead); ``channel`` ``whatsapp``; ``carrier_id``: the ``wamid``.
 - ``text``: the text body, a media caption, a button's or list row's title, or a readable
   form of locations, contacts, orders, reactions and unsupported messages.
 - ``attachments``: media (image, document, audio, video, sticker) as a reference (Meta's
@@ -44,7 +45,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connectors.base import InboundAttachment, InboundMessage, StatusReport
@@ -61,6 +62,10 @@ STATUS_MAP = {
 }
 SKIPPED_TYPES = frozenset({"system", "request_welcome"})
 _WA_ID = re.compile(r"[1-9]\d{1,14}")
+# Meta stamps an update when it happens: one stamped further ahead of our clock than this
+# is taken as unreadable (now is used). Near year 9999 it would also overflow the 24-hour
+# window computed from it, which broke every later read of the conversation.
+MAX_AHEAD = timedelta(hours=1)
 
 
 def sign(app_secret: str | bytes, body: bytes) -> str:
@@ -133,16 +138,18 @@ def e164(wa_id: object) -> str | None:
     return f"+{text}" if _WA_ID.fullmatch(text) else None
 
 
-def unix_time(value: object) -> datetime | None:
-    """A unix timestamp in seconds (Meta sends strings) as an aware UTC datetime."""
+def unix_time(value: object, now: datetime | None = None) -> datetime | None:
+    """A unix timestamp in seconds (Meta sends strings) as an aware UTC datetime; None when
+    unreadable or (given ``now``) more than :data:`MAX_AHEAD` in the future."""
     try:
         seconds = int(str(value))
     except (TypeError, ValueError):
         return None
     try:
-        return datetime.fromtimestamp(seconds, UTC)
+        at = datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError):
         return None
+    return None if now is not None and at > now + MAX_AHEAD else at
 
 
 def _dict(value: object) -> dict[str, Any]:
@@ -236,7 +243,7 @@ def _inbound(
     if sender is None:
         skipped.append(f"{wamid}: sender {msg.get('from')!r} is not a phone number")
         return None
-    received = unix_time(msg.get("timestamp"))
+    received = unix_time(msg.get("timestamp"), now)
     if received is None:
         skipped.append(f"{wamid}: unreadable timestamp {msg.get('timestamp')!r}; used now")
         received = now
@@ -296,7 +303,7 @@ def _status(
     if status is None:
         skipped.append(f"{wamid}: status {raw!r} is not tracked")
         return None
-    at = unix_time(st.get("timestamp")) or now
+    at = unix_time(st.get("timestamp"), now) or now
     error = normalized(parse_status_errors(st.get("errors"))) if status == "failed" else None
     return StatusReport(connector_id, wamid, status, at, error)
 

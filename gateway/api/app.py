@@ -24,6 +24,7 @@ from gateway.extensions import extensions
 from gateway.metrics import Metrics
 from gateway.process import worker
 from gateway.runtime import Runtime
+from gateway.store import UNAVAILABLE
 
 
 class MetricsMiddleware:
@@ -188,6 +189,7 @@ def create_app(rt: Runtime, *, workers: bool = True) -> Starlette:
         exception_handlers={
             GatewayError: problems.gateway_error,
             HTTPException: problems.http_error,
+            **dict.fromkeys(UNAVAILABLE, problems.store_unavailable),
             Exception: problems.internal_error,
         },
     )

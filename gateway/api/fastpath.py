@@ -4,10 +4,11 @@ Sends are most of the API's traffic, and for them Starlette's routing, its excep
 wrappers and its ``Request``/``Response`` objects cost about as much CPU as the send's own
 checks. This middleware answers exactly what ``v1.create_message`` answers (same status
 codes, headers and problem documents; ``tests/gateway/api/test_fastpath.py`` holds the
-two to each other) with a few plain calls. It sits inside ``MetricsMiddleware`` (which
-counts the send under ``create_message``) and Starlette's ``ServerErrorMiddleware`` (which
-still turns an unexpected exception into the 500 problem). Everything else, including a
-send with an ``Idempotency-Key``, goes down the regular route.
+two to each other) with a few plain calls: the body is decoded straight into a
+``SendRequest`` (validated in C, ``gateway.commands``). It sits inside
+``MetricsMiddleware`` (which counts the send under ``create_message``) and Starlette's
+``ServerErrorMiddleware`` (which still turns an unexpected exception into the 500 problem).
+Everything else, including a send with an ``Idempotency-Key``, goes down the regular route.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import jsoncodec, outbound
 from gateway.api import v1
-from gateway.api.problems import from_error
+from gateway.api.problems import from_error, unavailable
 from gateway.auth import KeyCache
+from gateway.commands import SendRequest, decoder
 from gateway.errors import GatewayError
 from gateway.runtime import Runtime
+from gateway.store import UNAVAILABLE
 
 PATH = "/v1/messages"
 _JSON = (b"content-type", b"application/json")
+_decode = decoder(SendRequest)  # the body straight into the command, validated in C
 
 
 class SendFastPath:
@@ -55,9 +59,12 @@ class SendFastPath:
         try:
             principal = await self.keys.resolve(authorization)
             raw = await _body(receive)
-            accepted = await outbound.submit(self.rt, principal, v1._parse(raw))
+            accepted = await outbound.submit(self.rt, principal, _decode(raw))
         except GatewayError as exc:
             await from_error(exc, PATH)(scope, receive, send)
+            return
+        except UNAVAILABLE as exc:
+            await unavailable(exc, PATH)(scope, receive, send)
             return
         body = jsoncodec.dumpb(accepted.view)
         # The messages Starlette's Response(body, 202, media_type=...) sends.

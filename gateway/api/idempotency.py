@@ -6,6 +6,15 @@ The key is claimed in the store before the work runs (so two concurrent requests
 key cannot both act), and the response is stored after it. Server errors (5xx) and 429 (a
 send limit: try again later) release the claim: they say nothing final about the
 request, and the client may try again with the same key.
+
+A *resumable* request (a send) reserves the id of what it creates with its claim
+(``reserved_id``) and creates it in one store step that refuses an id already stored. Its
+claim is never released, and a retry that finds it pending — the first request died
+after or before that step (a killed process, a store that went away with the answer in
+flight), or still runs — runs again under the same id instead of answering 409: it
+either creates the object or answers the one the first run created. Without that, the
+first request's message was stored but its key kept answering 409 until the claim
+expired, and then a retry stored (and charged) the message a second time.
 """
 
 from __future__ import annotations
@@ -20,10 +29,21 @@ from starlette.responses import Response
 from gateway.api.problems import problem
 from gateway.auth import Principal
 from gateway.extensions import Host
+from gateway.ids import new_id
 
 HEADER = "idempotency-key"
 CLAIM_TTL = timedelta(minutes=5)
+# A resumable claim lasts as long as a completed key is kept: a retry a day later still
+# resumes the first request rather than acting a second time.
+RESUMABLE_CLAIM_TTL = timedelta(hours=24)
 MAX_KEY = 255
+
+
+def reserved_id(request: Request) -> str | None:
+    """The id a resumable request creates (reserved with its Idempotency-Key), or None
+    (no key: the caller picks a fresh id)."""
+    ref: str | None = getattr(request.state, "idempotency_ref", None)
+    return ref
 
 
 async def idempotent(
@@ -32,8 +52,15 @@ async def idempotent(
     principal: Principal,
     body: bytes,
     run: Callable[[], Awaitable[Response]],
+    *,
+    resumable: str | None = None,
 ) -> Response:
-    """Run ``run`` at most once per (team, Idempotency-Key)."""
+    """Run ``run`` at most once per (team, Idempotency-Key).
+
+    ``resumable``: the id prefix (e.g. ``"msg"``) of what ``run`` creates under
+    ``reserved_id(request)`` in one store step that refuses an existing id (see the module
+    docstring).
+    """
     key = request.headers.get(HEADER)
     if key is None:
         return await run()
@@ -52,7 +79,9 @@ async def idempotent(
     fingerprint = digest.hexdigest()
     # Keys are per team; a member key shares its team's namespace.
     scope = principal.team_id
-    existing = await rt.store.idem_claim(scope, key, fingerprint, rt.clock.now(), CLAIM_TTL)
+    ref = new_id(resumable) if resumable else None
+    ttl = RESUMABLE_CLAIM_TTL if resumable else CLAIM_TTL
+    existing = await rt.store.idem_claim(scope, key, fingerprint, rt.clock.now(), ttl, ref)
     if existing is not None:
         if existing.fingerprint != fingerprint:
             return problem(
@@ -62,7 +91,9 @@ async def idempotent(
                 "this Idempotency-Key was used with a different request",
                 request.url.path,
             )
-        if existing.status_code is None:
+        if existing.status_code is None and resumable and existing.ref:
+            ref = existing.ref  # resume the first request: same id, created at most once
+        elif existing.status_code is None:
             return problem(
                 409,
                 "idempotency_in_progress",
@@ -70,19 +101,23 @@ async def idempotent(
                 "a request with this Idempotency-Key is still being processed",
                 request.url.path,
             )
-        return Response(
-            existing.body,
-            existing.status_code,
-            headers={"Idempotency-Replayed": "true"},
-            media_type=_media_type(existing.status_code),
-        )
+        else:
+            return Response(
+                existing.body,
+                existing.status_code,
+                headers={"Idempotency-Replayed": "true"},
+                media_type=_media_type(existing.status_code),
+            )
+    request.state.idempotency_ref = ref
     try:
         response = await run()
     except BaseException:
-        await rt.store.idem_release(scope, key)
+        if not resumable:  # a resumable claim stays: its retry resumes under the same id
+            await rt.store.idem_release(scope, key)
         raise
     if response.status_code >= 500 or response.status_code == 429:
-        await rt.store.idem_release(scope, key)
+        if not resumable:
+            await rt.store.idem_release(scope, key)
     else:
         await rt.store.idem_complete(
             scope, key, response.status_code, bytes(response.body).decode(), rt.clock.now()

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import jsoncodec
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, StoreUnavailable
 
 PROBLEM_TYPE = "application/problem+json"
 log = logging.getLogger("gateway.api")
@@ -42,7 +42,7 @@ def problem(
         body["instance"] = instance
     body.update(extra)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    if status == 429 and "retry_after" in extra:  # rate_limited: when to try again
+    if status in (429, 503) and "retry_after" in extra:  # when to try again
         headers = {"Retry-After": str(extra["retry_after"])}
     return Response(jsoncodec.dumpb(body), status, headers=headers, media_type=PROBLEM_TYPE)
 
@@ -63,6 +63,24 @@ async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
     return problem(exc.status_code, code, title, str(exc.detail), request.url.path)
+
+
+def unavailable(exc: BaseException, path: str | None = None) -> Response:
+    """503 for a store that cannot be reached right now (``gateway.store.UNAVAILABLE``):
+    logged in one line, without a traceback (an outage, not a bug), and the connection is
+    kept (a 500 from the server-error middleware closes it)."""
+    log.warning("store unavailable on %s: %s: %s", path, type(exc).__name__, exc)
+    error = StoreUnavailable(
+        "the gateway's store cannot be reached right now; nothing was done, try again "
+        "(a send with the same Idempotency-Key)",
+        retry_after=1,
+    )
+    return from_error(error, path)
+
+
+async def store_unavailable(request: Request, exc: Exception) -> Response:
+    """Exception handler for ``gateway.store.UNAVAILABLE``."""
+    return unavailable(exc, request.url.path)
 
 
 async def internal_error(request: Request, exc: Exception) -> Response:

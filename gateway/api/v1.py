@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -12,13 +11,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import forwarding, jsoncodec, outbound, policy, window
-from gateway.api.idempotency import idempotent
+from gateway import forwarding, outbound, policy, window
+from gateway.api.helpers import (
+    choice_param,
+    cursor_param,
+    json_response,
+    limit_param,
+    posted,
+    read_body,
+    team_principal,
+)
+from gateway.api.helpers import principal as caller
+from gateway.api.idempotency import idempotent, reserved_id
 from gateway.api.problems import from_error
 from gateway.auth import Principal
+from gateway.commands import SendRequest, decode, parse
 from gateway.errors import (
-    BadRequest,
-    Forbidden,
     GatewayError,
     NotFound,
     PayloadTooLarge,
@@ -31,98 +39,45 @@ from gateway.quota import check_period, period_of, quota_report
 from gateway.runtime import Runtime
 from gateway.store.base import MessageFilter
 
-MAX_LIMIT = 200
-DEFAULT_LIMIT = 50
 # Cursors are opaque to clients but checked here, so a mangled one is a 422, not a 500.
 _MESSAGE_CURSOR = re.compile(r"^[a-z]+_[0-9A-Z]{26}$")
 _CONVERSATION_CURSOR = re.compile(r"^\d{1,15}:[a-z]+_[0-9A-Z]{26}$")
 
 
 def _rt(request: Request) -> Runtime:
+    """The runtime the app serves, whole: the core's routes use the core's services with it
+    (extensions' routes see it as a ``Host``, ``gateway.api.helpers.runtime``)."""
     rt: Runtime = request.app.state.rt
     return rt
-
-
-async def _principal(request: Request) -> Principal:
-    principal: Principal = await request.app.state.keys.resolve(
-        request.headers.get("authorization")
-    )
-    return principal
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(jsoncodec.dumpb(data), status, media_type="application/json")
-
-
-def _limit(request: Request) -> int:
-    raw = request.query_params.get("limit", str(DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise ValidationError(f"'limit' must be an integer from 1 to {MAX_LIMIT}", field="limit")
-    return int(raw)
-
-
-def _cursor(request: Request, pattern: re.Pattern[str]) -> str | None:
-    value = request.query_params.get("cursor") or None
-    if value is not None and not pattern.match(value):
-        raise ValidationError("'cursor' is not a cursor this API returned", field="cursor")
-    return value
-
-
-def _choice(request: Request, name: str, allowed: set[str]) -> str | None:
-    value = request.query_params.get(name)
-    if value is not None and value not in allowed:
-        raise ValidationError(f"'{name}' must be one of {', '.join(sorted(allowed))}", field=name)
-    return value
-
-
-def _parse(raw: bytes) -> Any:
-    try:
-        return jsoncodec.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
-
-
-async def _posted(
-    request: Request, action: Callable[[Runtime, Principal, Any], Awaitable[Response]]
-) -> Response:
-    """A JSON POST: authenticated, parsed, idempotent; gateway errors become problems that
-    are stored with the key like any other answer."""
-    rt = _rt(request)
-    principal = await _principal(request)
-    raw = await request.body()
-
-    async def run() -> Response:
-        try:
-            return await action(rt, principal, _parse(raw))
-        except GatewayError as exc:
-            return from_error(exc, request.url.path)
-
-    return await idempotent(rt, request, principal, raw, run)
 
 
 # -- messages ----------------------------------------------------------------------------
 async def create_message(request: Request) -> Response:
     """POST /v1/messages: accept an outbound message (202)."""
 
-    async def action(rt: Runtime, principal: Principal, body: Any) -> Response:
-        accepted = await outbound.submit(rt, principal, body)
-        return _json(accepted.view, 202)
+    async def action(rt: Runtime, principal: Principal, raw: bytes) -> Response:
+        # With an Idempotency-Key the message's id is reserved with the key, so a retry
+        # after a crash answers the message the first attempt stored (never a second one).
+        command = decode(SendRequest, raw)
+        accepted = await outbound.submit(rt, principal, command, message_id=reserved_id(request))
+        return json_response(accepted.view, 202)
 
-    return await _posted(request, action)
+    return await posted(request, action, resumable="msg")
 
 
 async def preview_message(request: Request) -> Response:
     """POST /v1/messages/preview: encoding, segments and units without sending."""
 
-    async def action(rt: Runtime, principal: Principal, body: Any) -> Response:
-        return _json((await outbound.draft(rt, principal, body)).preview())
+    async def action(rt: Runtime, principal: Principal, raw: bytes) -> Response:
+        draft = await outbound.draft(rt, principal, decode(SendRequest, raw))
+        return json_response(draft.preview())
 
-    return await _posted(request, action)
+    return await posted(request, action)
 
 
 async def get_message(request: Request) -> Response:
     """GET /v1/messages/{id}."""
-    rt, principal = _rt(request), await _principal(request)
+    rt, principal = _rt(request), await caller(request)
     msg = await rt.store.get_message(request.path_params["id"])
     if msg is None or msg.team_id != principal.team_id or not principal.sees_member(msg.member_id):
         raise NotFound("message not found")
@@ -130,24 +85,25 @@ async def get_message(request: Request) -> Response:
     data["history"] = [
         {"status": h.status, "at": iso(h.at)} for h in await rt.store.status_history(msg.id)
     ]
-    return _json(data)
+    return json_response(data)
 
 
 async def list_messages(request: Request) -> Response:
     """GET /v1/messages: newest first, filtered, cursor-paged."""
-    rt, principal = _rt(request), await _principal(request)
+    rt, principal = _rt(request), await caller(request)
     q = request.query_params
     flt = MessageFilter(
         team_id=principal.team_id,
         member_id=principal.member_id,
         conversation_id=q.get("conversation_id") or None,
-        channel=_choice(request, "channel", {c.value for c in Channel}),
-        direction=_choice(request, "direction", {d.value for d in Direction}),
-        status=_choice(request, "status", {s.value for s in Status}),
+        channel=choice_param(request, "channel", sorted(c.value for c in Channel)),
+        direction=choice_param(request, "direction", sorted(d.value for d in Direction)),
+        status=choice_param(request, "status", sorted(s.value for s in Status)),
     )
-    cursor = _cursor(request, _MESSAGE_CURSOR)
-    page = await rt.store.list_messages(flt, cursor, _limit(request))
-    return _json({"data": [m.public() for m in page.items], "next_cursor": page.next_cursor})
+    cursor = cursor_param(request, _MESSAGE_CURSOR)
+    page = await rt.store.list_messages(flt, cursor, limit_param(request))
+    data = [m.public() for m in page.items]
+    return json_response({"data": data, "next_cursor": page.next_cursor})
 
 
 # -- conversations -----------------------------------------------------------------------
@@ -166,14 +122,14 @@ def conversation_view(conv: Conversation, now: datetime) -> dict[str, Any]:
 
 async def list_conversations(request: Request) -> Response:
     """GET /v1/conversations: latest activity first."""
-    rt, principal = _rt(request), await _principal(request)
+    rt, principal = _rt(request), await caller(request)
     page = await rt.store.list_conversations(
         principal.team_id,
         principal.member_id,
-        _cursor(request, _CONVERSATION_CURSOR),
-        _limit(request),
+        cursor_param(request, _CONVERSATION_CURSOR),
+        limit_param(request),
     )
-    return _json(
+    return json_response(
         {
             "data": [conversation_view(c, rt.clock.now()) for c in page.items],
             "next_cursor": page.next_cursor,
@@ -183,7 +139,7 @@ async def list_conversations(request: Request) -> Response:
 
 async def get_conversation(request: Request) -> Response:
     """GET /v1/conversations/{id}."""
-    rt, principal = _rt(request), await _principal(request)
+    rt, principal = _rt(request), await caller(request)
     conv = await rt.store.get_conversation(request.path_params["id"])
     if (
         conv is None
@@ -191,29 +147,16 @@ async def get_conversation(request: Request) -> Response:
         or not principal.sees_member(conv.member_id)
     ):
         raise NotFound("conversation not found")
-    return _json(conversation_view(conv, rt.clock.now()))
+    return json_response(conversation_view(conv, rt.clock.now()))
 
 
 # -- attachments -------------------------------------------------------------------------
-async def _bounded_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the upload is larger than the limit of {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the upload is larger than the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def upload_attachment(request: Request) -> Response:
     """POST /v1/attachments: multipart upload of one ``file`` → its id and digest."""
-    rt, principal = _rt(request), await _principal(request)
+    rt, principal = _rt(request), await caller(request)
     max_size = rt.settings.max_attachment_bytes
     # The multipart envelope adds a little; the file itself is checked exactly below.
-    raw = await _bounded_body(request, max_size + 64 * 1024)
+    raw = await read_body(request, max_size + 64 * 1024)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise UnsupportedMediaType("upload the file as multipart/form-data in a field named 'file'")
 
@@ -251,13 +194,13 @@ async def upload_attachment(request: Request) -> Response:
             rt.clock.now(),
         )
         await rt.store.put_attachment(att)
-        return _json(att.public(), 201)
+        return json_response(att.public(), 201)
 
     return await idempotent(rt, request, principal, raw, run)
 
 
 async def _attachment(request: Request) -> Attachment:
-    rt, principal = _rt(request), await _principal(request)
+    rt, principal = _rt(request), await caller(request)
     att = await rt.store.get_attachment(request.path_params["id"])
     if att is None or att.team_id != principal.team_id:
         raise NotFound("attachment not found")
@@ -266,7 +209,7 @@ async def _attachment(request: Request) -> Attachment:
 
 async def get_attachment(request: Request) -> Response:
     """GET /v1/attachments/{id}: the attachment's metadata."""
-    return _json((await _attachment(request)).public())
+    return json_response((await _attachment(request)).public())
 
 
 async def get_attachment_content(request: Request) -> Response:
@@ -282,14 +225,14 @@ async def get_attachment_content(request: Request) -> Response:
 # -- quota -------------------------------------------------------------------------------
 async def get_quota(request: Request) -> Response:
     """GET /v1/quota?period=YYYY-MM: per member and channel usage (default: this month)."""
-    rt, principal = _rt(request), await _principal(request)
+    rt, principal = _rt(request), await caller(request)
     period = request.query_params.get("period") or period_of(rt.clock.now(), rt.settings.tz)
     check_period(period)
     team = await rt.store.get_team(principal.team_id)
     if team is None:
         raise NotFound("team not found")
     members = [m for m in await rt.store.list_members(team.id) if principal.sees_member(m.id)]
-    return _json(await quota_report(rt.store, rt.settings.tariff, team, members, period))
+    return json_response(await quota_report(rt.store, rt.settings.tariff, team, members, period))
 
 
 # -- forwarding rules --------------------------------------------------------------------
@@ -298,16 +241,18 @@ FORWARDING_BODY_LIMIT = 64 * 1024
 
 async def get_forwarding(request: Request) -> Response:
     """GET /v1/members/{id}/forwarding: the member's forwarding rules."""
-    rt, principal = _rt(request), await _principal(request)
-    return _json(await forwarding.get_rules(rt, principal, request.path_params["id"]))
+    rt, principal = _rt(request), await caller(request)
+    return json_response(await forwarding.get_rules(rt, principal, request.path_params["id"]))
 
 
 async def put_forwarding(request: Request) -> Response:
     """PUT /v1/members/{id}/forwarding: replace the member's forwarding rules."""
-    rt, principal = _rt(request), await _principal(request)
-    body = _parse(await _bounded_body(request, FORWARDING_BODY_LIMIT))
+    rt, principal = _rt(request), await caller(request)
+    # Parsed now, checked once the member is known: a broken body is a 400 before a 404,
+    # an unknown member a 404 before a refused rule.
+    body = parse(await read_body(request, FORWARDING_BODY_LIMIT))
     rules = await forwarding.put_rules(rt, principal, request.path_params["id"], body)
-    return _json(rules)
+    return json_response(rules)
 
 
 # -- outbound policy ---------------------------------------------------------------------
@@ -323,21 +268,22 @@ async def _policy_team(rt: Runtime, principal: Principal) -> Team:
 
 async def get_policy(request: Request) -> Response:
     """GET /v1/policy: the team's effective outbound policy, and which fields it sets."""
-    rt, principal = _rt(request), await _principal(request)
+    rt, principal = _rt(request), await caller(request)
     team = await _policy_team(rt, principal)
-    return _json((await policy.book(rt).effective(team, rt.settings.policy)).view())
+    return json_response((await policy.book(rt).effective(team, rt.settings.policy)).view())
 
 
 async def put_policy(request: Request) -> Response:
     """PUT /v1/policy: replace the team's override of the outbound policy (team keys)."""
-    rt, principal = _rt(request), await _principal(request)
-    if principal.member_id is not None:
-        raise Forbidden("only a team key may change the team's outbound policy")
+    rt = _rt(request)
+    principal = await team_principal(
+        request, "only a team key may change the team's outbound policy"
+    )
     team = await _policy_team(rt, principal)
-    body = _parse(await _bounded_body(request, POLICY_BODY_LIMIT))
+    body = parse(await read_body(request, POLICY_BODY_LIMIT))
     book = policy.book(rt)
     effective = await book.replace(team, body, rt.settings.policy, rt.clock.now())
-    return _json(effective.view())
+    return json_response(effective.view())
 
 
 # -- end outbound policy -----------------------------------------------------------------

@@ -2,25 +2,33 @@
 segments, units, the characters that force UCS-2, the quota left) and sending.
 
 Every send goes through ``send`` → ``outbound.submit(rt, principal, request)``: the one
-outbound path of the gateway, with the member as the principal. ``request`` is built by
-``send_request`` in one place, in the shape the API takes.
+outbound path of the gateway, with the member as the principal. ``request`` is the typed
+command ``SendRequest``, built by ``send_request`` in one place: the composer's form (or a
+failed message's fields, for a retry) checked as the API checks a body
+(``commands.convert``), so that a refusal reads as the API's. The live preview asks
+``outbound.draft`` with the same command.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from gateway import outbound
 from gateway.auth import Principal
+from gateway.commands import FaxCover, SendRequest, convert
 from gateway.errors import GatewayError, WindowClosed
-from gateway.models import Channel, Conversation, addon_allows
+from gateway.models import Channel, Conversation, Message, addon_allows
 from gateway.portal.accounts import Viewer
 from gateway.portal.settings import TemplateOffer
 from gateway.portal.views import WindowView, window_of
 from gateway.portal.web import Portal
 from gateway.quota import period_of
 from gateway.units import GSM7_BASIC, GSM7_EXTENSION, sms_info
+from gateway.window import template_of
 
 PORTAL_KEY = "portal"  # the principal's key id: sends made in the portal
 
@@ -55,20 +63,42 @@ def send_request(
     to: str,
     text: str | None = None,
     attachments: list[str] | None = None,
-    template: TemplateOffer | None = None,
-) -> dict[str, Any]:
-    """The outbound request of a portal send."""
+    template: TemplateOffer | Mapping[str, Any] | None = None,
+    fallback: str | None = None,
+) -> SendRequest:
+    """The typed command of a portal send: an offered template, or a stored message's
+    (``{name, language: {code}, components}``); refused as the API refuses a body."""
     body: dict[str, Any] = {"channel": channel, "from": sender, "to": to}
+    if fallback is not None:
+        body["fallback"] = fallback
     if text:
         body["text"] = text
     if attachments:
         body["attachments"] = list(attachments)
-    if template is not None:
+    if isinstance(template, TemplateOffer):
         body["template"] = {"name": template.name, "language": template.language}
-    return body
+    elif template is not None:
+        body["template"] = dict(template)
+    return convert(SendRequest, body)
 
 
-async def send(portal: Portal, viewer: Viewer, request: dict[str, Any]) -> outbound.Accepted:
+def retry_request(msg: Message) -> SendRequest:
+    """The command that sends a failed message again as it was asked for: its channel,
+    numbers, text, files, WhatsApp template and SMS fallback, and a fax's cover page."""
+    fallback = msg.fallback if msg.channel == Channel.WHATSAPP else None
+    command = send_request(
+        msg.channel, msg.from_, msg.to, msg.text, msg.attachments, template_of(msg.meta), fallback
+    )
+    section = msg.meta.get(outbound.COVER_META)
+    cover = section.get("cover") if isinstance(section, dict) else None
+    if isinstance(cover, dict):
+        # Only callers inside the process may ask for a cover page (the API refuses the
+        # field), so it is added to the checked command rather than to the form's dict.
+        command = msgspec.structs.replace(command, cover=convert(FaxCover, cover))
+    return command
+
+
+async def send(portal: Portal, viewer: Viewer, request: SendRequest) -> outbound.Accepted:
     """Submit a portal send through the gateway's one outbound path."""
     return await outbound.submit(portal.rt, principal_of(viewer), request)
 

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from gateway.errors import ConfigError
 from gateway.store.base import Store
+
+# What a backend raises when its server cannot be reached right now (refused, reset, timed
+# out, still loading its data after a restart): an outage to wait out, not a bug. The API
+# answers it with 503 store_unavailable; a worker that already did its carrier's part
+# keeps trying to record it.
+UNAVAILABLE: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
 
 
 def make_store(url: str) -> Store:

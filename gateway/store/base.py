@@ -56,6 +56,17 @@ class IdemRecord:
     fingerprint: str
     status_code: int | None  # None while the first request is still being processed
     body: str | None
+    # What the first request reserved when it claimed the key (e.g. the id of the message
+    # it creates): kept while the claim is pending, so a retry can resume that request.
+    ref: str | None = None
+
+
+class MessageExists(Exception):
+    """``submit_outbound`` was given the id of a message that is already stored."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(f"message {message_id} is already stored")
+        self.message_id = message_id
 
 
 @dataclass(slots=True, frozen=True)
@@ -275,13 +286,16 @@ class Store(Protocol):
     ) -> list[Event]:
         """Atomically: book ``charge``, insert ``message``, enqueue ``job``, append events.
 
-        ``limits`` are checked first (see ``Limit``): if one is full at
-        ``message.created_at``, raise ``limit.refusal(...)`` (``RateLimited``) and write
-        nothing; a send refused for any reason takes no slot, an accepted one takes one
-        slot of every limit. Then the charge: if the team's overage cost in
-        ``charge.period`` (sum over members and channels of units above ``included`` x
-        price) would pass ``charge.credit_limit_micros``, raise ``CreditLimitExceeded``
-        and write nothing.
+        A message with ``message.id`` already stored (the caller chose the id to make a
+        send safe to repeat: an idempotent request resumed after a crash, a forward job run
+        again) raises ``MessageExists`` before anything else is checked, and nothing is
+        written: no second charge, no second job. Then ``limits`` are checked (see
+        ``Limit``): if one is full at ``message.created_at``, raise ``limit.refusal(...)``
+        (``RateLimited``) and write nothing; a send refused for any reason takes no slot,
+        an accepted one takes one slot of every limit. Then the charge: if the team's
+        overage cost in ``charge.period`` (sum over members and channels of units above
+        ``included`` x price) would pass ``charge.credit_limit_micros``, raise
+        ``CreditLimitExceeded`` and write nothing.
         On success ``message.charged_period`` is set to ``charge.period``, the
         conversation's ``last_message_at`` becomes ``message.created_at``, and a
         ``quota.threshold`` event is appended for each of ``charge.thresholds`` (percent
@@ -490,11 +504,19 @@ class Store(Protocol):
 
     # -- idempotency -----------------------------------------------------------------
     async def idem_claim(
-        self, scope: str, key: str, fingerprint: str, now: datetime, ttl: timedelta
+        self,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        now: datetime,
+        ttl: timedelta,
+        ref: str | None = None,
     ) -> IdemRecord | None:
         """Claim ``key`` in ``scope``: None if this caller now holds it, else the record.
 
-        A claim that was never completed expires after ``ttl`` and can be claimed again.
+        ``ref`` is kept with the claim and returned (``IdemRecord.ref``) to whoever finds
+        it pending. A claim that was never completed expires after ``ttl`` and can be
+        claimed again.
         """
         ...
 

@@ -23,7 +23,7 @@ model's ``to_dict()``. With P = the prefix:
                                                          member = "{seq} {doc without seq}"
                                       (every append PUBLISHes its last seq on the channel
                                       P:events:seq: the log's readers need not poll)
-    P:idem:{scope}:{key}              hash fp, code, body, exp (ms, compared with ``now``)
+    P:idem:{scope}:{key}              hash fp, code, body, exp (ms, compared with ``now``), ref
     P:rate:{limit key}                zset of accepted sends: message id, score = created ms
 
 Extensions keep their keys beside these through the store's ``RedisBackend``
@@ -70,6 +70,7 @@ from gateway.store import rules
 from gateway.store.base import (
     IdemRecord,
     Limit,
+    MessageExists,
     MessageFilter,
     Page,
     Reroute,
@@ -419,8 +420,11 @@ class RedisStore(RedisJobs):
             args += [limit.cap, limit.window_ms]
         reply = await self._run_batched("submit_outbound", keys, args)
         # "1|crossed thresholds|event seqs|used after", or "0|overage|cost" when refused,
-        # or "L|limit number|ms until it frees" when a limit is full.
+        # or "L|limit number|ms until it frees" when a limit is full, or "D" when the
+        # message id is already stored.
         fields = _text(reply).split("|")
+        if fields[0] == "D":
+            raise MessageExists(message.id)
         if fields[0] == "L":
             raise limits[int(fields[1]) - 1].refusal(int(fields[2]))
         if fields[0] == "0":  # refused before the script wrote anything
@@ -718,15 +722,23 @@ class RedisStore(RedisJobs):
 
     # -- idempotency -----------------------------------------------------------------
     async def idem_claim(
-        self, scope: str, key: str, fingerprint: str, now: datetime, ttl: timedelta
+        self,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        now: datetime,
+        ttl: timedelta,
+        ref: str | None = None,
     ) -> IdemRecord | None:
-        """Claim an idempotency key, or return the record that holds it."""
+        """Claim an idempotency key (with ``ref``), or return the record that holds it."""
         args: list[str | int] = [to_ms(now), fingerprint, to_ms(now + ttl), _gc_ms(ttl)]
-        rec = await self._run("idem_claim", [self._k("idem", scope, key)], args)
+        rec = await self._run("idem_claim", [self._k("idem", scope, key)], [*args, ref or ""])
         if rec is None:
             return None
-        fp, code, body = rec
-        return IdemRecord(fp, int(code), body) if code != "" else IdemRecord(fp, None, None)
+        fp, code, body, held = rec
+        if code != "":
+            return IdemRecord(fp, int(code), body)
+        return IdemRecord(fp, None, None, held or None)
 
     async def idem_complete(
         self, scope: str, key: str, status_code: int, body: str, now: datetime

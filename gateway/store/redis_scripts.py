@@ -109,6 +109,8 @@ return ARGV[1]
     # (KEYS 13…, one sliding log each): cap, window ms.
     "submit_outbound": LUA_LIB
     + """
+-- A message id that is already stored: a repeated send (see Store.submit_outbound).
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'D' end
 local conv = nil  -- an outbound send moves only the activity score (see put_message)
 local n, charged, before, after = tonumber(ARGV[16]), ARGV[11] ~= '', 0, 0
 -- Send limits first: a full one refuses before anything is written (dropping expired
@@ -278,14 +280,14 @@ return out
 """,
     # KEYS: seq, log; ARGV: event docs
     "append_events": LUA_LIB + "return append_events(KEYS[1], KEYS[2], ARGV)\n",
-    # KEYS: record; ARGV: now ms, fingerprint, expires ms, gc ms
+    # KEYS: record; ARGV: now ms, fingerprint, expires ms, gc ms, ref ('' = none)
     "idem_claim": """
-local rec = redis.call('HMGET', KEYS[1], 'fp', 'code', 'body', 'exp')
+local rec = redis.call('HMGET', KEYS[1], 'fp', 'code', 'body', 'exp', 'ref')
 if rec[1] and tonumber(rec[4]) > tonumber(ARGV[1]) then
-  return {rec[1], rec[2] or '', rec[3] or ''}
+  return {rec[1], rec[2] or '', rec[3] or '', rec[5] or ''}
 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'fp', ARGV[2], 'exp', ARGV[3])
+redis.call('HSET', KEYS[1], 'fp', ARGV[2], 'exp', ARGV[3], 'ref', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return false
 """,

@@ -114,6 +114,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (run_ms) WHERE state = 'ready';
 CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (lease_ms) WHERE state = 'leased';
 CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, doc TEXT NOT NULL);
+-- While a claim is pending (status_code NULL), body holds its ref (IdemRecord.ref).
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, status_code INTEGER,
     body TEXT, expires_ms INTEGER NOT NULL, PRIMARY KEY (scope, key)) WITHOUT ROWID;
@@ -817,9 +818,15 @@ class SqliteStore(SqliteJobs):
 
     # -- idempotency -----------------------------------------------------------------
     async def idem_claim(
-        self, scope: str, key: str, fingerprint: str, now: datetime, ttl: timedelta
+        self,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        now: datetime,
+        ttl: timedelta,
+        ref: str | None = None,
     ) -> IdemRecord | None:
-        """Claim an idempotency key, or return the record that holds it."""
+        """Claim an idempotency key (with ``ref``), or return the record that holds it."""
 
         def work(db: sqlite3.Connection) -> IdemRecord | None:
             row = db.execute(
@@ -828,10 +835,12 @@ class SqliteStore(SqliteJobs):
                 (scope, key),
             ).fetchone()
             if row and row[3] > to_ms(now):
+                if row[1] is None:  # pending: body is the claim's ref
+                    return IdemRecord(row[0], None, None, row[2])
                 return IdemRecord(row[0], row[1], row[2])
             db.execute(
-                "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, NULL, NULL, ?)",
-                (scope, key, fingerprint, to_ms(now + ttl)),
+                "INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, NULL, ?, ?)",
+                (scope, key, fingerprint, ref, to_ms(now + ttl)),
             )
             return None
 

@@ -14,7 +14,12 @@ from typing import Any
 from gateway import jsoncodec
 from gateway.errors import CreditLimitExceeded
 from gateway.models import Charge, Event, Job, Message, to_ms
-from gateway.store.base import Limit, crossed_thresholds, ledger_overage_micros
+from gateway.store.base import (
+    Limit,
+    MessageExists,
+    crossed_thresholds,
+    ledger_overage_micros,
+)
 from gateway.store.rules import event_doc, threshold_event
 from gateway.store.sqlite_rates import RateLog
 
@@ -50,7 +55,11 @@ def submit_batch(db: sqlite3.Connection, sends: list[Send]) -> list[object]:
     outcomes: list[object] = []
     accepted: list[Send] = []
     rates = RateLog(db, (limit for send in sends for limit in send.limits))
+    stored = _stored_ids(db, [send.message.id for send in sends])
     for send in sends:
+        if send.message.id in stored:  # a repeated send: see Store.submit_outbound
+            outcomes.append(MessageExists(send.message.id))
+            continue
         if send.limits:  # checked first; a slot is taken only once the charge passed
             now_ms = to_ms(send.message.created_at)
             refused = rates.refusal(send.limits, now_ms)
@@ -98,6 +107,7 @@ def submit_batch(db: sqlite3.Connection, sends: list[Send]) -> list[object]:
                 send.events.append(threshold_event(charge, pct, after, send.message.created_at))
         if send.limits:
             rates.take(send.limits, now_ms, send.message.id)
+        stored.add(send.message.id)  # the same id again in this batch is a repeat too
         accepted.append(send)
         outcomes.append(send.events)
     rates.flush()
@@ -140,6 +150,18 @@ def submit_batch(db: sqlite3.Connection, sends: list[Send]) -> list[object]:
         [(at, cid) for cid, at in latest.items()],
     )
     return outcomes
+
+
+def _stored_ids(db: sqlite3.Connection, ids: list[str]) -> set[str]:
+    """Which of ``ids`` are stored messages (one primary-key probe per id, one statement
+    per few hundred)."""
+    found: set[str] = set()
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = db.execute(f"SELECT id FROM messages WHERE id IN ({marks})", chunk)
+        found.update(row[0] for row in rows)
+    return found
 
 
 def message_row(m: Message) -> tuple[object, ...]:

@@ -196,3 +196,16 @@ def test_a_page_with_a_rotate_entry_is_upright(sandbox: Sandbox) -> None:
     upright = np.asarray(frames(plain.tiff)[0].convert("L")) < 128
     assert abs(int(turned.sum()) - int(upright.sum())) < 0.02 * upright.sum()
     assert (turned & upright).sum() > 0.9 * upright.sum()
+
+
+@pytest.mark.slow
+def test_one_and_two_threads_give_the_same_fax(sandbox: Sandbox) -> None:
+    """Nine pages, each with its own number: byte-identical, so complete and in order."""
+    data = samples.pdf(9)
+    one = render.render_document(data, "application/pdf", sandbox=sandbox,
+                                 limits=render.Limits(threads=1))  # fmt: skip
+    two = render.render_document(data, "application/pdf", sandbox=sandbox,
+                                 limits=render.Limits(threads=2))  # fmt: skip
+    auto = render.render_document(data, "application/pdf", sandbox=sandbox)
+    assert two.pages == 9 and two.tiff == one.tiff == auto.tiff
+    assert one.cpu_seconds > 0 and two.cpu_seconds > 0

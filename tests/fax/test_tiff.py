@@ -72,3 +72,23 @@ def test_assemble_refuses_wrong_widths() -> None:
         tiff.encode([np.ones((10, 1700), np.bool_)], FINE)
     with pytest.raises(ValueError):
         tiff.assemble([], FINE)
+
+
+@pytest.mark.parametrize("res", [FINE, STANDARD])
+def test_pages_read_from_the_ifds_as_pillow_reads_them(res: object) -> None:
+    data = tiff.encode([np.ones((40, 1728), np.bool_), np.zeros((7, 1728), np.bool_)],
+                       res)  # type: ignore[arg-type]  # fmt: skip
+    fast = tiff.pages(data)
+    with Image.open(io.BytesIO(data)) as tif:
+        slow = []
+        for n in range(tif.n_frames):
+            tif.seek(n)
+            xdpi, ydpi = tif.info["dpi"]
+            slow.append(tiff.PageInfo(tif.width, tif.height, float(xdpi), float(ydpi)))
+    assert fast == slow and [p.height for p in fast] == [40, 7]
+    # A TIFF that is not ours (big-endian, written by Pillow) is read too.
+    buf = io.BytesIO()
+    Image.new("1", (1728, 5), 1).save(buf, "TIFF", compression="group4", dpi=(204, 196))
+    assert tiff.pages(buf.getvalue()) == [tiff.PageInfo(1728, 5, 204.0, 196.0)]
+    with pytest.raises(OSError):
+        tiff.pages(b"II*\0" + b"\0" * 4)  # no page

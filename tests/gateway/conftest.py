@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -131,3 +133,18 @@ async def open_whatsapp_window(
     stored = await Inbound(rt).inbound(msg)
     assert stored is not None
     return stored
+
+
+def record_retries(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float, bool]]:
+    """Every durable retry a job is given: (job id, seconds until it runs again, refund)."""
+    real = rt.store.retry_job
+    seen: list[tuple[str, float, bool]] = []
+
+    async def retry_job(
+        job_id: str, token: str, run_at: datetime, error: str, refund: bool = False
+    ) -> Any:
+        seen.append((job_id, (run_at - rt.clock.now()).total_seconds(), refund))
+        return await real(job_id, token, run_at, error, refund)
+
+    monkeypatch.setattr(rt.store, "retry_job", retry_job)
+    return seen

@@ -16,6 +16,7 @@ import pytest
 from connectors.base import AuthError, Health, NotReadyError
 from gateway.auth import Principal
 from gateway.clock import FrozenClock
+from gateway.commands import SendRequest, convert
 from gateway.config import parse_settings
 from gateway.dispatch import AUTH_RETRY, unhealthy_delay
 from gateway.outbound import submit
@@ -85,7 +86,7 @@ async def test_a_connector_still_starting_is_tried_again_soon(
     try:
         seed = await seed_directory(rt, clock)
         body = {"channel": "sms", "from": MOBILE_A, "to": CONTACT, "text": "early"}
-        await submit(rt, Principal(seed.team.id, None, "test"), body)
+        await submit(rt, Principal(seed.team.id, None, "test"), convert(SendRequest, body))
         assert await worker(rt).run_once()  # before the connector ever started
         assert await due_in(rt, clock) == timedelta(seconds=START_RETRY_MIN)
     finally:

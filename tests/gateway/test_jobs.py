@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from gateway import jobs
 from gateway.clock import FrozenClock
 from gateway.ids import new_id
 from gateway.models import Job
@@ -182,3 +185,55 @@ async def test_a_due_retry_is_found_by_the_poll(
     await until(lambda: probe.ran == [job.id])
     stop.set()
     await asyncio.wait_for(task, TIMEOUT)
+
+
+async def test_a_store_that_is_down_is_tried_with_a_backoff_and_one_traceback(
+    rt: Runtime,
+    probe: Probe,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """While leasing fails (the store is down) the leaser waits longer after each failure
+    in a row, to a cap, instead of trying every poll interval with a traceback each time;
+    once the store is back it leases at once and runs what is due."""
+    rt.settings = dataclasses.replace(rt.settings, poll_interval=0.01)
+    waits: list[float] = []
+
+    class Recorded(jobs.Failing):
+        """Without jitter and with a short cap (the test takes a fraction of a second)."""
+
+        def __init__(self, what: str, first: float, log: logging.Logger) -> None:
+            super().__init__(what, first, log, cap=0.05, rand=lambda: 0.0)
+
+        def failed(self, exc: BaseException) -> float:
+            waits.append(super().failed(exc))
+            return waits[-1]
+
+    monkeypatch.setattr(jobs, "Failing", Recorded)
+    real, calls = rt.store.lease_jobs, 0
+
+    async def down_at_first(*args: Any, **kwargs: Any) -> list[Job]:
+        nonlocal calls
+        calls += 1
+        if calls <= 7:
+            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(rt.store, "lease_jobs", down_at_first)
+    probe.release.set()
+    [job_id] = await enqueue(rt, clock.now(), 1)
+    stop = asyncio.Event()
+    with caplog.at_level(logging.INFO, logger="gateway.jobs"):
+        task = asyncio.create_task(worker(rt, extra={KIND: probe}).run(stop))
+        await until(lambda: probe.ran == [job_id])
+        stop.set()
+        await asyncio.wait_for(task, TIMEOUT)
+    assert waits == [0.01, 0.02, 0.04, 0.05, 0.05, 0.05, 0.05]
+    leasing = [r for r in caplog.records if "leasing jobs" in r.getMessage()]
+    assert [r.levelno for r in leasing] == [logging.ERROR] + [logging.WARNING] * 6 + [
+        logging.INFO
+    ]
+    assert leasing[0].exc_info and not any(r.exc_info for r in leasing[1:])
+    assert "works again after 7 failures" in leasing[-1].getMessage()
+    assert await rt.store.job_counts() == {"ready": 0, "leased": 0, "dead": 0}

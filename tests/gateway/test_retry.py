@@ -4,11 +4,18 @@ retries (the schedule declared, the sleep injected and recorded)."""
 from __future__ import annotations
 
 import email.utils
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.retry import backoff, in_process, retry_after_seconds
+from gateway.retry import (
+    FAILING_WAIT_MAX,
+    Failing,
+    backoff,
+    in_process,
+    retry_after_seconds,
+)
 
 pytestmark = pytest.mark.anyio
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
@@ -153,3 +160,56 @@ async def test_in_process_without_a_limit_goes_on_until_it_succeeds() -> None:
     )
     assert await retrying(call) == 10
     assert slept == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+
+
+async def test_in_process_gives_up_when_told_before_a_wait() -> None:
+    """``give_up`` sees each wait before it starts (e.g. would it outlast a lease?) and
+    stops the tries there, with the last error."""
+    slept: list[float] = []
+    asked: list[float] = []
+    budget = 3.5  # seconds the caller may still spend
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def always() -> None:
+        raise Flaky()
+
+    def give_up(seconds: float) -> bool:
+        asked.append(seconds)
+        return sum(slept) + seconds > budget
+
+    retrying = in_process(
+        attempts=None,
+        base=1.0,
+        cap=10.0,
+        retry_on=lambda exc: isinstance(exc, Flaky),
+        give_up=give_up,
+        jitter=0.0,
+        sleep=sleep,
+    )
+    with pytest.raises(Flaky):
+        await retrying(always)
+    assert asked == [1.0, 2.0, 4.0] and slept == [1.0, 2.0]
+
+
+def test_failing_backs_off_to_its_cap_and_logs_one_traceback_per_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = logging.getLogger("gateway.test")
+    failing = Failing("fan-out", 0.02, log, rand=lambda: 0.0)
+    with caplog.at_level(logging.INFO, logger="gateway.test"):
+        waits = [failing.failed(ConnectionError("refused")) for _ in range(10)]
+        failing.ok()
+        again = failing.failed(ConnectionError("refused"))
+    assert waits == [min(0.02 * 2**n, FAILING_WAIT_MAX) for n in range(10)]
+    assert waits[-1] == FAILING_WAIT_MAX == 2.0
+    assert again == 0.02
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 2  # the first failure of each run, not every one
+    one_line = [r.getMessage() for r in caplog.records if not r.exc_info]
+    assert sum("failed again" in m for m in one_line) == 9
+    assert any("works again after 10 failures" in m for m in one_line)
+    # The jitter only shortens a wait: a loop never waits past the cap.
+    jittered = Failing("fan-out", 0.02, log, rand=lambda: 0.999)
+    assert all(0 < jittered.failed(ConnectionError("refused")) <= 2.0 for _ in range(12))

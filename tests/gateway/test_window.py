@@ -9,6 +9,7 @@ import pytest
 
 from gateway import window
 from gateway.clock import FrozenClock
+from gateway.commands import SendRequest, WhatsAppTemplate, convert
 from gateway.errors import ValidationError
 from gateway.models import Channel, Conversation
 from gateway.runtime import Runtime
@@ -65,12 +66,19 @@ def test_closed_error_names_the_sms_fallback(clock: FrozenClock) -> None:
     assert "fallback" not in no_sms.extra and "no connector serves sms" in no_sms.detail
 
 
+def _template(value: object) -> WhatsAppTemplate:
+    return convert(WhatsAppTemplate, value)
+
+
 def test_parse_template_normalizes_to_metas_shape() -> None:
-    got = window.parse_template({"name": "order_update", "language": "de"}, Channel.WHATSAPP)
+    got = window.parse_template(
+        _template({"name": "order_update", "language": "de"}), Channel.WHATSAPP
+    )
     assert got == {"name": "order_update", "language": {"code": "de"}, "components": []}
     body = [{"type": "body", "parameters": [{"type": "text", "text": "4711"}]}]
     got = window.parse_template(
-        {"name": "x_1", "language": {"code": "en_US"}, "components": body}, Channel.WHATSAPP
+        _template({"name": "x_1", "language": {"code": "en_US"}, "components": body}),
+        Channel.WHATSAPP,
     )
     assert got == {"name": "x_1", "language": {"code": "en_US"}, "components": body}
     assert window.parse_template(None, Channel.SMS) is None
@@ -96,8 +104,11 @@ def test_parse_template_normalizes_to_metas_shape() -> None:
     ],
 )
 def test_parse_template_refuses_with_a_reason(value: object, channel: Channel, says: str) -> None:
+    # The shape is refused by the send command, the rest by parse_template: in the same words.
+    body = {"channel": channel.value, "from": MOBILE_A, "to": CONTACT, "template": value}
     with pytest.raises(ValidationError) as exc:
-        window.parse_template(value, channel)
+        request = convert(SendRequest, body)
+        window.parse_template(request.template, request.channel)
     assert says in exc.value.detail and exc.value.extra == {"field": "template"}
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from gateway.auth import Principal
 from gateway.clock import FrozenClock
+from gateway.commands import SendRequest, convert
 from gateway.config import load_settings
 from gateway.outbound import submit
 from gateway.process import open_runtime
@@ -135,7 +136,7 @@ async def test_sigkill_mid_job_sends_once(url: str, tmp_path: Path, carrier: Car
         seed = await seed_directory(rt, FrozenClock(rt.clock.now()))
         principal = Principal(seed.team.id, None, "test")
         body = {"channel": "sms", "from": MOBILE_A, "to": CONTACT, "text": "once"}
-        msg = (await submit(rt, principal, body)).message
+        msg = (await submit(rt, principal, convert(SendRequest, body))).message
 
         pause.touch()  # the first worker leases the job and hangs inside send()
         workers.append(start_worker(config))
@@ -192,7 +193,7 @@ async def test_several_workers_send_each_message_once(
             # Two contacts: 20 per hour to one number is the policy's flood limit.
             to = CONTACT if i % 2 else "+4917612345679"
             body = {"channel": "sms", "from": MOBILE_A, "to": to, "text": f"n{i}"}
-            ids.append((await submit(rt, principal, body)).message.id)
+            ids.append((await submit(rt, principal, convert(SendRequest, body))).message.id)
         workers = [start_worker(config) for _ in range(3)]
         for message_id in ids:
             await wait_status(rt, message_id, "sent", tmp_path)

@@ -9,14 +9,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import forwarding
 from gateway.admin import create_member, parse_addons
 from gateway.auth import Principal, create_key
 from gateway.errors import Forbidden, GatewayError, NotFound, ValidationError
 from gateway.models import Addon, Member, Plan
 from gateway.portal import i18n, invites
 from gateway.portal.accounts import Viewer
-from gateway.portal.routes.settings import forwarding_context, rules_from_form
+from gateway.portal.routes.settings import forwarding_context, rules_from_form, save_rules
 from gateway.portal.security import read_form
 from gateway.portal.storage import ROLE_ADMIN, ROLES, Account
 from gateway.portal.views import channel_name
@@ -195,7 +194,7 @@ async def member_forwarding(request: Request) -> Response:
     form = await read_form(request)
     body = rules_from_form(form, member.id)
     try:
-        rules = await forwarding.put_rules(portal.rt, principal, member.id, body)
+        rules = await save_rules(portal, principal, member, body)
     except GatewayError as exc:
         context = await forwarding_context(portal, principal, member, exc, rules=body)
         return render(request, "admin/forwarding.html", {"fwd": context}, 422)

@@ -20,7 +20,6 @@ from gateway.portal.storage import Draft
 from gateway.portal.views import AttachmentView, attachment_view
 from gateway.portal.web import Portal, is_htmx, portal_of, render, see_other, viewer_of
 from gateway.services import DOCUMENT_PREVIEW
-from gateway.window import template_of
 
 MAX_FAX_FILES = 10
 FAX_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg", "image/tiff"})
@@ -172,10 +171,10 @@ async def send(request: Request) -> Response:
             raise ValidationError(i18n._("Only a fax takes files here."), field="files")
         if not text.strip() and template is None and not attachments:
             raise ValidationError(i18n._("Write a message first."), field="text")
-        request_body = compose.send_request(
+        command = compose.send_request(
             channel, conv.member_number, conv.remote_number, text or None, attachments, template
         )
-        await compose.send(portal, viewer, request_body)
+        await compose.send(portal, viewer, command)
     except GatewayError as exc:
         error = exc
     else:
@@ -211,12 +210,8 @@ async def retry(request: Request) -> Response:
         raise NotFound("conversation not found")
     error: GatewayError | None = None
     if msg.status == Status.FAILED:
-        body = compose.send_request(msg.channel, msg.from_, msg.to, msg.text, msg.attachments)
-        template = template_of(msg.meta)
-        if template is not None:
-            body["template"] = template
         try:
-            await compose.send(portal, viewer, body)
+            await compose.send(portal, viewer, compose.retry_request(msg))
         except GatewayError as exc:
             error = exc
         else:

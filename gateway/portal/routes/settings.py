@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from gateway import forwarding
 from gateway.auth import Principal
+from gateway.commands import FORWARDABLE, ForwardingRules, convert
 from gateway.errors import GatewayError, ValidationError
 from gateway.models import Member
 from gateway.portal import accounts, chart, i18n
@@ -20,7 +21,7 @@ from gateway.quota import period_of
 
 
 def rules_from_form(form: Form, member_id: str) -> dict[str, Any]:
-    """The forwarding rules a form asks for, as the rules' document."""
+    """The forwarding rules a form asks for, as the body of ``PUT .../forwarding``."""
 
     def lines(name: str) -> list[str]:
         raw = str(form.get(name) or "")
@@ -29,10 +30,20 @@ def rules_from_form(form: Form, member_id: str) -> dict[str, Any]:
     return {
         "member_id": member_id,
         "enabled": form.get("enabled") == "on",
-        "channels": [c for c in forwarding.FORWARDABLE if form.get(f"channel_{c}") == "on"],
+        "channels": [c for c in FORWARDABLE if form.get(f"channel_{c}") == "on"],
         "email": lines("email"),
         "sms": lines("sms"),
     }
+
+
+async def save_rules(
+    portal: Portal, principal: Principal, member: Member, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Replace ``member``'s forwarding rules with what the form asks for: the form is
+    checked as the typed command ``ForwardingRules`` (refused in the API's words), then by
+    the forwarding rules' own checks; the rules as the API answers them."""
+    asked = convert(ForwardingRules, body)
+    return await forwarding.put_rules(portal.rt, principal, member.id, asked)
 
 
 async def forwarding_context(
@@ -49,7 +60,7 @@ async def forwarding_context(
     return {
         "member": member,
         "rules": rules,
-        "forwardable": forwarding.FORWARDABLE,
+        "forwardable": FORWARDABLE,
         "channel_name": channel_name,
         "smtp": portal.rt.settings.smtp is not None,
         "error": error,
@@ -86,7 +97,7 @@ async def save_forwarding(request: Request) -> Response:
     body = rules_from_form(form, viewer.member.id)
     principal = principal_of(viewer)
     try:
-        rules = await forwarding.put_rules(portal.rt, principal, viewer.member.id, body)
+        rules = await save_rules(portal, principal, viewer.member, body)
     except GatewayError as exc:
         context = await forwarding_context(portal, principal, viewer.member, exc, rules=body)
         return render(request, "_forwarding.html", {"fwd": context}, 422)

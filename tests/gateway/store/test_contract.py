@@ -22,7 +22,7 @@ from gateway.models import (
     Team,
 )
 from gateway.store import make_store
-from gateway.store.base import Limit, MessageFilter, StatusUpdate, Store
+from gateway.store.base import Limit, MessageExists, MessageFilter, StatusUpdate, Store
 
 pytestmark = pytest.mark.anyio
 
@@ -533,6 +533,48 @@ async def test_idempotency_claim_complete_release(store: Store, clock: FrozenClo
     assert await store.idem_claim("team_1", "k2", "fp2", clock.now(), ttl) is None
     await store.idem_release("team_1", "k2")
     assert await store.idem_claim("team_1", "k2", "fp3", clock.now(), ttl) is None
+
+
+async def test_a_pending_claim_hands_out_its_ref(store: Store, clock: FrozenClock) -> None:
+    """The ref a claim was made with comes back while it is pending (a retry resumes the
+    first request with it), not once the claim is complete."""
+    ttl = timedelta(seconds=60)
+    assert await store.idem_claim("team_1", "r1", "fp", clock.now(), ttl, "msg_ref") is None
+    pending = await store.idem_claim("team_1", "r1", "fp", clock.now(), ttl, "msg_other")
+    assert pending is not None and pending.status_code is None and pending.ref == "msg_ref"
+    await store.idem_complete("team_1", "r1", 202, '{"id": "msg_ref"}', clock.now())
+    done = await store.idem_claim("team_1", "r1", "fp", clock.now(), ttl, "msg_other")
+    assert done is not None and (done.status_code, done.body) == (202, '{"id": "msg_ref"}')
+    assert await store.idem_claim("team_1", "r2", "fp", clock.now(), ttl) is None
+    no_ref = await store.idem_claim("team_1", "r2", "fp", clock.now(), ttl, "msg_x")
+    assert no_ref is not None and no_ref.ref is None
+
+
+async def test_a_repeated_submit_writes_nothing(store: Store, clock: FrozenClock) -> None:
+    """A message id already stored is refused before limits and charge: no second charge,
+    job, event or limit slot, also when the repeats race each other."""
+    t, m, conv = await setup(store, clock, limit=10**9)
+    msg = message(clock, m, conv)
+    first = limit(count=1)
+    await store.submit_outbound(msg, charge(t, m), job(clock), [], [first])
+    for _ in range(2):
+        again = message(clock, m, conv, id=msg.id, text="changed")
+        with pytest.raises(MessageExists) as exc:
+            # The limit is full: the repeat is told it exists, not that it is limited.
+            await store.submit_outbound(again, charge(t, m), job(clock), [], [first])
+        assert exc.value.message_id == msg.id
+    racing = [message(clock, m, conv) for _ in range(2)]
+    twins = [message(clock, m, conv, id=racing[0].id) for _ in range(3)]
+    results = await asyncio.gather(
+        *(store.submit_outbound(x, charge(t, m), job(clock), []) for x in [*racing, *twins]),
+        return_exceptions=True,
+    )
+    assert [isinstance(r, MessageExists) for r in results] == [False, False, True, True, True]
+    lines, _ = await store.ledger(t.id, "2026-03")
+    assert [ln.used for ln in lines] == [3]
+    assert (await store.job_counts())["ready"] == 3
+    stored = await store.get_message(msg.id)
+    assert stored is not None and stored.text == "hi"
 
 
 async def test_ping(store: Store) -> None:
