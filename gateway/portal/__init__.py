@@ -5,7 +5,8 @@ no inline script) found by the core as the ``portal`` extension (``extension.py`
 
 - ``security.py`` guards every route (language, security headers and CSP, session,
   CSRF); ``accounts.py`` signs members in (Argon2id, rotated server-side sessions,
-  throttling, invitations);
+  throttling, invitation links); ``invites.py`` mails the invitations as durable jobs of
+  the portal's own kind (``portal_invite``, retried with backoff while the relay is down);
 - ``storage.py`` is the portal's storage role (accounts, sessions, drafts, read state and
   the inbox index) with one implementation per store backend;
 - ``indexer.py`` keeps the inbox index from the event log and ``live.py`` tails the log

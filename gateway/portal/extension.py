@@ -3,7 +3,8 @@
 The core never imports the portal: ``gateway.config`` parses ``[portal]`` with
 :meth:`~PortalExtension.parse_settings`, ``Runtime.create`` opens the ``PortalStore`` role
 (:meth:`~PortalExtension.storage`), ``create_app`` serves :meth:`~PortalExtension.routes`
-(pages at ``/``, left out of the OpenAPI document), and ``Worker.run`` runs
+(pages at ``/``, left out of the OpenAPI document), and ``Worker.run`` runs the
+invitation mails (:meth:`~PortalExtension.job_handlers`) and
 :meth:`~PortalExtension.run`, which keeps the inbox index up to date from the event log
 even while nobody has the portal open. Uninstalling the entry point (or ``[portal]
 enabled = false``) switches it off.
@@ -12,6 +13,7 @@ enabled = false``) switches it off.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -52,8 +54,10 @@ class PortalExtension:
         return {}
 
     def job_handlers(self, host: Host) -> Mapping[str, JobHandler]:
-        """None: the portal's work runs in :meth:`run` and in its routes."""
-        return {}
+        """``portal_invite``: an invitation mail (``invites.py``), bound to ``host``."""
+        from gateway.portal.invites import JOB_KIND, invitation_job
+
+        return {JOB_KIND: functools.partial(invitation_job, host)}
 
     async def run(self, host: Host, stop: asyncio.Event) -> None:
         """Index the event log and feed the live streams until ``stop`` is set."""

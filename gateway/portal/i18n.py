@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import gettext
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
@@ -77,6 +78,16 @@ _SOURCE = gettext.NullTranslations()
 def activate(lang: str) -> None:
     """Use ``lang`` for the rest of this request (templates and code)."""
     _current.set(translations(lang))
+
+
+@contextmanager
+def language(lang: str) -> Iterator[None]:
+    """Use ``lang`` inside the block only: work outside a request (a job's mail)."""
+    token = _current.set(translations(lang if lang in LOCALES else DEFAULT))
+    try:
+        yield
+    finally:
+        _current.reset(token)
 
 
 def _(message: str) -> str:

@@ -42,6 +42,45 @@ def _p(value: str | None) -> datetime | None:
     return None if value is None else parse_iso(value)
 
 
+INVITE_QUEUED = "queued"  # its job waits, or retries a relay that did not take it
+INVITE_SENT = "sent"  # the relay took it
+INVITE_FAILED = "failed"  # refused by the relay, or given up after the last try
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """Where a member's latest invitation mail is (the team page shows it): ``state``
+    since ``at``, mailed by the job ``job``; ``reason`` says why the last try did not get
+    through (queued again) or why it failed; ``tries`` counts the tries so far."""
+
+    state: str  # INVITE_QUEUED | INVITE_SENT | INVITE_FAILED
+    job: str
+    at: datetime
+    reason: str | None = None
+    tries: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialise for the store."""
+        return {
+            "state": self.state,
+            "job": self.job,
+            "at": iso(self.at),
+            "reason": self.reason,
+            "tries": self.tries,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Invitation:
+        """Load what :meth:`to_dict` wrote."""
+        return cls(
+            data["state"],
+            data["job"],
+            parse_iso(data["at"]),
+            data.get("reason"),
+            int(data.get("tries") or 0),
+        )
+
+
 @dataclass(slots=True)
 class Account:
     """A member's portal sign-in: email (unique, case-folded), role and password hash."""
@@ -53,6 +92,7 @@ class Account:
     created_at: datetime
     password_hash: str | None = None  # None until the member set one (invited)
     password_changed_at: datetime | None = None
+    invitation: Invitation | None = None  # the latest invitation mail, once one was asked
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for the store."""
@@ -64,11 +104,13 @@ class Account:
             "created_at": iso(self.created_at),
             "password_hash": self.password_hash,
             "password_changed_at": _t(self.password_changed_at),
+            "invitation": None if self.invitation is None else self.invitation.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Account:
         """Load what :meth:`to_dict` wrote."""
+        invitation = data.get("invitation")
         return cls(
             data["member_id"],
             data["team_id"],
@@ -77,6 +119,7 @@ class Account:
             parse_iso(data["created_at"]),
             data.get("password_hash"),
             _p(data.get("password_changed_at")),
+            Invitation.from_dict(invitation) if isinstance(invitation, dict) else None,
         )
 
 
@@ -375,6 +418,14 @@ class PortalStore(Protocol):
 
     async def set_role(self, member_id: str, role: str) -> bool:
         """Change the member's role; False when the member has no account."""
+        ...
+
+    async def set_invitation(
+        self, member_id: str, invitation: Invitation, *, if_job: str | None = None
+    ) -> bool:
+        """Record where the member's latest invitation mail is. With ``if_job``, only
+        while the recorded invitation is that job's (a newer one is never overwritten by
+        an older job). False when the member has no account or the condition fails."""
         ...
 
     # -- sessions -----------------------------------------------------------------------

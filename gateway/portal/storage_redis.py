@@ -21,6 +21,7 @@ from gateway.portal.storage import (
     InboxPage,
     InboxQuery,
     IndexChange,
+    Invitation,
     Session,
     Summary,
 )
@@ -134,6 +135,15 @@ class RedisPortalStore:
         """Change the member's role."""
         change = jsoncodec.dumps({"role": role})
         return bool(await self._call("portal_update_account", member_id, change, "0"))
+
+    async def set_invitation(
+        self, member_id: str, invitation: Invitation, *, if_job: str | None = None
+    ) -> bool:
+        """Record the latest invitation's state (see the protocol)."""
+        change = jsoncodec.dumps({"invitation": invitation.to_dict()})
+        return bool(
+            await self._call("portal_update_account", member_id, change, "0", if_job or "")
+        )
 
     # -- sessions -----------------------------------------------------------------------
     async def create_session(self, session: Session, replaces: str | None = None) -> None:

@@ -29,10 +29,16 @@ return 'ok'
 """
 
 UPDATE_ACCOUNT = """
+-- ARGV[5] (optional): change only while the account's invitation is this job's.
 local P, member, change, end_sessions = ARGV[1], ARGV[2], cjson.decode(ARGV[3]), ARGV[4]
+local if_job = ARGV[5] or ''
 local raw = redis.call('GET', P .. 'acct:' .. member)
 if not raw then return 0 end
 local doc = cjson.decode(raw)
+if if_job ~= '' then
+  local current = doc.invitation
+  if type(current) ~= 'table' or current.job ~= if_job then return 0 end
+end
 for k, v in pairs(change) do doc[k] = v end
 redis.call('SET', P .. 'acct:' .. member, cjson.encode(doc))
 if end_sessions == '1' then

@@ -20,6 +20,7 @@ from gateway.portal.storage import (
     InboxPage,
     InboxQuery,
     IndexChange,
+    Invitation,
     Session,
     Summary,
     merge_change,
@@ -177,7 +178,13 @@ class SqlitePortalStore:
         ).fetchall()
         return [Account.from_dict(jsoncodec.loads(r[0])) for r in rows]
 
-    async def _update_account(self, member_id: str, change: dict[str, Any], end: bool) -> bool:
+    async def _update_account(
+        self,
+        member_id: str,
+        change: dict[str, Any],
+        end: bool,
+        if_job: str | None = None,
+    ) -> bool:
         def work(db: sqlite3.Connection) -> bool:
             row = db.execute(
                 "SELECT doc FROM portal_accounts WHERE member_id = ?", (member_id,)
@@ -185,6 +192,8 @@ class SqlitePortalStore:
             if row is None:
                 return False
             doc = jsoncodec.loads(row[0])
+            if if_job is not None and (doc.get("invitation") or {}).get("job") != if_job:
+                return False
             doc.update(change)
             db.execute(
                 "UPDATE portal_accounts SET doc = ? WHERE member_id = ?",
@@ -204,6 +213,13 @@ class SqlitePortalStore:
     async def set_role(self, member_id: str, role: str) -> bool:
         """Change the member's role."""
         return await self._update_account(member_id, {"role": role}, end=False)
+
+    async def set_invitation(
+        self, member_id: str, invitation: Invitation, *, if_job: str | None = None
+    ) -> bool:
+        """Record the latest invitation's state (see the protocol)."""
+        change = {"invitation": invitation.to_dict()}
+        return await self._update_account(member_id, change, end=False, if_job=if_job)
 
     # -- sessions -----------------------------------------------------------------------
     async def create_session(self, session: Session, replaces: str | None = None) -> None:

@@ -19,7 +19,7 @@ from gateway.portal.routes.settings import forwarding_context, rules_from_form, 
 from gateway.portal.security import read_form
 from gateway.portal.storage import ROLE_ADMIN, ROLES, Account
 from gateway.portal.views import channel_name
-from gateway.portal.web import Portal, portal_of, render, see_other, viewer_of
+from gateway.portal.web import Portal, lang_of, portal_of, render, see_other, viewer_of
 from gateway.quota import period_of, quota_report
 
 
@@ -78,6 +78,13 @@ async def members_page(request: Request) -> Response:
     return render(request, "admin/members.html", await members_context(portal, viewer))
 
 
+async def _invite(request: Request, portal: Portal, viewer: Viewer, member: Member) -> None:
+    """Queue an invitation mail from the admin, in the page's language."""
+    await invites.queue_invitation(
+        portal.rt, portal.store, member, viewer.member.name, lang_of(request)
+    )
+
+
 async def add_member(request: Request) -> Response:
     """POST /admin/members: a new member with a portal account, invited by mail."""
     portal = await portal_of(request)
@@ -109,9 +116,9 @@ async def add_member(request: Request) -> Response:
     await portal.store.put_account(
         Account(member.id, member.team_id, member.email, role, portal.rt.clock.now())
     )
-    notice = i18n._("{name} was added and invited by mail.").format(name=member.name)
+    notice = i18n._("{name} was added; the invitation mail is queued.").format(name=member.name)
     try:
-        await invites.send_invitation(portal, member, viewer.team, viewer.member.name)
+        await _invite(request, portal, viewer, member)
     except GatewayError as exc:
         notice = i18n._("{name} was added, but the invitation was not sent: {reason}").format(
             name=member.name, reason=exc.detail
@@ -130,11 +137,11 @@ async def invite_again(request: Request) -> Response:
             Account(member.id, member.team_id, member.email, "member", portal.rt.clock.now())
         )
     try:
-        await invites.send_invitation(portal, member, viewer.team, viewer.member.name)
+        await _invite(request, portal, viewer, member)
     except GatewayError as exc:
         context = await members_context(portal, viewer, error=exc)
         return render(request, "admin/members.html", context, 422)
-    notice = i18n._("A new invitation went to {email}.").format(email=member.email)
+    notice = i18n._("A new invitation to {email} is queued.").format(email=member.email)
     return render(request, "admin/members.html", await members_context(portal, viewer, notice))
 
 

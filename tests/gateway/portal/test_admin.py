@@ -1,4 +1,5 @@
-"""Team administration: members (invited by mail through a real SMTP server), roles,
+"""Team administration: members invited by mail (a job of the portal's own kind, through a
+real SMTP server: sent, a relay down or refusing, a queued invitation superseded), roles,
 activation, members' forwarding, API keys; and that only admins of the team get there."""
 
 from __future__ import annotations
@@ -6,16 +7,22 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 
 import httpx
 import pytest
 
 from gateway.auth import KeyCache
+from gateway.clock import FrozenClock
 from gateway.config import SmtpConfig
 from gateway.errors import Unauthorized
 from gateway.ids import hash_secret
+from gateway.models import Job
+from gateway.portal.invites import JOB_KIND
 from gateway.portal.web import portal_for
+from gateway.process import worker
 from gateway.runtime import Runtime
+from tests.conftest import free_port
 from tests.gateway.portal.conftest import SAME_ORIGIN, PortalSeed, csrf_of, sign_in
 from tests.gateway.test_mail import SmtpServer
 
@@ -34,6 +41,15 @@ def smtp(prt: Runtime) -> Iterator[SmtpServer]:
         yield server
     finally:
         server.stop()
+
+
+async def run_jobs(rt: Runtime) -> int:
+    """Run the due jobs one by one until none is left (bounded); how many ran."""
+    w = worker(rt)
+    for ran in range(20):
+        if not await w.run_once():
+            return ran
+    raise AssertionError("jobs keep coming")
 
 
 async def post(client: httpx.AsyncClient, path: str, data: dict[str, str]) -> httpx.Response:
@@ -55,7 +71,12 @@ async def test_a_new_member_is_invited_and_signs_in_once(
         },
     )
     assert r.status_code == 200, r.text
-    assert "Chris Neu was added and invited by mail." in r.text
+    # The page only queues the mail: a job of the portal's own kind sends it.
+    assert "Chris Neu was added; the invitation mail is queued." in r.text
+    assert "Invitation mail queued" in r.text
+    assert smtp.received == []
+    assert await run_jobs(prt) == 1
+    assert "Invitation mailed" in (await anna.get("/admin")).text
     assert len(smtp.received) == 1
     mail = smtp.received[0]
     assert mail.rcpt_tos == ["chris@example.com"]
@@ -94,6 +115,103 @@ async def test_no_relay_still_adds_the_member_and_says_so(
     r = await post(anna, "/admin/members", {"name": "Dora", "email": "dora@example.com"})
     assert r.status_code == 200
     assert "the invitation was not sent" in r.text and "[smtp]" in r.text
+
+
+async def invitation_job(prt: Runtime) -> Job:
+    """The one invitation job in the queue (ready or waiting for its next try)."""
+    [job] = await prt.store.list_jobs("ready", JOB_KIND, 10)
+    return job
+
+
+async def test_a_relay_that_is_down_is_tried_again_with_backoff(
+    anna: httpx.AsyncClient, prt: Runtime, pseed: PortalSeed, clock: FrozenClock
+) -> None:
+    port = free_port()  # nothing listens there yet: the relay is down
+    relay = SmtpConfig("127.0.0.1", port, starttls=False, sender="gw@acme.test")
+    prt.settings = dataclasses.replace(prt.settings, smtp=relay)
+    r = await post(anna, "/admin/members", {"name": "Dora", "email": "dora@example.com"})
+    assert "Dora was added; the invitation mail is queued." in r.text
+    t0 = clock.now()
+    assert await run_jobs(prt) == 1
+    job = await invitation_job(prt)
+    # gateway.retry.backoff: 5 s less up to 20 % jitter, then 20 s, ...
+    assert timedelta(seconds=4) <= job.run_at - t0 <= timedelta(seconds=5)
+    assert job.attempts == 1 and job.last_error
+    page = (await anna.get("/admin")).text
+    assert "Invitation mail queued (last try:" in page
+    # The relay is up but cannot take mail now (451): the second try waits longer.
+    server = SmtpServer(port)
+    server.handler.data_reply = "451 4.3.0 Mailbox busy, try again later"
+    server.start()
+    try:
+        clock.set(job.run_at)
+        assert await run_jobs(prt) == 1
+        job = await invitation_job(prt)
+        assert timedelta(seconds=16) <= job.run_at - clock.now() <= timedelta(seconds=20)
+        assert "Mailbox busy" in (await anna.get("/admin")).text
+        assert server.received == []
+        # Not due yet: nothing runs early.
+        assert await run_jobs(prt) == 0
+        server.handler.data_reply = None
+        clock.set(job.run_at)
+        assert await run_jobs(prt) == 1
+        assert await prt.store.list_jobs("ready", JOB_KIND, 10) == []
+        [mail] = server.received
+    finally:
+        server.stop()
+    assert mail.rcpt_tos == ["dora@example.com"]
+    assert "Invitation mailed" in (await anna.get("/admin")).text
+    body = mail.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    link = re.search(r"http://portal\.test(/invite/\S+)", body)
+    assert link, body
+    async with httpx.AsyncClient(transport=anna._transport, base_url=str(anna.base_url)) as new:
+        assert (await new.get(link.group(1))).status_code == 200
+
+
+async def test_a_refusal_or_the_last_try_fails_the_invitation(
+    anna: httpx.AsyncClient, prt: Runtime, pseed: PortalSeed, smtp: SmtpServer, clock: FrozenClock
+) -> None:
+    smtp.handler.data_reply = "554 5.7.1 Message refused by policy"
+    await post(anna, "/admin/members", {"name": "Emil", "email": "emil@example.com"})
+    assert await run_jobs(prt) == 1
+    assert await prt.store.list_jobs("ready", JOB_KIND, 10) == []  # not tried again
+    page = (await anna.get("/admin")).text
+    assert "Invitation not sent:" in page and "Message refused by policy" in page
+    # A relay that stays down: the last try fails it.
+    prt.settings = dataclasses.replace(prt.settings, job_max_attempts=2)
+    smtp.handler.data_reply = "421 4.3.2 Service not available"
+    emil = next(m for m in await prt.store.list_members(pseed.seed.team.id) if m.name == "Emil")
+    r = await post(anna, f"/admin/members/{emil.id}/invite", {})
+    assert "A new invitation to emil@example.com is queued." in r.text
+    assert await run_jobs(prt) == 1
+    clock.set((await invitation_job(prt)).run_at)
+    assert await run_jobs(prt) == 1
+    assert await prt.store.list_jobs("ready", JOB_KIND, 10) == []
+    assert await prt.store.list_jobs("dead", JOB_KIND, 10) == []  # failed, not buried
+    page = (await anna.get("/admin")).text
+    assert "Invitation not sent:" in page and "Service not available" in page
+    assert smtp.received == []
+
+
+async def test_a_newer_invitation_supersedes_a_queued_one(
+    anna: httpx.AsyncClient, prt: Runtime, pseed: PortalSeed, smtp: SmtpServer
+) -> None:
+    ben = pseed.seed.ben
+    page = await anna.get("/admin", headers={"Accept-Language": "de"})
+    for _ in range(2):
+        r = await anna.post(
+            f"/admin/members/{ben.id}/invite",
+            data={"csrf": csrf_of(page.text)},
+            headers={**SAME_ORIGIN, "Accept-Language": "de"},
+        )
+        assert r.status_code == 200 and "ist in der Warteschlange" in r.text
+    assert await run_jobs(prt) == 2
+    # One click, at most one mail: the older job found itself superseded.
+    [mail] = smtp.received
+    assert mail.message["Subject"] == f"Ihre Einladung zum Posteingang von {pseed.seed.team.name}"
+    account = await (await portal_for(prt)).store.get_account(ben.id)
+    assert account is not None and account.invitation is not None
+    assert account.invitation.state == "sent" and account.invitation.tries == 1
 
 
 async def test_roles_and_activation(

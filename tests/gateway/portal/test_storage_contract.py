@@ -12,10 +12,13 @@ from gateway.errors import Conflict
 from gateway.portal import search
 from gateway.portal.roles import PORTAL_STORE
 from gateway.portal.storage import (
+    INVITE_QUEUED,
+    INVITE_SENT,
     Account,
     Draft,
     InboxQuery,
     IndexChange,
+    Invitation,
     PortalStore,
     Session,
 )
@@ -155,6 +158,45 @@ async def test_invites_are_used_once(ps: PortalStore, clock: FrozenClock) -> Non
     later = clock.now() + timedelta(hours=1)
     assert await ps.peek_invite("tok2", later) is None
     assert await ps.take_invite("tok2", later) is None
+
+
+async def test_the_latest_invitation_is_recorded_on_the_account(
+    ps: PortalStore, clock: FrozenClock
+) -> None:
+    await ps.put_account(account(MEMBER, "a@example.com", clock))
+    await ps.create_session(session("s1", MEMBER, clock))
+    first = Invitation(INVITE_QUEUED, "job_1", clock.now())
+    assert await ps.set_invitation(MEMBER, first)
+    got = await ps.get_account(MEMBER)
+    assert got is not None and got.invitation == first
+    # The job that mails it moves it on, with the reason of a try that did not get through.
+    clock.set(clock.now() + timedelta(seconds=5))
+    retrying = Invitation(INVITE_QUEUED, "job_1", clock.now(), "451 try later", tries=1)
+    assert await ps.set_invitation(MEMBER, retrying, if_job="job_1")
+    got = await ps.get_account(MEMBER)
+    assert got is not None and got.invitation == retrying
+    # A newer invitation is never overwritten by the older job.
+    newer = Invitation(INVITE_QUEUED, "job_2", clock.now())
+    assert await ps.set_invitation(MEMBER, newer)
+    old_done = Invitation(INVITE_SENT, "job_1", clock.now(), tries=2)
+    assert not await ps.set_invitation(MEMBER, old_done, if_job="job_1")
+    got = await ps.get_account(MEMBER)
+    assert got is not None and got.invitation == newer
+    # It changes nothing else: the password, the role, the sessions stay.
+    assert await ps.set_password(MEMBER, "hash", clock.now())
+    await ps.create_session(session("s2", MEMBER, clock))
+    sent = Invitation(INVITE_SENT, "job_2", clock.now(), tries=1)
+    assert await ps.set_invitation(MEMBER, sent, if_job="job_2")
+    got = await ps.get_account(MEMBER)
+    assert got is not None and got.invitation == sent and got.password_hash == "hash"
+    assert got.role == "member" and await ps.get_session("s2") is not None
+    assert [a.invitation for a in await ps.list_accounts("team_1")] == [sent]
+    # No account: nothing recorded; no invitation yet: a condition fails.
+    assert not await ps.set_invitation("mem_nobody", first)
+    await ps.put_account(account(OTHER, "b@example.com", clock))
+    assert not await ps.set_invitation(OTHER, first, if_job="job_1")
+    got = await ps.get_account(OTHER)
+    assert got is not None and got.invitation is None
 
 
 async def test_drafts(ps: PortalStore, clock: FrozenClock) -> None:
