@@ -11,6 +11,8 @@ from starlette.responses import Response
 
 from gateway.errors import GatewayError, NotFound
 from gateway.extensions import service
+from gateway.models import parse_iso
+from gateway.portal import i18n
 from gateway.portal.routes.admin import admin_of
 from gateway.portal.security import read_form
 from gateway.portal.web import Portal, portal_of, render, see_other
@@ -92,6 +94,12 @@ async def delete(request: Request) -> Response:
     return see_other("/admin/webhooks", request)
 
 
+def status_names() -> dict[str, str]:
+    """The delivery statuses in the request's language."""
+    return {"pending": i18n._("pending"), "succeeded": i18n._("succeeded"),
+            "failed": i18n._("failed")}  # fmt: skip
+
+
 async def deliveries(request: Request) -> Response:
     """GET /admin/webhooks/{id}: the endpoint's delivery log (``status``, ``cursor``)."""
     portal = await portal_of(request)
@@ -108,9 +116,14 @@ async def deliveries(request: Request) -> Response:
     items, next_cursor = await hooks.list_deliveries(
         viewer.team.id, endpoint_id, status, request.query_params.get("cursor") or None, PAGE
     )
+    for item in items:  # times shown in the member's language and zone
+        item["created"] = parse_iso(item["created_at"])
+        nxt = item.get("next_attempt_at")
+        item["next"] = parse_iso(nxt) if nxt else None
     context = {
         "endpoint": found[0],
         "deliveries": items,
+        "status_names": status_names(),
         "next_cursor": next_cursor,
         "status": status,
         "statuses": STATUSES,

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any
 
 import httpx
 import pytest
 
+from gateway import outbound
+from gateway.auth import Principal
+from gateway.commands import FaxCover, SendRequest, WhatsAppTemplate
+from gateway.errors import GatewayError
+from gateway.models import Channel
+from gateway.portal import compose
 from gateway.portal.settings import TemplateOffer
 from gateway.portal.web import portal_for
+from gateway.process import worker
 from gateway.runtime import Runtime
 from gateway.store.base import MessageFilter
-from tests.gateway.conftest import CONTACT, FAX_A, MOBILE_A
+from tests.connectors.fake import FakeConnector
+from tests.gateway.conftest import CONTACT, FAX_A, MOBILE_A, auth
 from tests.gateway.portal.conftest import (
     SAME_ORIGIN,
     PortalSeed,
@@ -230,3 +239,105 @@ async def test_closed_window_offers_sms_and_templates(
         MessageFilter(team_id=pseed.seed.team.id, conversation_id=conv.id), None, 10
     )
     assert [m.channel for m in got.items] == ["sms", "whatsapp"]
+
+
+def fake(rt: Runtime, connector_id: str) -> FakeConnector:
+    connector = rt.connectors[connector_id].connector
+    assert isinstance(connector, FakeConnector)
+    return connector
+
+
+async def test_failed_messages_are_sent_again_as_they_were_asked(
+    anna: httpx.AsyncClient, prt: Runtime, pseed: PortalSeed
+) -> None:
+    """Retry builds the SendRequest again from the failed message: a WhatsApp template with
+    its parameters, and a fax's cover page (a field only callers inside the process set)."""
+    principal = Principal(pseed.seed.team.id, pseed.seed.anna.id, "test")
+    template = WhatsAppTemplate(
+        name="termin_erinnerung",
+        language="de",
+        components=[{"type": "body", "parameters": [{"type": "text", "text": "Dienstag"}]}],
+    )
+    cover = FaxCover(to="Praxis Berg", from_="Anna", subject="Befund", note="Bitte zurückrufen.")
+    requests = [
+        SendRequest(channel=Channel.WHATSAPP, from_=MOBILE_A, to=CONTACT, template=template),
+        SendRequest(channel=Channel.FAX, from_=FAX_A, to="+4930999999901", cover=cover),
+    ]
+    fake(prt, "fake1").script = ["permanent"]
+    fake(prt, "faxfake").script = ["permanent"]
+    failed = [(await outbound.submit(prt, principal, r)).message for r in requests]
+    w = worker(prt)
+    while await w.run_once():
+        pass
+    page = await anna.get("/")
+    for first in failed:
+        stored = await prt.store.get_message(first.id)
+        assert stored is not None and stored.status == "failed"
+        r = await anna.post(
+            f"/m/{first.id}/retry", data={"csrf": csrf_of(page.text)}, headers=SAME_ORIGIN
+        )
+        assert r.status_code == 303, r.text
+        got = await prt.store.list_messages(
+            MessageFilter(team_id=pseed.seed.team.id, conversation_id=first.conversation_id),
+            None,
+            10,
+        )
+        again, old = got.items
+        assert old.id == first.id and again.id != first.id and again.status == "accepted"
+        assert (again.channel, again.from_, again.to) == (first.channel, first.from_, first.to)
+        assert again.meta == first.meta  # the template, or the cover page
+    # Only a failed message is sent again: the copies went out, and their retry sends nothing.
+    while await w.run_once():
+        pass
+    for conversation_id in {m.conversation_id for m in failed}:
+        got = await prt.store.list_messages(
+            MessageFilter(team_id=pseed.seed.team.id, conversation_id=conversation_id), None, 10
+        )
+        sent, _ = got.items
+        assert sent.status == "sent"
+        r = await anna.post(
+            f"/m/{sent.id}/retry", data={"csrf": csrf_of(page.text)}, headers=SAME_ORIGIN
+        )
+        assert r.status_code == 303
+        again_listed = await prt.store.list_messages(
+            MessageFilter(team_id=pseed.seed.team.id, conversation_id=conversation_id), None, 10
+        )
+        assert len(again_listed.items) == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "template"),
+    [
+        ({"text": "Hallo"}, {"name": "termin_erinnerung", "language": "de"}),
+        ({"text": "x" * 1601}, None),
+        ({"attachments": ["att_nope"]}, None),
+        ({}, {"name": "Termin!", "language": "de"}),
+    ],
+)
+async def test_a_portal_send_is_refused_in_the_api_s_words(
+    anna: httpx.AsyncClient,
+    prt: Runtime,
+    pseed: PortalSeed,
+    fields: dict[str, Any],
+    template: dict[str, str] | None,
+) -> None:
+    """The composer's command is checked as the API checks a body: the same refusal."""
+    channel = "sms" if template is None or "!" not in template["name"] else "whatsapp"
+    body: dict[str, Any] = {"channel": channel, "from": MOBILE_A, "to": CONTACT, **fields}
+    if template is not None:
+        body["template"] = template
+    api = await anna.post("/v1/messages/preview", json=body, headers=auth(pseed.seed.anna_key))
+    assert api.status_code == 422, api.text
+    viewer_principal = Principal(pseed.seed.team.id, pseed.seed.anna.id, "portal")
+    with pytest.raises(GatewayError) as refused:
+        command = compose.send_request(
+            channel,
+            MOBILE_A,
+            CONTACT,
+            fields.get("text"),
+            fields.get("attachments"),
+            template,
+        )
+        await outbound.draft(prt, viewer_principal, command)
+    assert refused.value.detail == api.json()["detail"]
+    assert refused.value.extra.get("field") == api.json().get("field")
