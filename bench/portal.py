@@ -2,13 +2,14 @@
 streams.
 
     python -m bench.portal [--conversations 10000] [--requests 300] [--streams 1000]
-                           [--events 40] [--store sqlite|redis] [--skip-pages|--skip-streams]
+                           [--events 40] [--stores sqlite,redis] [--skip-pages|--skip-streams]
 
-1. **Inbox page** (one process, no network): ``GET /`` of a signed-in member whose index
-   holds ``--conversations`` conversations, through the whole app (guard, session, index
-   query, template) called as ASGI, ``--requests`` times; the baseline renders the same
-   template from the same rows held in memory (``render(request, "inbox.html", …)``), in
-   the same run. RATIO = server time / baseline. Goal (issue 13): <= 2.0.
+1. **Inbox page** (one process, no network), on each store of ``--stores`` (default both
+   backends: SQLite, and Redis): ``GET /`` of a signed-in member whose index holds
+   ``--conversations`` conversations, through the whole app (guard, session, index query,
+   template) called as ASGI, ``--requests`` times; the baseline renders the same template
+   from the same rows held in memory (``render(request, "inbox.html", …)``), in the same
+   run. RATIO = server time / baseline, per store. Goal (issue 13): <= 2.0.
 2. **Event streams** (three processes): a real ``gateway serve`` (the portal's event tail
    polling the store at ``[portal] poll_interval``) on a Redis store with ``--streams``
    open ``/events`` streams of one member (each its own session), and this process
@@ -20,7 +21,9 @@ streams.
    RATIO = p99 / baseline p99. Goal (issue 13): <= 2.0. CPU per event: the server
    process's CPU time during the events over their number (both servers).
 
-Bounded: every wait has a timeout; the servers are our own children on free loopback
+Redis is our own throwaway ``redis-server`` (AOF, everysec) on a free loopback port, or
+``REDIS_URL`` when set: then every run uses a fresh key prefix and deletes its keys at the
+end. Bounded: every wait has a timeout; the servers are our own children on free loopback
 ports and stop at the end.
 """
 
@@ -168,8 +171,14 @@ async def _asgi_get(app: Any, path: str, cookie: str) -> tuple[int, bytes]:
     return status, b"".join(body)
 
 
+def _prefixed(redis_url: str, prefix: str) -> str:
+    """``redis_url`` with the store key prefix ``prefix``."""
+    return f"{redis_url}{'&' if '?' in redis_url else '?'}prefix={prefix}"
+
+
 async def inbox_page(store: str, conversations: int, requests: int) -> dict[str, float]:
-    """Measure part 1 (see the module docstring)."""
+    """Measure part 1 (see the module docstring) on ``store``: "sqlite" (a fresh file) or
+    a ``redis://`` URL (with its own key prefix)."""
     from starlette.requests import Request
 
     from gateway.api.app import create_app
@@ -375,8 +384,7 @@ async def portal_streams(
     from gateway.portal.settings import PortalSettings
     from gateway.process import open_runtime
 
-    prefix = f"bp{os.getpid()}"
-    store = f"{redis_url}{'&' if '?' in redis_url else '?'}prefix={prefix}"
+    store = _prefixed(redis_url, f"bp{os.getpid()}")
     port = free_port()
     config = work / "portal.toml"
     config.write_text(
@@ -518,7 +526,11 @@ def main() -> int:
     )
     p.add_argument("--conversations", type=int, default=10_000)
     p.add_argument("--requests", type=int, default=300)
-    p.add_argument("--store", default="sqlite", help="sqlite, or a redis:// URL for part 1")
+    p.add_argument(
+        "--stores",
+        default="sqlite,redis",
+        help="part 1's stores, comma-separated: sqlite, redis (ours, or REDIS_URL)",
+    )
     p.add_argument("--streams", type=int, default=1000)
     p.add_argument("--events", type=int, default=40)
     p.add_argument("--gap", type=float, default=0.15, help="seconds between events")
@@ -526,49 +538,67 @@ def main() -> int:
     p.add_argument("--skip-pages", action="store_true")
     p.add_argument("--skip-streams", action="store_true")
     args = p.parse_args()
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    unknown = sorted(set(stores) - {"sqlite", "redis"})
+    if unknown:
+        p.error(f"unknown store(s) {', '.join(unknown)} (use sqlite, redis)")
     try:
         load = Path("/proc/loadavg").read_text().split()[:3]
     except OSError:
         load = ["?"]
     print(f"bench/portal.py  load average {' '.join(load)}  cpus {os.cpu_count()}")
-    if not args.skip_pages:
-        n, k = args.conversations, args.requests
-        print(f"1. inbox page, {n:,} conversations, {k} requests ({args.store})")
-        r = asyncio.run(inbox_page(args.store, args.conversations, args.requests))
-        print(
-            f"  server   median {r['server_ms']:.2f} ms  p99 {r['server_p99_ms']:.2f} ms  "
-            f"CPU {r['server_cpu_ms']:.2f} ms/request  ({r['bytes']:,} bytes)"
-        )
-        print(
-            f"  baseline median {r['baseline_ms']:.2f} ms  CPU {r['baseline_cpu_ms']:.2f} ms/render"
-        )
-        verdict = "MET" if r["ratio"] <= GOAL else "MISSED"
-        what = f"(server / template render, goal <= {GOAL})"
-        print(f"RATIO inbox page: {r['ratio']:.2f} {what} GOAL {verdict}")
-    if not args.skip_streams:
-        from bench.ingest import redis_server
+    from bench.ingest import _drop_prefix, redis_server
 
-        _raise_fd_limit(args.streams)
-        print(f"2. event streams: {args.streams} open, {args.events} inbound messages")
-        with _work() as work, redis_server(work, args.server_cpu) as redis_url:
-            portal = asyncio.run(
-                portal_streams(
-                    redis_url, work, args.streams, args.events, args.gap, args.server_cpu
+    needs_redis = not args.skip_streams or (not args.skip_pages and "redis" in stores)
+    with _work() as work, contextlib.ExitStack() as stack:
+        redis_url = stack.enter_context(redis_server(work, args.server_cpu)) if needs_redis else ""
+        if not args.skip_pages:
+            for name in stores:
+                url, prefix = "sqlite", f"bp1{os.getpid()}"
+                if name == "redis":
+                    url = _prefixed(redis_url, prefix)
+                n, k = args.conversations, args.requests
+                print(f"1. inbox page, {n:,} conversations, {k} requests ({name})")
+                try:
+                    r = asyncio.run(inbox_page(url, n, k))
+                finally:
+                    if name == "redis":
+                        asyncio.run(_drop_prefix(redis_url, prefix))
+                print(
+                    f"  server   median {r['server_ms']:.2f} ms  p99 {r['server_p99_ms']:.2f} ms"
+                    f"  CPU {r['server_cpu_ms']:.2f} ms/request  ({r['bytes']:,} bytes)"
                 )
-            )
+                print(
+                    f"  baseline median {r['baseline_ms']:.2f} ms"
+                    f"  CPU {r['baseline_cpu_ms']:.2f} ms/render"
+                )
+                verdict = "MET" if r["ratio"] <= GOAL else "MISSED"
+                what = f"(server / template render, goal <= {GOAL})"
+                print(f"RATIO inbox page {name}: {r['ratio']:.2f} {what} GOAL {verdict}")
+        if not args.skip_streams:
+            _raise_fd_limit(args.streams)
+            print(f"2. event streams: {args.streams} open, {args.events} inbound messages")
+            try:
+                portal = asyncio.run(
+                    portal_streams(
+                        redis_url, work, args.streams, args.events, args.gap, args.server_cpu
+                    )
+                )
+            finally:
+                asyncio.run(_drop_prefix(redis_url, f"bp{os.getpid()}"))
             bare = asyncio.run(
                 bare_streams(work, args.streams, args.events, args.gap, args.server_cpu, 180)
             )
-        for name, r in (("portal", portal), ("bare", bare)):
-            print(
-                f"  {name:<8} streams {int(r['streams'])}  p50 {r['p50']:.1f} ms"
-                f"  p99 {r['p99']:.1f} ms  missing {int(r['missing'])}"
-                f"  server CPU {r['cpu_ms_per_event']:.1f} ms/event"
-            )
-        ratio = portal["p99"] / bare["p99"]
-        verdict = "MET" if ratio <= GOAL else "MISSED"
-        what = f"(portal / bare Starlette broadcast, goal <= {GOAL})"
-        print(f"RATIO event p99: {ratio:.2f} {what} GOAL {verdict}")
+            for name, r in (("portal", portal), ("bare", bare)):
+                print(
+                    f"  {name:<8} streams {int(r['streams'])}  p50 {r['p50']:.1f} ms"
+                    f"  p99 {r['p99']:.1f} ms  missing {int(r['missing'])}"
+                    f"  server CPU {r['cpu_ms_per_event']:.1f} ms/event"
+                )
+            ratio = portal["p99"] / bare["p99"]
+            verdict = "MET" if ratio <= GOAL else "MISSED"
+            what = f"(portal / bare Starlette broadcast, goal <= {GOAL})"
+            print(f"RATIO event p99: {ratio:.2f} {what} GOAL {verdict}")
     return 0
 
 

@@ -292,7 +292,7 @@ class RedisPortalStore:
         else:
             primary = inbox
         after = split_cursor(cursor)
-        ids = await self._call(
+        found = await self._call(
             "portal_list_inbox",
             query.member_id,
             primary,
@@ -304,12 +304,9 @@ class RedisPortalStore:
             "1" if query.failed else "0",
             query.search or "",
         )
+        ids, raws, reads = found
         if not ids:
             return InboxPage([], None)
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.mget([f"{self.p}sum:{i}" for i in ids])
-            pipe.hmget(f"{self.p}read:{query.member_id}", ids)
-            raws, reads = await pipe.execute()
         items = [
             Summary.from_dict(jsoncodec.loads(raw), int(read or 0))
             for raw, read in zip(raws, reads, strict=True)

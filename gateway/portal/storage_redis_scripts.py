@@ -187,9 +187,13 @@ local out = {}
 local max = '+inf'
 if cms ~= '' then max = cms end
 local offset = 0
+-- Unfiltered, a page is the next limit + 1 entries (+1: the cursor's own, at most): read
+-- just those first; filters read on in larger batches.
+local size = limit + 2
+if ch ~= '' or unread or failed or q ~= '' then size = 256 end
 while #out <= limit do
   local batch = redis.call('ZREVRANGEBYSCORE', primary, max, '-inf', 'WITHSCORES',
-                           'LIMIT', offset, 256)
+                           'LIMIT', offset, size)
   if #batch == 0 then break end
   for i = 1, #batch, 2 do
     local conv, score = batch[i], batch[i + 1]
@@ -210,9 +214,15 @@ while #out <= limit do
       if #out > limit then break end
     end
   end
-  offset = offset + 256
+  offset = offset + size
+  size = 256
 end
-return out
+-- The page's summaries and read marks too: the whole page is one round trip.
+if #out == 0 then return {out, {}, {}} end
+local keys = {}
+for i, conv in ipairs(out) do keys[i] = P .. 'sum:' .. conv end
+local reads = redis.call('HMGET', P .. 'read:' .. member, unpack(out))
+return {out, redis.call('MGET', unpack(keys)), reads}
 """
 
 CLEAR_FAILED = """
