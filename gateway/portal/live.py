@@ -28,6 +28,7 @@ from gateway import jsoncodec
 from gateway.models import Event
 from gateway.portal import indexer
 from gateway.portal.storage import PortalStore
+from gateway.retry import Failing
 from gateway.store.base import Store
 
 log = logging.getLogger("gateway.portal.live")
@@ -184,10 +185,13 @@ class Hub:
         loop = asyncio.get_running_loop()
         waiter = self.portal.event_waiter()
         beat = loop.time() + self.heartbeat
+        # While the store is down: one traceback, then a line per failure, backing off.
+        failing = Failing("the portal's event tail", self.poll_interval, log)
         try:
             while not self._stop.is_set():
                 try:
                     more = await self.step()
+                    failing.ok()
                     if not more:
                         wait = max(0.0, min(self.poll_interval, beat - loop.time()))
                         stopped = asyncio.ensure_future(self._stop.wait())
@@ -196,10 +200,9 @@ class Hub:
                         for task in (stopped, grown):
                             task.cancel()
                         await asyncio.gather(stopped, grown, return_exceptions=True)
-                except Exception:
-                    log.exception("the portal's event tail failed; trying again")
+                except Exception as exc:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), self.poll_interval)
+                        await asyncio.wait_for(self._stop.wait(), failing.failed(exc))
                 if loop.time() >= beat:
                     beat = loop.time() + self.heartbeat
                     for subs in self._subs.values():

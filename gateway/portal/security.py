@@ -10,11 +10,15 @@ HttpOnly and SameSite=Lax, and Secure when the public URL is https.
 
 The Content-Security-Policy allows scripts, styles and connections from this origin only,
 and no inline script or style: everything the portal runs is in its static files.
+
+While the store cannot be reached (Redis down or restarting) a page is a 503 page saying
+so, with ``Retry-After`` (as the API answers ``store_unavailable``), not a traceback.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from urllib.parse import quote, urlsplit
@@ -42,6 +46,7 @@ from gateway.portal.web import (
     portal_for,
     render,
 )
+from gateway.store import UNAVAILABLE
 
 CSP = "; ".join(
     [
@@ -65,6 +70,8 @@ HEADERS = {
     "cross-origin-opener-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=()",
 }
+log = logging.getLogger("gateway.portal.security")
+
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_FORM = 64 * 1024  # a form without files
 
@@ -157,6 +164,31 @@ class PortalGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._guard(scope, receive, tracked)
+        except UNAVAILABLE as exc:
+            if started:  # an event stream that was open: it ends, the browser reconnects
+                raise
+            log.warning("portal %s %s: the store is unavailable: %s", scope["method"],
+                        scope["path"], exc)  # fmt: skip
+            scope.setdefault("portal_lang", i18n.DEFAULT)
+            response = render(
+                Request(scope, receive),
+                "error.html",
+                {"status": 503},
+                503,
+                headers={**HEADERS, "cache-control": "no-store", "retry-after": "1"},
+            )
+            await response(scope, receive, send)
+
+    async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         portal = await portal_for(scope["app"].state.rt)
         headers = Headers(scope=scope)
         jar = cookies_of(headers)
