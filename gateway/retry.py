@@ -79,25 +79,32 @@ def backoff(
     return delay * (1.0 - jitter * rand())
 
 
+# The longest wait a Retry-After can ask for (seconds); longer values are read as this.
+MAX_RETRY_AFTER = 7 * 86_400.0
+
+
 def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     """A ``Retry-After`` header as seconds from ``now``; None when absent or malformed.
 
     RFC 9110: delta-seconds (a non-negative integer) or an HTTP date (a date without a
     zone is read as GMT; a date in the past gives 0). A fractional value such as ``1.5``
     is neither, so it is malformed and gives None: the caller then keeps its own backoff.
+    A wait longer than ``MAX_RETRY_AFTER`` is read as that.
     """
     if not value:
         return None
     value = value.strip()
     if _DELAY_SECONDS.fullmatch(value):
-        return float(int(value))
+        # Bounded: 400 digits would not even fit a float, and no carrier's wait is worth
+        # more than a week of a job's life (a webhook endpoint is disabled after 5 days).
+        return float(min(int(value), MAX_RETRY_AFTER)) if len(value) < 16 else MAX_RETRY_AFTER
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER)
 
 
 def in_process(

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.retry import (
     FAILING_WAIT_MAX,
+    MAX_RETRY_AFTER,
     Failing,
     backoff,
     in_process,
@@ -52,6 +53,17 @@ def test_retry_after_delta_seconds_and_dates() -> None:
     assert retry_after_seconds(http_date(NOW + timedelta(minutes=2)), NOW) == 120.0
     assert retry_after_seconds(http_date(NOW - timedelta(minutes=2)), NOW) == 0.0
     assert retry_after_seconds("Sun, 15 Mar 2026 12:00:10", NOW) == 10.0  # no zone: GMT
+
+
+def test_retry_after_is_bounded() -> None:
+    """A wait of 400 digits does not fit a float (it raised OverflowError), and one far in
+    the future would overflow a timedelta: both read as the longest wait, a week."""
+    assert retry_after_seconds("9" * 400, NOW) == MAX_RETRY_AFTER == 7 * 86_400.0
+    assert retry_after_seconds("100000000000000", NOW) == MAX_RETRY_AFTER
+    assert retry_after_seconds(str(7 * 86_400 + 1), NOW) == MAX_RETRY_AFTER
+    assert retry_after_seconds(str(7 * 86_400), NOW) == MAX_RETRY_AFTER
+    assert retry_after_seconds(http_date(NOW + timedelta(days=400)), NOW) == MAX_RETRY_AFTER
+    timedelta(seconds=MAX_RETRY_AFTER)  # what the dispatcher makes of it
 
 
 @pytest.mark.parametrize(

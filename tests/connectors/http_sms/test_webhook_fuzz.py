@@ -28,6 +28,7 @@ from gateway import jsoncodec
 from gateway.blobs import BlobStore
 from gateway.clock import FrozenClock
 from gateway.config import ConnectorConfig, parse_settings
+from gateway.process import open_runtime
 from gateway.runtime import Runtime
 from tests.connectors.http_sms.conftest import PUBLIC_URL, RecordingSink
 from tests.fuzzing import fuzz, read_back
@@ -259,7 +260,7 @@ async def rt(tmp_path: Path, sim: Simulator) -> AsyncIterator[Runtime]:
         "public_url": PUBLIC_URL,
     }
     tw = ConnectorConfig("tw1", "twilio", frozenset({"sms"}), None, options)
-    runtime = await Runtime.create(dataclasses.replace(settings, connectors=(tw,)), clock=CLOCK)
+    runtime = await open_runtime(dataclasses.replace(settings, connectors=(tw,)), clock=CLOCK)
     try:
         await runtime.wait_started()
         await seed_directory(runtime, CLOCK)

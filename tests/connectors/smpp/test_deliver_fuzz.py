@@ -26,6 +26,7 @@ from connectors.smpp.udh import concat_8, concat_16
 from gateway.clock import FrozenClock
 from gateway.config import parse_settings
 from gateway.inbound import Inbound
+from gateway.process import open_runtime
 from gateway.runtime import Runtime
 from tests.connectors.smpp.conftest import RecordingSink
 from tests.fuzzing import fuzz, read_back
@@ -215,7 +216,7 @@ async def rt(tmp_path: Path) -> AsyncIterator[Runtime]:
     settings = parse_settings(
         {"gateway": {"store": f"sqlite:///{tmp_path}/gw.db", "blobs": str(tmp_path / "blobs")}}
     )
-    runtime = await Runtime.create(settings, clock=CLOCK)
+    runtime = await open_runtime(settings, clock=CLOCK)
     try:
         await runtime.wait_started()
         await seed_directory(runtime, CLOCK)

@@ -285,8 +285,16 @@ async def test_smsc_killed_and_restarted_mid_run_delivers_every_message_once(
     accepted = Counter(e["text"] for e in smsc.accepted())
     assert accepted == Counter(texts), "every text accepted by the SMSC exactly once"
     assert len({e["incarnation"] for e in smsc.accepted()}) == 2  # before and after the crash
+    # The gateway answers a receipt after storing it, so the SMSC may log the answer a
+    # moment after the message reads delivered: wait for every answer, then compare.
+    submitted = {e["message_id"] for e in smsc.accepted()}
+    await smsc.wait_for(
+        lambda _: {e["message_id"] for e in smsc.events("receipt", status=0)} >= submitted,
+        "every receipt answered",
+        10,
+    )
     acked = Counter(e["message_id"] for e in smsc.events("receipt", status=0))
-    assert set(acked) == {e["message_id"] for e in smsc.accepted()}
+    assert set(acked) == submitted
     outbound = await gw.client.get(
         "/v1/messages", params={"direction": "outbound", "limit": 100},
         headers=auth(gw.seed.anna_key),
