@@ -8,10 +8,14 @@ STAMP     := $(VENV)/.installed
 APT       := DEBIAN_FRONTEND=noninteractive apt-get
 # The npm project of the independent test SMSC (see system-packages).
 SMSC_NODE := tests/connectors/smpp_peers/node
+# The npm project of the portal's browser code: htmx (copied into the portal's static
+# files, which also hold the committed copy) and axe-core (the browser tests inject it).
+PORTAL_NPM := gateway/portal/npm
+PORTAL_HTMX := gateway/portal/static/vendor/htmx.min.js
 # Extra arguments for the demo, e.g. `make run DEMO_ARGS="--port 9000"`.
 DEMO_ARGS ?=
 
-.PHONY: run test run-packages system-packages
+.PHONY: run test run-packages system-packages portal-assets
 
 ## run: serve a throwaway demo gateway (SQLite, demo team, API key) on 127.0.0.1:8080
 run: $(STAMP) run-packages
@@ -31,8 +35,9 @@ test: $(STAMP) system-packages
 #   coding of fax pages, fax/g4.py), fonts-dejavu-core (text and cover pages);
 RUN_DEBS  := libspandsp2 libtiff6 fonts-dejavu-core
 #   the tests: redis-server; tshark and rtpengine (fax media checks); tiffinfo; SIPp
-#   (sip-tester: the far end in the SIP user agent's tests).
-TEST_DEBS := redis-server tshark rtpengine-daemon libtiff-tools sip-tester
+#   (sip-tester: the far end in the SIP user agent's tests); chromium for the portal's
+#   browser tests.
+TEST_DEBS := redis-server tshark rtpengine-daemon libtiff-tools sip-tester chromium
 define apt_install
 	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 		| grep -q 'ok installed' || echo $$p; done); \
@@ -48,8 +53,19 @@ endef
 run-packages:
 	$(call apt_install,$(RUN_DEBS))
 
-system-packages: run-packages $(SMSC_NODE)/node_modules/.installed
+system-packages: run-packages $(SMSC_NODE)/node_modules/.installed portal-assets
 	$(call apt_install,$(TEST_DEBS))
+
+# htmx and axe-core exactly as package-lock.json pins them; htmx is then copied into the
+# portal's static files (a test checks that the committed copy is the locked one).
+portal-assets: $(PORTAL_NPM)/node_modules/.installed
+	@cmp -s $(PORTAL_NPM)/node_modules/htmx.org/dist/htmx.min.js $(PORTAL_HTMX) \
+		|| cp $(PORTAL_NPM)/node_modules/htmx.org/dist/htmx.min.js $(PORTAL_HTMX)
+
+$(PORTAL_NPM)/node_modules/.installed: $(PORTAL_NPM)/package.json $(PORTAL_NPM)/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || { $(APT) update && $(APT) install -y --no-install-recommends nodejs npm; }
+	cd $(PORTAL_NPM) && npm ci --no-audit --no-fund
+	@touch $@
 
 # The SMPP tests also run an independent SMSC on the npm package smpp (node-smpp): Node.js
 # from Debian when missing, then the locked packages, re-installed when the lock changes.

@@ -298,15 +298,18 @@ def data_pages(data: bytes) -> int:
 def tiny_pdf(fonts: Sequence[str] = ("Helvetica", "Helvetica-Bold", "Times-Roman", "Courier",
                                      "Arial", "Arial,Bold", "Verdana")) -> bytes:  # fmt: skip
     """A one-page PDF with a line in each of ``fonts`` (not embedded), for the warm-up."""
-    text = " ".join(f"BT /F{i} 11 Tf 72 {770 - 14 * i} Td (Warm up 0123) Tj ET"
-                    for i in range(len(fonts)))
+    text = " ".join(
+        f"BT /F{i} 11 Tf 72 {770 - 14 * i} Td (Warm up 0123) Tj ET" for i in range(len(fonts))
+    )
     content = text.encode()
     font_refs = " ".join(f"/F{i} {5 + i} 0 R" for i in range(len(fonts)))
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
-         b"/Resources << /Font << " + font_refs.encode() + b" >> >> >>"),
+        (
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
+            b"/Resources << /Font << " + font_refs.encode() + b" >> >> >>"
+        ),
         b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
         *(f"<< /Type /Font /Subtype /Type1 /BaseFont /{name} >>".encode() for name in fonts),
     ]
@@ -319,7 +322,9 @@ def tiny_pdf(fonts: Sequence[str] = ("Helvetica", "Helvetica-Bold", "Times-Roman
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, xref)
+        len(objects) + 1,
+        xref,
+    )
     return bytes(out)
 
 

@@ -106,8 +106,13 @@ def _squeeze(canvas: Image.Image, res: Resolution) -> np.ndarray:
     return np.asarray(small)
 
 
-def cover_lines(to: str = "", sender: str = "", subject: str = "", note: str = "",
-                pages_total: int | None = None) -> list[Line]:
+def cover_lines(
+    to: str = "",
+    sender: str = "",
+    subject: str = "",
+    note: str = "",
+    pages_total: int | None = None,
+) -> list[Line]:
     """The lines of a cover sheet: a heading, the fields, then the note."""
     lines = [Line("FAX", 36, True)]
     fields = [("To", to), ("From", sender), ("Subject", subject)]

@@ -85,8 +85,16 @@ def pillow_g4_code(packed: np.ndarray, width: int) -> bytes:
     return data[offsets[0] : offsets[0] + counts[0]]
 
 
-def _ifd(width: int, height: int, res: Resolution, page: int, total: int, strip_at: int,
-         strip_len: int, ifd_at: int) -> tuple[bytes, bytes]:
+def _ifd(
+    width: int,
+    height: int,
+    res: Resolution,
+    page: int,
+    total: int,
+    strip_at: int,
+    strip_len: int,
+    ifd_at: int,
+) -> tuple[bytes, bytes]:
     """An IFD at ``ifd_at`` (its next-IFD link left 0) and the values stored after it."""
     tags = [
         (254, LONG, [2]),  # NewSubfileType: a page of a multi-page document

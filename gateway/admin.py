@@ -15,9 +15,11 @@ from gateway.auth import create_key
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
 from gateway.errors import Conflict, Forbidden, NotFound, ValidationError
+from gateway.extensions import extension_commands
 from gateway.ids import new_id
 from gateway.models import Addon, ApiKey, Job, Member, Plan, Team, iso
 from gateway.numbers import normalize_landline, normalize_mobile
+from gateway.process import open_runtime
 from gateway.quota import euros, period_of, quota_report
 from gateway.store import open_store
 from gateway.store.base import Store
@@ -305,7 +307,15 @@ async def _admin_jobs_retry(args: argparse.Namespace, store: Store, clock: Clock
 
 
 async def run(args: argparse.Namespace, settings: Settings, clock: Clock | None = None) -> Result:
-    """Run one ``admin`` command against the configured store (``clock``: the system's)."""
+    """Run one ``admin`` command against the configured store (``clock``: the system's);
+    an extension's command runs on a host whose storage roles are open."""
+    command = extension_commands().get((args.object, args.action))
+    if command is not None:
+        rt = await open_runtime(settings, start_connectors=False)
+        try:
+            return await command.run(rt, args)
+        finally:
+            await rt.aclose()
     store = await open_store(settings.store)
     clock = clock or SystemClock()
     try:

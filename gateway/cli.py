@@ -25,6 +25,7 @@ from gateway.admin import JOB_STATES
 from gateway.admin import run as run_admin
 from gateway.config import Settings, load_settings
 from gateway.errors import ConfigError, GatewayError
+from gateway.extensions import extension_commands
 from gateway.models import Addon, Plan
 from gateway.process import open_runtime, worker
 from gateway.runtime import Runtime
@@ -32,6 +33,7 @@ from gateway.serving import on_signals, serve_until_signal
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+GRACE_SECONDS = 5
 JOBS_LIMIT = 100
 log = logging.getLogger("gateway")
 
@@ -166,6 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
         "retry", parents=[admin_common], help="run a dead job again (its attempts start over)"
     )
     j_retry.add_argument("job", metavar="JOB_ID")
+    # Extensions' commands (the portal's ``member set-password`` …), found by entry point.
+    actions = {"team": team_cmds, "member": member_cmds, "key": key_cmds, "jobs": job_cmds}
+    for command in extension_commands().values():
+        if command.object not in actions:
+            extra = objects.add_parser(command.object, parents=[admin_common], help=command.object)
+            actions[command.object] = extra.add_subparsers(
+                dest="action", required=True, metavar="ACTION"
+            )
+        sub = actions[command.object].add_parser(
+            command.action, parents=[admin_common], help=command.help
+        )
+        command.arguments(sub)
     return parser
 
 
@@ -174,7 +188,11 @@ async def serve_runtime(rt: Runtime, host: str, port: int) -> None:
     """Serve the API with job workers on ``host:port`` until SIGINT/SIGTERM."""
     from gateway.api.app import create_app
 
-    await serve_until_signal(create_app(rt, workers=True), host, port)
+    # Open event streams (the portal's) would hold shutdown up for ever: they get a few
+    # seconds to end, then are cut (browsers reconnect, to another process if need be).
+    await serve_until_signal(
+        create_app(rt, workers=True), host, port, timeout_graceful_shutdown=GRACE_SECONDS
+    )
 
 
 async def _serve(settings: Settings, host: str, port: int) -> None:

@@ -181,6 +181,19 @@ def describe(info: DemoInfo, settings: Settings, workdir: str | None = None) -> 
     return "\n".join(lines)
 
 
+async def extension_demos(rt: Runtime, info: DemoInfo) -> list[str]:
+    """Each installed extension's part of the demo (the portal's sign-ins …): its
+    banner lines, set up for the demo members (the first is the team's admin)."""
+    from gateway.extensions import extensions
+
+    out = []
+    for ext in extensions():
+        text = await ext.demo(rt, info.members)
+        if text:
+            out.append(text)
+    return out
+
+
 async def run_demo(
     host: str, port: int, serve: Callable[[Runtime, str, int], Awaitable[None]]
 ) -> None:
@@ -202,6 +215,8 @@ async def run_demo(
                 print(describe(info, settings, workdir), flush=True)
                 for carrier in started:
                     print(carrier.banner(), flush=True)
+                for text in await extension_demos(rt, info):
+                    print(text, flush=True)
                 await serve(rt, host, port)
             finally:
                 await rt.aclose()

@@ -21,7 +21,14 @@ What an extension adds:
   and the OpenAPI document merges :meth:`Extension.openapi`;
 * jobs and a service: the job worker runs the kinds of :meth:`Extension.job_handlers` (a
   job of a kind no running process handles waits in the queue, see ``gateway.jobs``) and
-  :meth:`Extension.run`, the extension's background service, beside its job loops.
+  :meth:`Extension.run`, the extension's background service, beside its job loops;
+* ``gateway admin OBJECT ACTION`` commands (:class:`AdminCommand`), run on a host whose
+  storage roles are open;
+* its part of ``gateway demo``: what it sets up for the demo members, and the lines it
+  adds to the banner;
+* services for the other extensions (``gateway/services.py``), found with
+  :func:`service`: the portal manages webhook endpoints through the webhooks
+  extension's ``WebhookAdmin`` without importing it.
 
 An extension types against :class:`Host`, never against ``gateway.runtime.Runtime``
 (which satisfies it): that keeps it to the public surface of the core.
@@ -31,11 +38,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 if TYPE_CHECKING:
+    import argparse
+
     import httpx
     from starlette.routing import BaseRoute
 
@@ -43,12 +53,14 @@ if TYPE_CHECKING:
     from gateway.clock import Clock
     from gateway.config import Settings
     from gateway.metrics import Metrics
-    from gateway.models import JobHandler
+    from gateway.models import JobHandler, Member
+    from gateway.services import ServiceKey
     from gateway.store.base import Store
     from gateway.store.roles import Role
 
 GROUP = "gateway.extensions"
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 class Host(Protocol):
@@ -95,6 +107,23 @@ class Host(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class AdminCommand:
+    """``gateway admin OBJECT ACTION …`` contributed by an extension.
+
+    ``arguments`` adds the command's arguments to its parser; ``run`` gets a host on the
+    configured store (storage roles open, connectors not started) and the parsed
+    arguments, and returns what every admin command returns: the JSON object (``--json``)
+    and the text. Errors are the gateway's (``GatewayError``), as for the core's commands.
+    """
+
+    object: str  # e.g. "member" (an existing object gets one more action)
+    action: str  # e.g. "set-password"
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[Host, argparse.Namespace], Awaitable[tuple[dict[str, Any], str]]]
+
+
 class Extension(Protocol):
     """What an extension adds to every gateway process (see the module docstring)."""
 
@@ -125,9 +154,38 @@ class Extension(Protocol):
         """The background service, until ``stop`` is set."""
         ...
 
+    def admin_commands(self) -> Sequence[AdminCommand]:
+        """Its ``gateway admin`` commands (none: ``()``)."""
+        ...
+
+    async def demo(self, host: Host, members: Sequence[Member]) -> str:
+        """Set up its part of ``gateway demo`` for the demo team's ``members`` (the first
+        is the team's admin) and return the banner's lines about it ("" for none)."""
+        ...
+
+    def services(self, host: Host) -> Mapping[ServiceKey[Any], object]:
+        """The services it offers on ``host``, under their keys in ``gateway/services.py``
+        ({} for none)."""
+        ...
+
 
 @functools.cache
 def extensions() -> tuple[Extension, ...]:
     """The installed extensions, by name (loaded once per process)."""
     found = sorted(entry_points(group=GROUP), key=lambda ep: ep.name)
     return tuple(ep.load() for ep in found)
+
+
+def service(host: Host, key: ServiceKey[T]) -> T | None:
+    """The service under ``key`` (``gateway/services.py``) that an installed extension
+    offers on ``host``, or None."""
+    for ext in extensions():
+        found = ext.services(host).get(key)
+        if found is not None:
+            return cast(T, found)
+    return None
+
+
+def extension_commands() -> dict[tuple[str, str], AdminCommand]:
+    """The installed extensions' ``gateway admin`` commands by (object, action)."""
+    return {(c.object, c.action): c for ext in extensions() for c in ext.admin_commands()}

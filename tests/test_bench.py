@@ -118,3 +118,22 @@ def test_fax_render_bench_smoke() -> None:
                      out.stdout, re.M), text  # fmt: skip
     assert re.search(r"^FIDELITY better than Ghostscript on \d of 8 page types GOAL", out.stdout,
                      re.M), text  # fmt: skip
+
+
+@pytest.mark.slow
+def test_portal_bench_smoke() -> None:
+    """A small run of both measurements (the inbox page on SQLite and on Redis): the ratios
+    and CPU figures are printed and every stream got every event."""
+    cmd = [sys.executable, str(REPO / "bench" / "portal.py"), "--conversations", "300",
+           "--requests", "10", "--streams", "20", "--events", "3", "--gap", "0.05"]  # fmt: skip
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    for store in ("sqlite", "redis"):  # part 1 on both backends
+        assert re.search(rf"^RATIO inbox page {store}: \d+\.\d\d .*GOAL (MET|MISSED)$",
+                         out.stdout, re.M), text  # fmt: skip
+    assert re.search(r"^  server .* CPU [\d.]+ ms/request", out.stdout, re.M), text
+    assert re.search(r"^RATIO event p99: \d+\.\d\d .*GOAL (MET|MISSED)$", out.stdout, re.M), text
+    for name in ("portal", "bare"):
+        assert re.search(rf"^  {name}\s+streams 20 .* missing 0  server CPU [\d.]+ ms/event$",
+                         out.stdout, re.M), text  # fmt: skip

@@ -41,6 +41,7 @@ PUBLIC_CORE = frozenset(
         "gateway.numbers",
         "gateway.retry",
         "gateway.serving",  # the one way to run uvicorn
+        "gateway.services",  # what one extension offers another (WebhookAdmin, DocumentPreview)
         "gateway.store.base",
         # Storage roles (webhooks/, the portal): the mechanism and the backend access it hands
         # to a role's implementations.

@@ -23,8 +23,9 @@ from webhooks import settings
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
-    from gateway.extensions import Extension, Host
-    from gateway.models import JobHandler
+    from gateway.extensions import AdminCommand, Extension, Host
+    from gateway.models import JobHandler, Member
+    from gateway.services import ServiceKey
     from gateway.store.roles import Role
 
 
@@ -64,6 +65,21 @@ class WebhooksExtension:
         from webhooks.delivery import Engine
 
         await Engine(host).run(stop)
+
+    def admin_commands(self) -> Sequence[AdminCommand]:
+        """None."""
+        return ()
+
+    async def demo(self, host: Host, members: Sequence[Member]) -> str:
+        """Nothing to set up."""
+        return ""
+
+    def services(self, host: Host) -> Mapping[ServiceKey[Any], object]:
+        """``WebhookAdmin``: the team admin's endpoint management (the portal uses it)."""
+        from gateway.services import WEBHOOK_ADMIN
+        from webhooks.admin import Admin
+
+        return {WEBHOOK_ADMIN: Admin(host)}
 
 
 EXTENSION: Extension = WebhooksExtension()

@@ -36,13 +36,16 @@ class RtpPacket:
 
     def encode(self) -> bytes:
         """The packet on the wire (no CSRC, no extension, no padding)."""
-        return _HEADER.pack(
-            _VERSION << 6,
-            (0x80 if self.marker else 0) | (self.payload_type & 0x7F),
-            self.sequence & 0xFFFF,
-            self.timestamp & 0xFFFFFFFF,
-            self.ssrc & 0xFFFFFFFF,
-        ) + self.payload
+        return (
+            _HEADER.pack(
+                _VERSION << 6,
+                (0x80 if self.marker else 0) | (self.payload_type & 0x7F),
+                self.sequence & 0xFFFF,
+                self.timestamp & 0xFFFFFFFF,
+                self.ssrc & 0xFFFFFFFF,
+            )
+            + self.payload
+        )
 
     @classmethod
     def parse(cls, data: bytes) -> RtpPacket:

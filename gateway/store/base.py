@@ -205,12 +205,29 @@ class Store(Protocol):
         """The member who owns the E.164 ``number`` (mobile or fax), or None."""
         ...
 
+    async def set_member_active(
+        self, member_id: str, active: bool, max_active: int
+    ) -> Member | None:
+        """Activate or deactivate a member atomically with the plan check; None when the
+        member does not exist. Activating raises ``Forbidden(code="plan_limit")`` when the
+        team already has ``max_active`` active members."""
+        ...
+
     async def create_api_key(self, key: ApiKey) -> None:
         """Store a new API key (only its hash)."""
         ...
 
     async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
         """The API key whose secret hashes to ``key_hash``, or None."""
+        ...
+
+    async def list_api_keys(self, team_id: str) -> list[ApiKey]:
+        """The team's API keys, oldest first."""
+        ...
+
+    async def delete_api_key(self, team_id: str, key_id: str) -> bool:
+        """Revoke the team's key ``key_id`` (``api_key_by_hash`` no longer finds it);
+        False when the team has no such key."""
         ...
 
     # -- attachments -----------------------------------------------------------------

@@ -21,6 +21,8 @@ model's ``to_dict()``. With P = the prefix:
     P:job:{id}   P:jobs:…             the job queue: see ``redis_jobs.py``
     P:events:seq                      counter           P:events  zset, score = seq,
                                                          member = "{seq} {doc without seq}"
+                                      (every append PUBLISHes its last seq on the channel
+                                      P:events:seq: the log's readers need not poll)
     P:idem:{scope}:{key}              hash fp, code, body, exp (ms, compared with ``now``), ref
     P:rate:{limit key}                zset of accepted sends: message id, score = created ms
 
@@ -224,9 +226,50 @@ class RedisStore(RedisJobs):
         member_id = await self._r.get(self._k("number", number))
         return await self.get_member(_text(member_id)) if member_id is not None else None
 
+    async def set_member_active(
+        self, member_id: str, active: bool, max_active: int
+    ) -> Member | None:
+        """Activate or deactivate the member (activation within the plan's cap)."""
+        member = await self.get_member(member_id)
+        if member is None:
+            return None
+        team = member.team_id
+        keys = [self._k("member", member_id), self._k("team", team, "active")]
+        outcome = await self._run(
+            "set_member_active", keys, [member_id, int(active), max_active]
+        )
+        if outcome == "plan_limit":
+            raise Forbidden(
+                f"the team's plan allows at most {max_active} active members", code="plan_limit"
+            )
+        if outcome is None:
+            return None
+        return Member.from_dict(jsoncodec.loads(outcome))
+
     async def create_api_key(self, key: ApiKey) -> None:
-        """Store a new API key."""
-        await self._r.set(self._k("apikey", key.key_hash), _dumps(key.to_dict()))
+        """Store a new API key (and list it under its team)."""
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.set(self._k("apikey", key.key_hash), _dumps(key.to_dict()))
+            pipe.hset(self._k("team", key.team_id, "apikeys"), key.id, key.key_hash)
+            await pipe.execute()
+
+    async def list_api_keys(self, team_id: str) -> list[ApiKey]:
+        """The team's API keys, oldest first."""
+        hashes = await self._r.hvals(self._k("team", team_id, "apikeys"))
+        keys = await self._many(ApiKey, "apikey", hashes)
+        return sorted(keys, key=lambda k: k.id)
+
+    async def delete_api_key(self, team_id: str, key_id: str) -> bool:
+        """Revoke the team's key."""
+        index = self._k("team", team_id, "apikeys")
+        key_hash = await self._r.hget(index, key_id)
+        if key_hash is None:
+            return False
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.delete(self._k("apikey", _text(key_hash)))
+            pipe.hdel(index, key_id)
+            _, removed = await pipe.execute()
+        return bool(removed)
 
     async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
         """The API key with this hash, or None."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 LUA_LIB = """
 local function int(n) return string.format('%d', n) end
--- Append event docs to the log; returns their seqs.
+-- Append event docs to the log; returns their seqs. The last seq is published on the
+-- channel named like the seq key, so that readers of the log need not poll it.
 local function append_events(seq_key, log_key, docs)
   local seqs = {}
   for _, doc in ipairs(docs) do
@@ -16,6 +17,7 @@ local function append_events(seq_key, log_key, docs)
     redis.call('ZADD', log_key, int(seq), int(seq) .. ' ' .. doc)
     seqs[#seqs + 1] = seq
   end
+  if #seqs > 0 then redis.call('PUBLISH', seq_key, int(seqs[#seqs])) end
   return seqs
 end
 -- SqliteStore._ledger_add: (before, after), or (nil, overage, cost) past the limit.
@@ -74,6 +76,22 @@ redis.call('ZADD', KEYS[2], 0, ARGV[1])
 if ARGV[3] == '1' then redis.call('SADD', KEYS[3], ARGV[1]) end
 for i = 4, #KEYS do redis.call('SET', KEYS[i], ARGV[1]) end
 return {'ok', 0}
+""",
+    # KEYS: member, team's active set; ARGV: id, '1' to activate / '0', max active.
+    # Returns the member's new doc, 'plan_limit', or nil when it does not exist.
+    "set_member_active": """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return nil end
+local doc = cjson.decode(raw)
+local active = ARGV[2] == '1'
+if active and not doc.active and redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[3]) then
+  return 'plan_limit'
+end
+doc.active = active
+local out = cjson.encode(doc)
+redis.call('SET', KEYS[1], out)
+if active then redis.call('SADD', KEYS[2], ARGV[1]) else redis.call('SREM', KEYS[2], ARGV[1]) end
+return out
 """,
     # KEYS: triple, new conversation, team's conversations; ARGV: new id, doc, ms
     "conversation_for": """

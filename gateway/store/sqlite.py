@@ -242,6 +242,35 @@ class SqliteStore(SqliteJobs):
         )
         return Member.from_dict(doc) if doc else None
 
+    async def set_member_active(
+        self, member_id: str, active: bool, max_active: int
+    ) -> Member | None:
+        """Activate or deactivate the member (activation within the plan's cap)."""
+
+        def work(db: sqlite3.Connection) -> Member | None:
+            row = db.execute("SELECT doc FROM members WHERE id = ?", (member_id,)).fetchone()
+            if row is None:
+                return None
+            member = Member.from_dict(jsoncodec.loads(row[0]))
+            if active and not member.active:
+                (count,) = db.execute(
+                    "SELECT COUNT(*) FROM members WHERE team_id = ? AND active = 1",
+                    (member.team_id,),
+                ).fetchone()
+                if count >= max_active:
+                    raise Forbidden(
+                        f"the team's plan allows at most {max_active} active members",
+                        code="plan_limit",
+                    )
+            member.active = active
+            db.execute(
+                "UPDATE members SET active = ?, doc = ? WHERE id = ?",
+                (int(active), encode(member.to_dict()), member_id),
+            )
+            return member
+
+        return await self._write(work)
+
     async def create_api_key(self, key: ApiKey) -> None:
         """Store a new API key."""
 
@@ -254,6 +283,27 @@ class SqliteStore(SqliteJobs):
         """The API key with this hash, or None."""
         doc = self._doc("SELECT doc FROM api_keys WHERE key_hash = ?", key_hash)
         return ApiKey.from_dict(doc) if doc else None
+
+    async def list_api_keys(self, team_id: str) -> list[ApiKey]:
+        """The team's API keys, oldest first (few per team: read from the documents)."""
+        rows = self._conn.execute(
+            "SELECT doc FROM api_keys WHERE json_extract(doc, '$.team_id') = ?", (team_id,)
+        ).fetchall()
+        keys = [ApiKey.from_dict(jsoncodec.loads(r[0])) for r in rows]
+        return sorted(keys, key=lambda k: k.id)
+
+    async def delete_api_key(self, team_id: str, key_id: str) -> bool:
+        """Revoke the team's key."""
+
+        def work(db: sqlite3.Connection) -> bool:
+            cur = db.execute(
+                "DELETE FROM api_keys WHERE json_extract(doc, '$.team_id') = ? "
+                "AND json_extract(doc, '$.id') = ?",
+                (team_id, key_id),
+            )
+            return cur.rowcount > 0
+
+        return await self._write(work)
 
     # -- attachments -----------------------------------------------------------------
     async def put_attachment(self, attachment: Attachment) -> None:

@@ -259,6 +259,8 @@ async def test_document_covers_exactly_the_served_routes(rt: Runtime) -> None:
             assert route.path.startswith("/hooks/"), route.path  # carrier webhooks only
             continue
         assert isinstance(route, Route), route
+        if not route.include_in_schema:
+            continue  # pages (the portal), not the API
         for method in (route.methods or set()) - {"HEAD"}:
             served.add((route.path, method.lower()))
     doc = openapi_document(rt.settings.public_url)
