@@ -11,13 +11,14 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api import problems, v1
 from gateway.api.fastpath import SendFastPath
+from gateway.api.limits import CLIENT_CLOSED, BodyLimit, ceilings, hung_up
 from gateway.auth import KeyCache
 from gateway.errors import GatewayError
 from gateway.extensions import extensions
@@ -50,6 +51,11 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            # The client closed mid-body: nothing to answer, nobody to blame but the
+            # network; one line in the log, counted apart from the server's errors.
+            status = CLIENT_CLOSED
+            hung_up(scope)
         finally:
             name = getattr(scope.get("endpoint"), "__name__", "unmatched")
             # Label keys spelled out in sorted order: this runs on every request.
@@ -196,7 +202,9 @@ def create_app(rt: Runtime, *, workers: bool = True) -> Starlette:
     app.state.rt = rt
     app.state.job_kinds = jobs.kinds if jobs is not None else frozenset()
     app.state.keys = KeyCache(rt.store)
-    # The last added is the outermost: metrics count what the fast path serves too.
+    # The last added is the outermost: metrics count what the fast path serves and what
+    # the body limit refuses too.
     app.add_middleware(SendFastPath, rt=rt, keys=app.state.keys)
+    app.add_middleware(BodyLimit, limits=ceilings(rt.settings.max_attachment_bytes))
     app.add_middleware(MetricsMiddleware, metrics=rt.metrics)
     return app

@@ -50,6 +50,10 @@ SEND_ERRORS: Codes = {
     ],
 }
 
+MESSAGE_TOO_LARGE: Codes = {
+    413: [Case("payload_too_large", "the body is larger than 256 KiB (declared or sent)")]
+}
+
 
 def _send_body(description: str) -> dict[str, Any]:
     return {
@@ -79,6 +83,7 @@ def paths() -> dict[str, Any]:
                         JSON_BODY,
                         IDEMPOTENCY,
                         SEND_ERRORS,
+                        MESSAGE_TOO_LARGE,
                         {402: [Case("quota_credit_limit")]},
                         {429: [Case("rate_limited")]},
                         INTERNAL,
@@ -144,7 +149,9 @@ def paths() -> dict[str, Any]:
                         ref("Preview"),
                         headers=replayed(),
                     ),
-                    **errors(AUTH, JSON_BODY, IDEMPOTENCY, SEND_ERRORS, INTERNAL),
+                    **errors(
+                        AUTH, JSON_BODY, IDEMPOTENCY, SEND_ERRORS, MESSAGE_TOO_LARGE, INTERNAL
+                    ),
                 },
                 description="Runs every check of `POST /v1/messages` that needs no write "
                 "and answers what the message would cost; nothing is stored or charged. On "

@@ -52,6 +52,10 @@ def _rt(request: Request) -> Runtime:
 
 
 # -- messages ----------------------------------------------------------------------------
+# A send is a few hundred bytes; a long text or a template with many parameters a few KiB.
+MESSAGE_BODY_LIMIT = 256 * 1024
+MESSAGE_TOO_LARGE = f"the body is larger than the limit of {MESSAGE_BODY_LIMIT} bytes"
+
 async def create_message(request: Request) -> Response:
     """POST /v1/messages: accept an outbound message (202)."""
 
@@ -62,7 +66,9 @@ async def create_message(request: Request) -> Response:
         accepted = await outbound.submit(rt, principal, command, message_id=reserved_id(request))
         return json_response(accepted.view, 202)
 
-    return await posted(request, action, resumable="msg")
+    return await posted(
+        request, action, limit=MESSAGE_BODY_LIMIT, too_large=MESSAGE_TOO_LARGE, resumable="msg"
+    )
 
 
 async def preview_message(request: Request) -> Response:
@@ -72,7 +78,7 @@ async def preview_message(request: Request) -> Response:
         draft = await outbound.draft(rt, principal, decode(SendRequest, raw))
         return json_response(draft.preview())
 
-    return await posted(request, action)
+    return await posted(request, action, limit=MESSAGE_BODY_LIMIT, too_large=MESSAGE_TOO_LARGE)
 
 
 async def get_message(request: Request) -> Response:
