@@ -366,7 +366,9 @@ def outbound_extras(meta: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class Attachment:
-    """A file owned by a team; the bytes live in the blob store under their SHA-256."""
+    """A file owned by a team, and by the member who uploaded or received it (None: the
+    whole team's — a team key's upload, or one stored before attachments had owners); the
+    bytes live in the blob store under their SHA-256."""
 
     id: str
     team_id: str
@@ -375,6 +377,14 @@ class Attachment:
     content_type: str
     filename: str | None
     created_at: datetime
+    member_id: str | None = None
+
+    def visible_to(self, team_id: str, member_id: str | None) -> bool:
+        """Whether a caller of ``team_id`` (a member key: ``member_id``) may see it: like
+        messages, a member sees their own (and the team's); a team key sees all of them."""
+        return self.team_id == team_id and (
+            member_id is None or self.member_id is None or member_id == self.member_id
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for the store."""

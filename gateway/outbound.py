@@ -125,7 +125,7 @@ async def draft(rt: Runtime, principal: Principal, request: SendRequest) -> Draf
     attachments = []
     for att_id in attachment_ids:
         att = await rt.store.get_attachment(att_id)
-        if att is None or att.team_id != team.id:
+        if att is None or not att.visible_to(team.id, principal.member_id):
             raise ValidationError(f"attachment {att_id!r} not found", field="attachments")
         attachments.append(att)
     # -- the WhatsApp window (gateway/window.py): free-form needs it open, or goes by SMS --

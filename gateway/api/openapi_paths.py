@@ -283,6 +283,9 @@ def paths() -> dict[str, Any]:
                     "200": json_response("The attachment.", ref("Attachment")),
                     **errors(AUTH, NOT_FOUND, INTERNAL),
                 },
+                description="Like messages, a member key sees only its member's attachments "
+                "(its uploads and the media its member received) and the team key's "
+                "uploads; another member's answer 404.",
             ),
         },
         "/v1/attachments/{id}/content": {
@@ -293,16 +296,25 @@ def paths() -> dict[str, Any]:
                 "Attachments",
                 {
                     "200": {
-                        "description": "The bytes, with the attachment's stored content type.",
+                        "description": "The bytes, with the attachment's stored content type "
+                        "when it is passive; a type a browser would run or render as a page "
+                        "(HTML, SVG, XML, JavaScript, CSS …) is served as "
+                        "`application/octet-stream`.",
                         "headers": {
                             "ETag": {
                                 "description": "The quoted SHA-256 of the bytes.",
                                 "schema": {"type": "string"},
                             },
                             "Content-Disposition": {
-                                "description": '`attachment; filename="…"` when the '
-                                "attachment has a filename.",
+                                "description": "Always `attachment` (RFC 6266): an ASCII "
+                                'fallback `filename="…"` and the exact name as '
+                                "`filename*=UTF-8''…` (RFC 5987); the attachment's id when it "
+                                "has no filename.",
                                 "schema": {"type": "string"},
+                            },
+                            "X-Content-Type-Options": {
+                                "description": "`nosniff`.",
+                                "schema": {"type": "string", "enum": ["nosniff"]},
                             },
                         },
                         "content": {

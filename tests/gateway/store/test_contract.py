@@ -151,6 +151,11 @@ async def test_api_keys_and_attachments(store: Store, clock: FrozenClock) -> Non
     att = Attachment(new_id("att"), t.id, "ef" * 32, 10, "application/pdf", "a.pdf", clock.now())
     await store.put_attachment(att)
     assert await store.get_attachment(att.id) == att
+    owned = Attachment(
+        new_id("att"), t.id, "ef" * 32, 10, "image/png", None, clock.now(), "mem_x"
+    )
+    await store.put_attachment(owned)
+    assert await store.get_attachment(owned.id) == owned
 
 
 # -- conversations -----------------------------------------------------------------------
