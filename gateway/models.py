@@ -219,11 +219,17 @@ class ApiKey:
     """An API key; only the SHA-256 of the secret is stored."""
 
     id: str
-    team_id: str
+    team_id: str  # "" for an operator key (no team: the operator's routes only)
     member_id: str | None
     key_hash: str
     prefix: str
     created_at: datetime
+    expires_at: datetime | None = None  # None: until revoked
+    operator: bool = False
+
+    def expired(self, now: datetime) -> bool:
+        """Whether the key no longer works at ``now``."""
+        return self.expires_at is not None and now >= self.expires_at
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for the store."""
@@ -232,7 +238,7 @@ class ApiKey:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ApiKey:
         """Load what :meth:`to_dict` wrote."""
-        return cls(**_times(data, "created_at"))
+        return cls(**_times(data, "created_at", "expires_at"))
 
 
 @dataclass(slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import jsoncodec
 from gateway.api import problems, v1
 from gateway.api.fastpath import SendFastPath
 from gateway.api.limits import CLIENT_CLOSED, BodyLimit, ceilings, hung_up
@@ -26,6 +28,8 @@ from gateway.metrics import Metrics
 from gateway.process import worker
 from gateway.runtime import Runtime
 from gateway.store import UNAVAILABLE
+
+log = logging.getLogger("gateway.api")
 
 
 class MetricsMiddleware:
@@ -73,9 +77,9 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-async def readyz(request: Request) -> Response:
-    """GET /readyz: the store answers and every connector can send."""
-    rt: Runtime = request.app.state.rt
+async def health_report(rt: Runtime) -> tuple[bool, dict[str, Any]]:
+    """Whether the store answers and every connector can send, and the details (exception
+    texts, carriers' addresses: for the operator's eyes only, ``/v1/health``)."""
     checks: dict[str, Any] = {}
     ok = True
     try:
@@ -89,9 +93,28 @@ async def readyz(request: Request) -> Response:
         connectors[cid] = {"ok": health.ok, "detail": health.detail}
         ok = ok and health.ok
     checks["connectors"] = connectors
-    return JSONResponse(
-        {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
-    )
+    return ok, checks
+
+
+async def readyz(request: Request) -> Response:
+    """GET /readyz: the store answers and every connector can send — the status only (the
+    probe is public); what is wrong goes to the log (once per change) and ``/v1/health``."""
+    ok, checks = await health_report(request.app.state.rt)
+    failing = None if ok else jsoncodec.dumps(checks)
+    if failing != request.app.state.ready_failing:
+        request.app.state.ready_failing = failing
+        if failing is None:
+            log.info("ready again")
+        else:
+            log.warning("not ready: %s", failing)
+    return JSONResponse({"status": "ok" if ok else "unavailable"}, 200 if ok else 503)
+
+
+async def operator_health(request: Request) -> Response:
+    """GET /v1/health: the readiness report with its details, for an operator key."""
+    await request.app.state.keys.resolve(request.headers.get("authorization"), operator=True)
+    ok, checks = await health_report(request.app.state.rt)
+    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks})
 
 
 async def metrics(request: Request) -> Response:
@@ -150,6 +173,7 @@ def collector_tuned() -> Iterator[None]:
 OPS_ROUTES = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
+    Route("/v1/health", operator_health, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
     Route("/v1/openapi.json", openapi, methods=["GET"]),
 ]
@@ -200,8 +224,9 @@ def create_app(rt: Runtime, *, workers: bool = True) -> Starlette:
         },
     )
     app.state.rt = rt
+    app.state.ready_failing = None  # what /readyz last logged as failing
     app.state.job_kinds = jobs.kinds if jobs is not None else frozenset()
-    app.state.keys = KeyCache(rt.store)
+    app.state.keys = KeyCache(rt.store, clock=rt.clock)
     # The last added is the outermost: metrics count what the fast path serves and what
     # the body limit refuses too.
     app.add_middleware(SendFastPath, rt=rt, keys=app.state.keys)

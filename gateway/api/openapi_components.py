@@ -258,6 +258,11 @@ def schemas() -> dict[str, Any]:
         },
         "Ready": {
             "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]}},
+        },
+        "HealthReport": {
+            "type": "object",
             "required": ["status", "checks"],
             "properties": {
                 "status": {"type": "string", "enum": ["ok", "unavailable"]},

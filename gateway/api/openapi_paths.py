@@ -384,12 +384,35 @@ def paths() -> dict[str, Any]:
                         "The store answers and every connector can send.", ref("Ready")
                     ),
                     "503": json_response(
-                        "The store or a connector is not ready; `checks` says which. (This "
-                        "is a readiness report, not a problem document.)",
+                        "The store or a connector is not ready. (This is a readiness "
+                        "report, not a problem document.) Which one, and why, is logged and "
+                        "shown to operator keys by `GET /v1/health`.",
                         ref("Ready"),
                     ),
                 },
                 public=True,
+            ),
+        },
+        "/v1/health": {
+            "get": operation(
+                "getOperatorHealth",
+                "Health report (operator)",
+                "Operations",
+                {
+                    "200": json_response(
+                        "The readiness of the store and of every connector, with what is "
+                        "wrong (`detail`).",
+                        ref("HealthReport"),
+                    ),
+                    **errors(
+                        AUTH,
+                        {403: [Case("forbidden", "the key is a team's or a member's")]},
+                        INTERNAL,
+                    ),
+                },
+                description="For the gateway's operator: an operator key (`gateway admin key "
+                "create --operator`) is needed; team and member keys answer 403. The "
+                "public `/readyz` answers the status only.",
             ),
         },
         "/metrics": {

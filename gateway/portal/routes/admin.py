@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.admin import create_member, parse_addons
-from gateway.auth import Principal, create_key
+from gateway.auth import Principal, create_key, keys_changed, revoke_key
 from gateway.errors import Forbidden, GatewayError, NotFound, ValidationError
 from gateway.models import Addon, Member, Plan
 from gateway.portal import i18n, invites
@@ -164,6 +164,7 @@ async def set_active(request: Request) -> Response:
         return render(request, "admin/members.html", context, 422)
     if not active:
         await portal.store.end_sessions(member.id)
+        await keys_changed(portal.rt.store)  # the member's API keys stop everywhere too
     return see_other("/admin", request)
 
 
@@ -240,6 +241,6 @@ async def revoke_api_key(request: Request) -> Response:
     portal = await portal_of(request)
     viewer = admin_of(request)
     await read_form(request)
-    if not await portal.rt.store.delete_api_key(viewer.team.id, request.path_params["id"]):
+    if not await revoke_key(portal.rt.store, viewer.team.id, request.path_params["id"]):
         raise NotFound("key not found")
     return see_other("/admin/keys", request)
