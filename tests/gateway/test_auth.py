@@ -4,7 +4,6 @@ seconds — not after the 30 s the resolver caches a key for."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,11 +15,9 @@ from gateway import auth
 from gateway.api.app import create_app
 from gateway.auth import EPOCH_CHECK, KeyCache, create_key, keys_changed, revoke_key
 from gateway.clock import FrozenClock
-from gateway.config import parse_settings
 from gateway.errors import Forbidden, Unauthorized, ValidationError
-from gateway.process import open_runtime
 from gateway.runtime import Runtime
-from tests.gateway.conftest import Seed, fake_connectors
+from tests.gateway.conftest import Seed, runtime_on
 from tests.gateway.conftest import auth as bearer
 
 pytestmark = pytest.mark.anyio
@@ -39,14 +36,8 @@ class Ticks:
 @pytest.fixture
 async def second(url: str, tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Runtime]:
     """Another process's runtime on the same store (Redis: shared by both)."""
-    settings = parse_settings({"gateway": {"store": url, "blobs": str(tmp_path / "blobs")}})
-    settings = dataclasses.replace(settings, connectors=fake_connectors())
-    runtime = await open_runtime(settings, clock=clock)
-    await runtime.wait_started()
-    try:
+    async with runtime_on(url, tmp_path, clock) as runtime:
         yield runtime
-    finally:
-        await runtime.aclose()
 
 
 def client_of(rt: Runtime, ticks: Ticks) -> httpx.AsyncClient:
