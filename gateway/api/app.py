@@ -65,10 +65,12 @@ class MetricsMiddleware:
             # Label keys spelled out in sorted order: this runs on every request.
             key = (("handler", name), ("method", scope["method"]), ("status", str(status)))
             self.metrics.add("gateway_http_requests_total", key)
-            self.metrics.add(
-                "gateway_http_request_seconds_total",
-                (("handler", name),),
-                time.perf_counter() - start,
+            took = time.perf_counter() - start
+            self.metrics.add("gateway_http_request_seconds_total", (("handler", name),), took)
+            self.metrics.observe(
+                "gateway_http_request_duration_seconds",
+                (("handler", name), ("method", scope["method"])),
+                took,
             )
 
 
