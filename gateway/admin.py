@@ -18,8 +18,8 @@ from gateway.config import Settings
 from gateway.errors import Conflict, Forbidden, NotFound, ValidationError
 from gateway.extensions import extension_commands
 from gateway.ids import new_id
-from gateway.models import Addon, ApiKey, Job, Member, Plan, Team, iso
-from gateway.numbers import normalize_landline, normalize_mobile
+from gateway.models import Addon, ApiKey, Channel, Job, Member, Plan, Team, iso
+from gateway.numbers import normalize, normalize_landline, normalize_mobile
 from gateway.process import open_runtime
 from gateway.quota import euros, period_of, quota_report
 from gateway.store import open_store
@@ -50,6 +50,7 @@ def member_view(member: Member) -> dict[str, Any]:
         "name": member.name,
         "email": member.email,
         "mobile": member.mobile,
+        "whatsapp": member.number_for(Channel.WHATSAPP),
         "fax": member.fax,
         "addons": sorted(member.addons),
         "active": member.active,
@@ -62,6 +63,8 @@ def _member_line(member: Member) -> str:
     parts = [f"{member.id}  {member.name} <{member.email}>"]
     if member.mobile:
         parts.append(f"mobile {member.mobile}")
+    if member.whatsapp:
+        parts.append(f"whatsapp {member.whatsapp}")
     if member.fax:
         parts.append(f"fax {member.fax}")
     parts.append("add-ons " + (",".join(sorted(member.addons)) or "none"))
@@ -115,8 +118,11 @@ async def create_member(
     mobile: str | None = None,
     fax: str | None = None,
     addons: frozenset[str] = frozenset(),
+    whatsapp: str | None = None,
 ) -> Member:
-    """Create an active member: numbers normalized in the team's region, plan cap enforced."""
+    """Create an active member: numbers normalized in the team's region, plan cap enforced.
+    ``whatsapp``: the number that carries their WhatsApp, a mobile or a landline one (not
+    the fax number); without it WhatsApp uses the mobile number."""
     team = await _team(store, team_id)
     name, email = name.strip(), email.strip()
     if not name:
@@ -125,14 +131,36 @@ async def create_member(
         raise ValidationError(f"{email!r} is not an email address", field="email")
     e164_mobile = normalize_mobile(mobile, team.region) if mobile else None
     e164_fax = normalize_landline(fax, team.region) if fax else None
+    e164_whatsapp = normalize(whatsapp, team.region) if whatsapp else None
+    if e164_whatsapp is not None and e164_whatsapp == e164_fax:
+        raise ValidationError(
+            f"{e164_whatsapp} is the fax number; WhatsApp needs a number of its own (or the "
+            "mobile number)",
+            field="whatsapp",
+        )
+    if e164_whatsapp == e164_mobile:
+        e164_whatsapp = None  # WhatsApp on the mobile number: the default
     if Addon.FAX in addons and e164_fax is None:
         raise ValidationError("the fax add-on needs a fax number (--fax)", field="addons")
-    if addons & {Addon.SMS, Addon.WHATSAPP} and e164_mobile is None:
+    if Addon.SMS in addons and e164_mobile is None:
+        raise ValidationError("the sms add-on needs a mobile number (--mobile)", field="addons")
+    if Addon.WHATSAPP in addons and e164_mobile is None and e164_whatsapp is None:
         raise ValidationError(
-            "the sms and whatsapp add-ons need a mobile number (--mobile)", field="addons"
+            "the whatsapp add-on needs a WhatsApp number (--whatsapp, a mobile or a landline "
+            "number) or a mobile number (--mobile)",
+            field="addons",
         )
     member = Member(
-        new_id("mem"), team.id, name, email, e164_mobile, e164_fax, addons, True, clock.now()
+        new_id("mem"),
+        team.id,
+        name,
+        email,
+        e164_mobile,
+        e164_fax,
+        addons,
+        True,
+        clock.now(),
+        e164_whatsapp,
     )
     plan = Plan(team.plan)
     try:
@@ -209,6 +237,7 @@ async def _admin_member_create(args: argparse.Namespace, store: Store, clock: Cl
         args.mobile,
         args.fax,
         parse_addons(args.addons),
+        args.whatsapp,
     )
     return member_view(member), f"created member {_member_line(member)}"
 

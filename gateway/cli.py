@@ -138,7 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     m_create.add_argument("--team", required=True, metavar="TEAM_ID")
     m_create.add_argument("--name", required=True)
     m_create.add_argument("--email", required=True)
-    m_create.add_argument("--mobile", help="mobile number (SMS and WhatsApp)")
+    m_create.add_argument(
+        "--mobile", help="mobile number (SMS, the SMS fallback, and WhatsApp unless --whatsapp)"
+    )
+    m_create.add_argument(
+        "--whatsapp", help="the WhatsApp number, mobile or landline (default: the mobile number)"
+    )
     m_create.add_argument("--fax", help="landline number for fax")
     m_create.add_argument(
         "--addons", default="", help="comma-separated add-ons: " + ",".join(a.value for a in Addon)

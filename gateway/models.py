@@ -182,7 +182,9 @@ class Team:
 
 @dataclass(slots=True)
 class Member:
-    """A team member; the mobile number carries SMS and WhatsApp, the fax number fax."""
+    """A team member: the mobile number carries SMS (and the SMS fallback of WhatsApp),
+    the fax number fax, and WhatsApp its own number — a mobile or a landline one (not
+    the fax number) — or, when none is set, the mobile number."""
 
     id: str
     team_id: str
@@ -193,14 +195,19 @@ class Member:
     addons: frozenset[str]
     active: bool
     created_at: datetime
+    whatsapp: str | None = None  # None: WhatsApp on the mobile number
 
     def number_for(self, channel: Channel) -> str | None:
         """The member's own number on ``channel``."""
-        return self.fax if channel == Channel.FAX else self.mobile
+        if channel == Channel.FAX:
+            return self.fax
+        if channel == Channel.WHATSAPP:
+            return self.whatsapp or self.mobile
+        return self.mobile
 
     def numbers(self) -> list[str]:
-        """Every number the member owns."""
-        return [n for n in (self.mobile, self.fax) if n]
+        """Every number the member owns (each once)."""
+        return list(dict.fromkeys(n for n in (self.mobile, self.whatsapp, self.fax) if n))
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for the store."""
