@@ -125,9 +125,13 @@ class KeyCache:
         now = self._monotonic()
         if now - self._epoch_seen < self._epoch_check:
             return
-        doc = await self._store.get_setting(EPOCH_SCOPE)
+        self._epoch_seen = now  # one look per interval, however many requests arrive meanwhile
+        try:
+            doc = await self._store.get_setting(EPOCH_SCOPE)
+        except BaseException:
+            self._epoch_seen = -math.inf  # not seen: the next request looks again
+            raise
         epoch = doc.get("epoch") if doc else None
-        self._epoch_seen = now
         if epoch != self._epoch:
             self._hits.clear()
             self._epoch = epoch

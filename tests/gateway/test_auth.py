@@ -4,6 +4,7 @@ seconds — not after the 30 s the resolver caches a key for."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -120,3 +121,27 @@ async def test_operator_keys_serve_the_operator_routes_only(
     with pytest.raises(ValidationError):
         await create_key(rt.store, clock, seed.team.id, operator=True)
     assert auth.OPERATOR_ONLY.startswith("this route takes an operator key")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_the_epoch_is_read_once_per_interval(
+    rt: Runtime, seed: Seed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticks = Ticks()
+    keys = KeyCache(rt.store, clock=rt.clock, monotonic=ticks)
+    reads = []
+    real = rt.store.get_setting
+
+    async def get_setting(scope: str) -> object:
+        reads.append(scope)
+        return await real(scope)
+
+    monkeypatch.setattr(rt.store, "get_setting", get_setting)
+    header = f"Bearer {seed.team_key}"
+    await asyncio.gather(*(keys.resolve(header) for _ in range(20)))
+    ticks.now += EPOCH_CHECK / 2
+    await asyncio.gather(*(keys.resolve(header) for _ in range(20)))
+    assert reads == [auth.EPOCH_SCOPE]
+    ticks.now += EPOCH_CHECK / 2
+    await asyncio.gather(*(keys.resolve(header) for _ in range(20)))
+    assert reads == [auth.EPOCH_SCOPE] * 2
