@@ -4,6 +4,7 @@ gets 404 too: the pages are not there for them."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -224,6 +225,9 @@ async def keys_page(request: Request) -> Response:
     return render(request, "admin/keys.html", await keys_context(portal, viewer))
 
 
+KEY_VALIDITY_DAYS = ("", "30", "90", "365")  # the form's choices ("": until revoked)
+
+
 async def create_api_key(request: Request) -> Response:
     """POST /admin/keys: a new key, its secret shown this once."""
     portal = await portal_of(request)
@@ -232,7 +236,13 @@ async def create_api_key(request: Request) -> Response:
     member_id = str(form.get("member") or "") or None
     if member_id is not None:
         await _member(portal, viewer, member_id)
-    _, secret = await create_key(portal.rt.store, portal.rt.clock, viewer.team.id, member_id)
+    days = str(form.get("valid_days") or "")
+    if days not in KEY_VALIDITY_DAYS:
+        raise ValidationError(i18n._("Choose how long the key is valid."), field="valid_days")
+    expires = portal.rt.clock.now() + timedelta(days=int(days)) if days else None
+    _, secret = await create_key(
+        portal.rt.store, portal.rt.clock, viewer.team.id, member_id, expires_at=expires
+    )
     return render(request, "admin/keys.html", await keys_context(portal, viewer, secret))
 
 
