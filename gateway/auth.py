@@ -124,7 +124,7 @@ class KeyCache:
         """Forget every cached key when access was taken away somewhere."""
         now = self._monotonic()
         if now - self._epoch_seen < self._epoch_check:
-            return
+            return  # another request looked meanwhile
         self._epoch_seen = now  # one look per interval, however many requests arrive meanwhile
         try:
             doc = await self._store.get_setting(EPOCH_SCOPE)
@@ -146,7 +146,8 @@ class KeyCache:
         secret = secret.strip()
         if scheme.lower() != "bearer" or not secret:
             raise Unauthorized("the Authorization header must be: Bearer <api key>")
-        await self._follow_epoch()
+        if self._monotonic() - self._epoch_seen >= self._epoch_check:  # inline: every request
+            await self._follow_epoch()
         hit = self._hits.get(secret)
         if hit is None:
             hit = await self._lookup(secret)

@@ -74,8 +74,14 @@ class BodyLimit:
         path: str = scope["path"]
         limit = next(n for prefix, n in self.limits if path.startswith(prefix))
         declared = declared_length(scope)
-        if declared is not None and declared > limit:
-            await from_error(too_large(limit), scope["path"])(scope, receive, send)
+        if declared is not None:
+            if declared > limit:
+                await from_error(too_large(limit), scope["path"])(scope, receive, send)
+                return
+            # The server reads no more than a declared length (h11 and httptools enforce
+            # it), so only a body without one (chunked) needs counting: a send, which
+            # declares its length, pays no wrapper.
+            await self.app(scope, receive, send)
             return
         seen = 0
 
