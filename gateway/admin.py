@@ -7,18 +7,19 @@ by ``gateway demo``.
 from __future__ import annotations
 
 import argparse
+from datetime import datetime, timedelta
 from typing import Any
 
 import phonenumbers
 
-from gateway.auth import create_key
+from gateway.auth import create_key, revoke_key
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
 from gateway.errors import Conflict, Forbidden, NotFound, ValidationError
 from gateway.extensions import extension_commands
 from gateway.ids import new_id
-from gateway.models import Addon, ApiKey, Job, Member, Plan, Team, iso
-from gateway.numbers import normalize_landline, normalize_mobile
+from gateway.models import Addon, ApiKey, Channel, Job, Member, Plan, Team, iso
+from gateway.numbers import normalize, normalize_landline, normalize_mobile
 from gateway.process import open_runtime
 from gateway.quota import euros, period_of, quota_report
 from gateway.store import open_store
@@ -49,6 +50,7 @@ def member_view(member: Member) -> dict[str, Any]:
         "name": member.name,
         "email": member.email,
         "mobile": member.mobile,
+        "whatsapp": member.number_for(Channel.WHATSAPP),
         "fax": member.fax,
         "addons": sorted(member.addons),
         "active": member.active,
@@ -61,6 +63,8 @@ def _member_line(member: Member) -> str:
     parts = [f"{member.id}  {member.name} <{member.email}>"]
     if member.mobile:
         parts.append(f"mobile {member.mobile}")
+    if member.whatsapp:
+        parts.append(f"whatsapp {member.whatsapp}")
     if member.fax:
         parts.append(f"fax {member.fax}")
     parts.append("add-ons " + (",".join(sorted(member.addons)) or "none"))
@@ -114,8 +118,11 @@ async def create_member(
     mobile: str | None = None,
     fax: str | None = None,
     addons: frozenset[str] = frozenset(),
+    whatsapp: str | None = None,
 ) -> Member:
-    """Create an active member: numbers normalized in the team's region, plan cap enforced."""
+    """Create an active member: numbers normalized in the team's region, plan cap enforced.
+    ``whatsapp``: the number that carries their WhatsApp, a mobile or a landline one (not
+    the fax number); without it WhatsApp uses the mobile number."""
     team = await _team(store, team_id)
     name, email = name.strip(), email.strip()
     if not name:
@@ -124,14 +131,36 @@ async def create_member(
         raise ValidationError(f"{email!r} is not an email address", field="email")
     e164_mobile = normalize_mobile(mobile, team.region) if mobile else None
     e164_fax = normalize_landline(fax, team.region) if fax else None
+    e164_whatsapp = normalize(whatsapp, team.region) if whatsapp else None
+    if e164_whatsapp is not None and e164_whatsapp == e164_fax:
+        raise ValidationError(
+            f"{e164_whatsapp} is the fax number; WhatsApp needs a number of its own (or the "
+            "mobile number)",
+            field="whatsapp",
+        )
+    if e164_whatsapp == e164_mobile:
+        e164_whatsapp = None  # WhatsApp on the mobile number: the default
     if Addon.FAX in addons and e164_fax is None:
         raise ValidationError("the fax add-on needs a fax number (--fax)", field="addons")
-    if addons & {Addon.SMS, Addon.WHATSAPP} and e164_mobile is None:
+    if Addon.SMS in addons and e164_mobile is None:
+        raise ValidationError("the sms add-on needs a mobile number (--mobile)", field="addons")
+    if Addon.WHATSAPP in addons and e164_mobile is None and e164_whatsapp is None:
         raise ValidationError(
-            "the sms and whatsapp add-ons need a mobile number (--mobile)", field="addons"
+            "the whatsapp add-on needs a WhatsApp number (--whatsapp, a mobile or a landline "
+            "number) or a mobile number (--mobile)",
+            field="addons",
         )
     member = Member(
-        new_id("mem"), team.id, name, email, e164_mobile, e164_fax, addons, True, clock.now()
+        new_id("mem"),
+        team.id,
+        name,
+        email,
+        e164_mobile,
+        e164_fax,
+        addons,
+        True,
+        clock.now(),
+        e164_whatsapp,
     )
     plan = Plan(team.plan)
     try:
@@ -208,6 +237,7 @@ async def _admin_member_create(args: argparse.Namespace, store: Store, clock: Cl
         args.mobile,
         args.fax,
         parse_addons(args.addons),
+        args.whatsapp,
     )
     return member_view(member), f"created member {_member_line(member)}"
 
@@ -220,28 +250,91 @@ async def _admin_member_list(args: argparse.Namespace, store: Store) -> Result:
     return {"members": [member_view(m) for m in members]}, text
 
 
-def key_view(key: ApiKey, secret: str) -> dict[str, Any]:
-    """A just-created API key, with its secret (shown this once)."""
-    return {
+def key_view(key: ApiKey, secret: str | None = None) -> dict[str, Any]:
+    """An API key (never its hash); with its secret when just created (shown this once)."""
+    view: dict[str, Any] = {
         "id": key.id,
-        "team_id": key.team_id,
+        "team_id": key.team_id or None,
         "member_id": key.member_id,
+        "operator": key.operator,
         "prefix": key.prefix,
         "created_at": iso(key.created_at),
-        "key": secret,
+        "expires_at": iso(key.expires_at) if key.expires_at else None,
     }
+    if secret is not None:
+        view["key"] = secret
+    return view
+
+
+_UNITS = {"d": 86400, "h": 3600, "m": 60}
+
+
+def parse_expiry(text: str, now: datetime) -> datetime:
+    """``--expires``: an RFC 3339 time with a zone, or a duration from ``now`` (``90d``)."""
+    number, unit = text[:-1], text[-1:]
+    if unit in _UNITS and number.isdigit() and int(number) > 0:
+        return now + timedelta(seconds=int(number) * _UNITS[unit])
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise ValidationError(
+            f"--expires {text!r}: give an RFC 3339 time with a zone (2027-01-31T00:00:00Z) "
+            "or a duration such as 90d, 12h or 30m"
+        )
+    return when
+
+
+def _key_owner(args: argparse.Namespace) -> str:
+    """The team of ``--team``, or "" for ``--operator``."""
+    return "" if args.operator else str(args.team)
 
 
 async def _admin_key_create(args: argparse.Namespace, store: Store, clock: Clock) -> Result:
     """``admin key create``: the secret is printed once; only its hash is stored."""
-    key, secret = await create_key(store, clock, args.team, args.member)
-    scope = f"member {key.member_id}" if key.member_id else "the whole team"
+    expires = parse_expiry(args.expires, clock.now()) if args.expires else None
+    key, secret = await create_key(
+        store, clock, _key_owner(args), args.member, expires_at=expires, operator=args.operator
+    )
+    if key.operator:
+        scope = "the operator (GET /v1/health)"
+    else:
+        scope = f"team {key.team_id}, " + (
+            f"member {key.member_id}" if key.member_id else "the whole team"
+        )
+    until = f", until {iso(key.expires_at)}" if key.expires_at else ""
     text = (
-        f"created API key {key.id} for team {key.team_id} ({scope}):\n"
+        f"created API key {key.id} for {scope}{until}:\n"
         f"{secret}\n"
         "Store it now: only its hash is kept, it cannot be shown again."
     )
     return key_view(key, secret), text
+
+
+def _key_line(key: ApiKey) -> str:
+    scope = "operator" if key.operator else key.member_id or "team"
+    until = f"  expires {iso(key.expires_at)}" if key.expires_at else ""
+    return f"{key.id}  {key.prefix}…  {scope}  created {iso(key.created_at)}{until}"
+
+
+async def _admin_key_list(args: argparse.Namespace, store: Store) -> Result:
+    """``admin key list``: a team's keys (or the operator's), without secrets."""
+    owner = _key_owner(args)
+    if owner:
+        await _team(store, owner)
+    keys = sorted(await store.list_api_keys(owner), key=lambda k: (k.created_at, k.id))
+    text = "\n".join(_key_line(k) for k in keys) or "no API keys"
+    return {"keys": [key_view(k) for k in keys]}, text
+
+
+async def _admin_key_revoke(args: argparse.Namespace, store: Store) -> Result:
+    """``admin key revoke``: the key stops working on every process within a second."""
+    owner = _key_owner(args)
+    if not await revoke_key(store, owner, args.key):
+        whose = f"team {owner}" if owner else "the operator"
+        raise NotFound(f"API key {args.key} does not exist for {whose}")
+    return {"id": args.key, "revoked": True}, f"revoked API key {args.key}"
 
 
 # -- jobs -----------------------------------------------------------------------------------
@@ -330,6 +423,10 @@ async def run(args: argparse.Namespace, settings: Settings, clock: Clock | None 
                 return await _admin_member_list(args, store)
             case ("key", "create"):
                 return await _admin_key_create(args, store, clock)
+            case ("key", "list"):
+                return await _admin_key_list(args, store)
+            case ("key", "revoke"):
+                return await _admin_key_revoke(args, store)
             case ("jobs", "list"):
                 return await _admin_jobs_list(args, store)
             case ("jobs", "retry"):

@@ -138,7 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     m_create.add_argument("--team", required=True, metavar="TEAM_ID")
     m_create.add_argument("--name", required=True)
     m_create.add_argument("--email", required=True)
-    m_create.add_argument("--mobile", help="mobile number (SMS and WhatsApp)")
+    m_create.add_argument(
+        "--mobile", help="mobile number (SMS, the SMS fallback, and WhatsApp unless --whatsapp)"
+    )
+    m_create.add_argument(
+        "--whatsapp", help="the WhatsApp number, mobile or landline (default: the mobile number)"
+    )
     m_create.add_argument("--fax", help="landline number for fax")
     m_create.add_argument(
         "--addons", default="", help="comma-separated add-ons: " + ",".join(a.value for a in Addon)
@@ -151,8 +156,31 @@ def build_parser() -> argparse.ArgumentParser:
     k_create = key_cmds.add_parser(
         "create", parents=[admin_common], help="create an API key (the secret is shown once)"
     )
-    k_create.add_argument("--team", required=True, metavar="TEAM_ID")
+    k_owner = k_create.add_mutually_exclusive_group(required=True)
+    k_owner.add_argument("--team", metavar="TEAM_ID")
+    k_owner.add_argument(
+        "--operator", action="store_true", help="an operator key (GET /v1/health), no team"
+    )
     k_create.add_argument("--member", metavar="MEMBER_ID", help="limit the key to one member")
+    k_create.add_argument(
+        "--expires",
+        metavar="WHEN",
+        help="stop working then: an RFC 3339 time (2027-01-31T00:00:00Z) or a duration "
+        "from now (90d, 12h, 30m)",
+    )
+    k_list = key_cmds.add_parser(
+        "list", parents=[admin_common], help="a team's API keys (or the operator's)"
+    )
+    k_list_owner = k_list.add_mutually_exclusive_group(required=True)
+    k_list_owner.add_argument("--team", metavar="TEAM_ID")
+    k_list_owner.add_argument("--operator", action="store_true", help="the operator keys")
+    k_revoke = key_cmds.add_parser(
+        "revoke", parents=[admin_common], help="revoke an API key (on every process within 1 s)"
+    )
+    k_revoke_owner = k_revoke.add_mutually_exclusive_group(required=True)
+    k_revoke_owner.add_argument("--team", metavar="TEAM_ID")
+    k_revoke_owner.add_argument("--operator", action="store_true", help="an operator key")
+    k_revoke.add_argument("key", metavar="KEY_ID")
 
     jobs = objects.add_parser("jobs", parents=[admin_common], help="the job queue")
     job_cmds = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -42,6 +42,10 @@ class TtlCache(Generic[K, V]):
             return None
         return hit[1]
 
+    def clear(self) -> None:
+        """Forget every entry."""
+        self._data.clear()
+
     def put(self, key: K, value: V) -> None:
         """Remember ``value``; the oldest entry goes when the cache is full."""
         self._data[key] = (time.monotonic() + self.ttl, value)

@@ -61,6 +61,7 @@ class Inbound:
                 media.content_type,
                 media.filename,
                 now,
+                member.id,
             )
             await rt.store.put_attachment(att)
             attachment_ids.append(att.id)

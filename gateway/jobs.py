@@ -28,6 +28,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -292,13 +293,23 @@ class Worker:
         rt = self.rt
         token = job.token or ""
         fn = self.handlers.get(job.kind)
+        started, outcome = time.perf_counter(), "error"
         try:
             try:
                 if fn is None:  # leased only by kind: a store that ignored ``kinds``
                     raise RuntimeError(f"no handler for job kind {job.kind!r}")
                 finished = await fn(job)
+                outcome = "done"
+            except Retry:
+                outcome = "retry"
+                raise
             finally:
                 lease.finishing = True  # the ack or retry follows: no more renewals
+                rt.metrics.observe(
+                    "gateway_job_duration_seconds",
+                    (("kind", job.kind), ("outcome", outcome)),
+                    time.perf_counter() - started,
+                )
         except Retry as r:
             if not lease.lost:
                 state = await rt.store.retry_job(job.id, token, r.at, r.reason, refund=r.refund)

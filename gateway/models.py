@@ -182,7 +182,9 @@ class Team:
 
 @dataclass(slots=True)
 class Member:
-    """A team member; the mobile number carries SMS and WhatsApp, the fax number fax."""
+    """A team member: the mobile number carries SMS (and the SMS fallback of WhatsApp),
+    the fax number fax, and WhatsApp its own number — a mobile or a landline one (not
+    the fax number) — or, when none is set, the mobile number."""
 
     id: str
     team_id: str
@@ -193,14 +195,19 @@ class Member:
     addons: frozenset[str]
     active: bool
     created_at: datetime
+    whatsapp: str | None = None  # None: WhatsApp on the mobile number
 
     def number_for(self, channel: Channel) -> str | None:
         """The member's own number on ``channel``."""
-        return self.fax if channel == Channel.FAX else self.mobile
+        if channel == Channel.FAX:
+            return self.fax
+        if channel == Channel.WHATSAPP:
+            return self.whatsapp or self.mobile
+        return self.mobile
 
     def numbers(self) -> list[str]:
-        """Every number the member owns."""
-        return [n for n in (self.mobile, self.fax) if n]
+        """Every number the member owns (each once)."""
+        return list(dict.fromkeys(n for n in (self.mobile, self.whatsapp, self.fax) if n))
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for the store."""
@@ -219,11 +226,17 @@ class ApiKey:
     """An API key; only the SHA-256 of the secret is stored."""
 
     id: str
-    team_id: str
+    team_id: str  # "" for an operator key (no team: the operator's routes only)
     member_id: str | None
     key_hash: str
     prefix: str
     created_at: datetime
+    expires_at: datetime | None = None  # None: until revoked
+    operator: bool = False
+
+    def expired(self, now: datetime) -> bool:
+        """Whether the key no longer works at ``now``."""
+        return self.expires_at is not None and now >= self.expires_at
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for the store."""
@@ -232,7 +245,7 @@ class ApiKey:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ApiKey:
         """Load what :meth:`to_dict` wrote."""
-        return cls(**_times(data, "created_at"))
+        return cls(**_times(data, "created_at", "expires_at"))
 
 
 @dataclass(slots=True)
@@ -366,7 +379,9 @@ def outbound_extras(meta: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class Attachment:
-    """A file owned by a team; the bytes live in the blob store under their SHA-256."""
+    """A file owned by a team, and by the member who uploaded or received it (None: the
+    whole team's — a team key's upload, or one stored before attachments had owners); the
+    bytes live in the blob store under their SHA-256."""
 
     id: str
     team_id: str
@@ -375,6 +390,14 @@ class Attachment:
     content_type: str
     filename: str | None
     created_at: datetime
+    member_id: str | None = None
+
+    def visible_to(self, team_id: str, member_id: str | None) -> bool:
+        """Whether a caller of ``team_id`` (a member key: ``member_id``) may see it: like
+        messages, a member sees their own (and the team's); a team key sees all of them."""
+        return self.team_id == team_id and (
+            member_id is None or self.member_id is None or member_id == self.member_id
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Serialise for the store."""

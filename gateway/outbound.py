@@ -125,7 +125,7 @@ async def draft(rt: Runtime, principal: Principal, request: SendRequest) -> Draf
     attachments = []
     for att_id in attachment_ids:
         att = await rt.store.get_attachment(att_id)
-        if att is None or att.team_id != team.id:
+        if att is None or not att.visible_to(team.id, principal.member_id):
             raise ValidationError(f"attachment {att_id!r} not found", field="attachments")
         attachments.append(att)
     # -- the WhatsApp window (gateway/window.py): free-form needs it open, or goes by SMS --
@@ -133,16 +133,18 @@ async def draft(rt: Runtime, principal: Principal, request: SendRequest) -> Draf
     if channel == Channel.WHATSAPP:
         whatsapp_window = await window.current(rt, team.id, sender, to)
         if template is None and not whatsapp_window.open:
-            sms_connector = rt.route(Channel.SMS, sender)
+            # The fallback SMS goes from the member's mobile number, which need not be the
+            # number that carries their WhatsApp (that may be a landline).
+            sms_from, no_sms = window.sms_sender(rt, member)
             if fallback is None:
-                raise window.closed_error(whatsapp_window, sender, to, sms_connector is not None)
-            require_addon(member, Channel.SMS)
-            if sms_connector is None:
+                raise window.closed_error(whatsapp_window, sender, to, no_sms)
+            if sms_from is None:
                 raise ChannelUnavailable(
-                    f"the WhatsApp window with {to} is closed and no connector serves sms "
-                    f"from {sender} for the fallback; nothing was queued"
+                    f"the WhatsApp window with {to} is closed and {no_sms}, so there is no "
+                    "SMS fallback; nothing was queued"
                 )
-            channel, fell_back = Channel.SMS, True
+            require_addon(member, Channel.SMS)
+            channel, sender, fell_back = Channel.SMS, sms_from, True
     # -- end of the WhatsApp window --
     connector = rt.route(channel, sender)
     if connector is None:

@@ -32,7 +32,16 @@ from gateway import jsoncodec
 from gateway.commands.send import COMPONENT_TYPES, COMPONENTS_REFUSAL, MAX_TEXT, WhatsAppTemplate
 from gateway.errors import CreditLimitExceeded, ValidationError, WindowClosed
 from gateway.ids import new_id
-from gateway.models import Channel, Conversation, Job, Message, Status, addon_allows, iso
+from gateway.models import (
+    Channel,
+    Conversation,
+    Job,
+    Member,
+    Message,
+    Status,
+    addon_allows,
+    iso,
+)
 from gateway.quota import build_charge, period_of
 from gateway.store.base import Reroute, StatusUpdate
 from gateway.units import sms_info
@@ -87,18 +96,29 @@ async def current(rt: Runtime, team_id: str, member_number: str, remote_number: 
     return of_conversation(conversation, rt.clock.now())
 
 
-def closed_error(window: Window, sender: str, to: str, sms_possible: bool) -> WindowClosed:
-    """The ``whatsapp_window_closed`` problem for a free-form send from ``sender`` to ``to``."""
+def sms_sender(rt: Runtime, member: Member) -> tuple[str | None, str | None]:
+    """The number an SMS fallback of ``member`` goes from (their mobile number, whatever
+    number carries their WhatsApp), or None and why there is no SMS fallback."""
+    if member.mobile is None:
+        return None, f"member {member.id} has no mobile number to send an SMS from"
+    if rt.route(Channel.SMS, member.mobile) is None:
+        return None, f"no connector serves sms from {member.mobile}"
+    return member.mobile, None
+
+
+def closed_error(window: Window, sender: str, to: str, no_sms: str | None) -> WindowClosed:
+    """The ``whatsapp_window_closed`` problem for a free-form send from ``sender`` to ``to``;
+    ``no_sms``: why there is no SMS fallback (None: there is one)."""
     if window.expires_at is None:
         why = f"{to} has not written to {sender} on WhatsApp, so no 24-hour window is open"
     else:
         why = f"the 24-hour WhatsApp window with {to} closed at {iso(window.expires_at)}"
-    if sms_possible:
+    if no_sms is None:
         how = 'send a template, or repeat with "fallback": "sms" to send it by SMS'
     else:
-        how = f"send a template (no connector serves sms from {sender}, so no SMS fallback)"
+        how = f"send a template ({no_sms}, so no SMS fallback)"
     extra: dict[str, Any] = {"whatsapp_window": window.view()}
-    if sms_possible:
+    if no_sms is None:
         extra["fallback"] = FALLBACK_SMS
     return WindowClosed(f"{why}; {how}", **extra)
 
@@ -158,15 +178,16 @@ async def fallback_to_sms(
     problem: tuple[str, str]
     team = await rt.directory.team(msg.team_id)
     member = await rt.directory.member(msg.member_id)
-    connector = rt.route(Channel.SMS, msg.from_)
+    sender, no_sms = sms_sender(rt, member) if member is not None else (None, None)
+    connector = rt.route(Channel.SMS, sender) if sender else None
     if not msg.text:
         problem = ("validation_error", "the message has no text to send by SMS")
     elif team is None or member is None:
         problem = ("not_found", "the message's team or member no longer exists")
+    elif connector is None:  # first: without a mobile number the add-on cannot help
+        problem = ("channel_unavailable", no_sms or "no connector serves sms")
     elif not addon_allows(member.addons, Channel.SMS):
         problem = ("addon_missing", f"member {member.id} has not booked the sms add-on")
-    elif connector is None:
-        problem = ("channel_unavailable", f"no connector serves sms from {msg.from_}")
     else:
         tariff = rt.settings.tariff
         units = tariff.units(Channel.SMS, msg.text)
@@ -184,6 +205,7 @@ async def fallback_to_sms(
             encoding=info.encoding,
             meta={"fallback_used": {"from": "whatsapp", "to": "sms", "reason": reason}},
             detail={"fallback": FALLBACK_SMS, "error": dict(error)},
+            sender=sender if sender != msg.from_ else None,
         )
         job = None
         if requeue:

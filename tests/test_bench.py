@@ -95,6 +95,20 @@ def test_ingest_cpu_bench_smoke() -> None:
 
 
 @pytest.mark.slow
+def test_metrics_histogram_bench_smoke() -> None:
+    """Small sizes: both figures, their ratio and the share of a send's CPU are printed."""
+    cmd = [sys.executable, "-m", "bench.metrics_histogram", "--observations", "5000",
+           "--rounds", "2", "--sends", "200"]  # fmt: skip
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    for name in ("own buckets", "prometheus_client"):
+        assert re.search(rf"^{name}\s+\d+ ns cpu/observation$", out.stdout, re.M), text
+    assert re.search(r"^ratio prometheus_client/own buckets: \d+\.\d\d$", out.stdout, re.M), text
+    assert re.search(r"-?\d+\.\d\d % of a send's CPU$", out.stdout, re.M), text
+
+
+@pytest.mark.slow
 def test_fax_render_bench_smoke() -> None:
     """One round over the generated corpus: a row per page type beside Ghostscript (the
     long document also with one and two threads), the fidelity at three blurs, and the

@@ -335,6 +335,15 @@ async def replay_events(
     since, until = asked.since, asked.until or now
     if since > until:
         raise ValidationError("'since' must not be after 'until'", field="since")
+    max_age = timedelta(seconds=webhook_settings(rt.settings).replay_max_age_seconds)
+    if since < now - max_age:
+        raise ValidationError(
+            f"'since' must be within the last {_age(max_age)} (how far back a replay reaches)",
+            field="since",
+        )
+    if until > now + CLOCK_SKEW:
+        raise ValidationError("'until' must not be in the future", field="until")
+    until = min(until, now)
     _enabled(endpoint)
     store, hooks = rt.store, _hooks(rt)
     after = await seq_before(store, since - CLOCK_SKEW)
@@ -365,6 +374,15 @@ async def replay_events(
     if batch:
         await hooks.requeue_deliveries(batch, now)
     return sent + len(batch), None
+
+
+def _age(age: timedelta) -> str:
+    """``30 days``, ``12 hours`` or ``90 minutes``: a replay's reach in words."""
+    seconds = int(age.total_seconds())
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} seconds"
 
 
 ROUTES = [

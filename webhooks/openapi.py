@@ -549,7 +549,10 @@ def _paths() -> dict[str, Any]:
                                 Case(
                                     "validation_error",
                                     "`since` is missing, or a time is not RFC 3339 with a "
-                                    "time zone, or `since` is after `until`",
+                                    "time zone, or `since` is after `until`, or `since` is "
+                                    "older than a replay reaches (30 days unless the "
+                                    "operator set `webhooks.replay_max_age_seconds`), or "
+                                    "`until` is in the future",
                                 )
                             ]
                         },

@@ -32,6 +32,9 @@ class WebhookSettings:
     poll_interval: float = 0.02  # seconds between looks at the event log and due retries
     lease_seconds: float = 60.0  # an attempt whose process died is taken over after this
     disable_after_seconds: float = 5 * 86400.0  # failing this long without a success: disabled
+    # How far back a replay may reach: it scans the shared event log from ``since`` on, so
+    # an unbounded ``since`` would make the server read every team's events ever kept.
+    replay_max_age_seconds: float = 30 * 86400.0
 
 
 _NUMBERS: dict[str, tuple[float, float | None]] = {
@@ -39,6 +42,7 @@ _NUMBERS: dict[str, tuple[float, float | None]] = {
     "poll_interval": (0.001, 60.0),
     "lease_seconds": (0.001, None),
     "disable_after_seconds": (1.0, None),
+    "replay_max_age_seconds": (60.0, 366 * 86400.0),
 }
 
 

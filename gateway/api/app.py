@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway import jsoncodec
 from gateway.api import problems, v1
 from gateway.api.fastpath import SendFastPath
+from gateway.api.limits import CLIENT_CLOSED, BodyLimit, ceilings, hung_up
 from gateway.auth import KeyCache
 from gateway.errors import GatewayError
 from gateway.extensions import extensions
@@ -25,6 +28,8 @@ from gateway.metrics import Metrics
 from gateway.process import worker
 from gateway.runtime import Runtime
 from gateway.store import UNAVAILABLE
+
+log = logging.getLogger("gateway.api")
 
 
 class MetricsMiddleware:
@@ -50,15 +55,22 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            # The client closed mid-body: nothing to answer, nobody to blame but the
+            # network; one line in the log, counted apart from the server's errors.
+            status = CLIENT_CLOSED
+            hung_up(scope)
         finally:
             name = getattr(scope.get("endpoint"), "__name__", "unmatched")
             # Label keys spelled out in sorted order: this runs on every request.
             key = (("handler", name), ("method", scope["method"]), ("status", str(status)))
             self.metrics.add("gateway_http_requests_total", key)
-            self.metrics.add(
-                "gateway_http_request_seconds_total",
-                (("handler", name),),
-                time.perf_counter() - start,
+            took = time.perf_counter() - start
+            self.metrics.add("gateway_http_request_seconds_total", (("handler", name),), took)
+            self.metrics.observe(
+                "gateway_http_request_duration_seconds",
+                (("handler", name), ("method", scope["method"])),
+                took,
             )
 
 
@@ -67,9 +79,9 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-async def readyz(request: Request) -> Response:
-    """GET /readyz: the store answers and every connector can send."""
-    rt: Runtime = request.app.state.rt
+async def health_report(rt: Runtime) -> tuple[bool, dict[str, Any]]:
+    """Whether the store answers and every connector can send, and the details (exception
+    texts, carriers' addresses: for the operator's eyes only, ``/v1/health``)."""
     checks: dict[str, Any] = {}
     ok = True
     try:
@@ -83,9 +95,28 @@ async def readyz(request: Request) -> Response:
         connectors[cid] = {"ok": health.ok, "detail": health.detail}
         ok = ok and health.ok
     checks["connectors"] = connectors
-    return JSONResponse(
-        {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
-    )
+    return ok, checks
+
+
+async def readyz(request: Request) -> Response:
+    """GET /readyz: the store answers and every connector can send — the status only (the
+    probe is public); what is wrong goes to the log (once per change) and ``/v1/health``."""
+    ok, checks = await health_report(request.app.state.rt)
+    failing = None if ok else jsoncodec.dumps(checks)
+    if failing != request.app.state.ready_failing:
+        request.app.state.ready_failing = failing
+        if failing is None:
+            log.info("ready again")
+        else:
+            log.warning("not ready: %s", failing)
+    return JSONResponse({"status": "ok" if ok else "unavailable"}, 200 if ok else 503)
+
+
+async def operator_health(request: Request) -> Response:
+    """GET /v1/health: the readiness report with its details, for an operator key."""
+    await request.app.state.keys.resolve(request.headers.get("authorization"), operator=True)
+    ok, checks = await health_report(request.app.state.rt)
+    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks})
 
 
 async def metrics(request: Request) -> Response:
@@ -144,6 +175,7 @@ def collector_tuned() -> Iterator[None]:
 OPS_ROUTES = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
+    Route("/v1/health", operator_health, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
     Route("/v1/openapi.json", openapi, methods=["GET"]),
 ]
@@ -194,9 +226,12 @@ def create_app(rt: Runtime, *, workers: bool = True) -> Starlette:
         },
     )
     app.state.rt = rt
+    app.state.ready_failing = None  # what /readyz last logged as failing
     app.state.job_kinds = jobs.kinds if jobs is not None else frozenset()
-    app.state.keys = KeyCache(rt.store)
-    # The last added is the outermost: metrics count what the fast path serves too.
+    app.state.keys = KeyCache(rt.store, clock=rt.clock)
+    # The last added is the outermost: metrics count what the fast path serves and what
+    # the body limit refuses too.
     app.add_middleware(SendFastPath, rt=rt, keys=app.state.keys)
+    app.add_middleware(BodyLimit, limits=ceilings(rt.settings.max_attachment_bytes))
     app.add_middleware(MetricsMiddleware, metrics=rt.metrics)
     return app

@@ -18,10 +18,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import jsoncodec, outbound
 from gateway.api import v1
+from gateway.api.limits import declared_length
 from gateway.api.problems import from_error, unavailable
 from gateway.auth import KeyCache
 from gateway.commands import SendRequest, decoder
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, PayloadTooLarge
 from gateway.runtime import Runtime
 from gateway.store import UNAVAILABLE
 
@@ -58,7 +59,7 @@ class SendFastPath:
         scope["endpoint"] = v1.create_message  # what the router would have matched
         try:
             principal = await self.keys.resolve(authorization)
-            raw = await _body(receive)
+            raw = await _body(scope, receive)
             accepted = await outbound.submit(self.rt, principal, _decode(raw))
         except GatewayError as exc:
             await from_error(exc, PATH)(scope, receive, send)
@@ -78,14 +79,22 @@ class SendFastPath:
         await send({"type": "http.response.body", "body": body})
 
 
-async def _body(receive: Receive) -> bytes:
-    """The whole request body, read as ``Request.body()`` reads it."""
+async def _body(scope: Scope, receive: Receive) -> bytes:
+    """The whole request body, refused as ``gateway.api.helpers.read_body`` refuses it past
+    ``v1.MESSAGE_BODY_LIMIT`` (declared, or read)."""
+    declared = declared_length(scope)
+    if declared is not None and declared > v1.MESSAGE_BODY_LIMIT:
+        raise PayloadTooLarge(v1.MESSAGE_TOO_LARGE)
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.request":
             chunk = message.get("body", b"")
             if chunk:
+                size += len(chunk)
+                if size > v1.MESSAGE_BODY_LIMIT:
+                    raise PayloadTooLarge(v1.MESSAGE_TOO_LARGE)
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)

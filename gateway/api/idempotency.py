@@ -39,6 +39,16 @@ RESUMABLE_CLAIM_TTL = timedelta(hours=24)
 MAX_KEY = 255
 
 
+def idempotency_scope(principal: Principal) -> str:
+    """Whose keys a key is checked among: a team key's among its team's team keys, a member
+    key's among its member's keys — never another member's, whose answer (their message:
+    id, conversation, text) a replay would otherwise hand over. Ids hold neither ``/``
+    nor ``:``, so no team's key can meet a member's in the store's key space."""
+    if principal.member_id is None:
+        return principal.team_id  # as before: keys stored by team keys keep answering
+    return f"{principal.team_id}/{principal.member_id}"
+
+
 def reserved_id(request: Request) -> str | None:
     """The id a resumable request creates (reserved with its Idempotency-Key), or None
     (no key: the caller picks a fresh id)."""
@@ -55,7 +65,7 @@ async def idempotent(
     *,
     resumable: str | None = None,
 ) -> Response:
-    """Run ``run`` at most once per (team, Idempotency-Key).
+    """Run ``run`` at most once per (principal, Idempotency-Key) (``idempotency_scope``).
 
     ``resumable``: the id prefix (e.g. ``"msg"``) of what ``run`` creates under
     ``reserved_id(request)`` in one store step that refuses an existing id (see the module
@@ -77,8 +87,7 @@ async def idempotent(
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     fingerprint = digest.hexdigest()
-    # Keys are per team; a member key shares its team's namespace.
-    scope = principal.team_id
+    scope = idempotency_scope(principal)
     ref = new_id(resumable) if resumable else None
     ttl = RESUMABLE_CLAIM_TTL if resumable else CLAIM_TTL
     existing = await rt.store.idem_claim(scope, key, fingerprint, rt.clock.now(), ttl, ref)

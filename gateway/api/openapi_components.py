@@ -258,6 +258,11 @@ def schemas() -> dict[str, Any]:
         },
         "Ready": {
             "type": "object",
+            "required": ["status"],
+            "properties": {"status": {"type": "string", "enum": ["ok", "unavailable"]}},
+        },
+        "HealthReport": {
+            "type": "object",
             "required": ["status", "checks"],
             "properties": {
                 "status": {"type": "string", "enum": ["ok", "unavailable"]},
@@ -385,7 +390,8 @@ def parameters() -> dict[str, Any]:
             "name": "Idempotency-Key",
             "in": "header",
             "required": False,
-            "description": "Run the request at most once per team and key: a retry with the "
+            "description": "Run the request at most once per key and caller (a member key's "
+            "keys are its own; a team key's are shared by the team's team keys): a retry with the "
             "same key and body replays the first answer (with `Idempotency-Replayed: true`), "
             "the same key with another request answers 422 `idempotency_key_reused`, and a "
             "key whose first request is still running answers 409 "

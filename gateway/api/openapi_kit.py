@@ -41,14 +41,17 @@ CODES: dict[str, tuple[str, str]] = {
     "invalid_number": ("Invalid request", "a phone number cannot be parsed or is not valid"),
     "channel_unavailable": (
         "Channel unavailable",
-        "no configured connector serves this channel and sender; nothing was queued",
+        "no configured connector serves this channel and sender, or an SMS fallback has no "
+        "number to go from (it goes from the member's mobile number, which a member whose "
+        "WhatsApp number is a landline may not have); nothing was queued",
     ),
     "whatsapp_window_closed": (
         "WhatsApp window closed",
         "a free-form WhatsApp message outside the contact's 24-hour window (the contact has "
         "not written to this number on WhatsApp in the last 24 hours); send a `template`, "
-        'or repeat with `"fallback": "sms"` to send it by SMS (`fallback` names it when an '
-        "SMS connector serves the sender); nothing was charged or queued",
+        'or repeat with `"fallback": "sms"` to send it by SMS from the member\'s mobile '
+        "number (`fallback` names it when the member has one and an SMS connector serves it; "
+        "otherwise `detail` says why there is no SMS fallback); nothing was charged or queued",
     ),
     "sender_not_owned": (
         "Forbidden",

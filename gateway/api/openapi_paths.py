@@ -50,6 +50,10 @@ SEND_ERRORS: Codes = {
     ],
 }
 
+MESSAGE_TOO_LARGE: Codes = {
+    413: [Case("payload_too_large", "the body is larger than 256 KiB (declared or sent)")]
+}
+
 
 def _send_body(description: str) -> dict[str, Any]:
     return {
@@ -79,6 +83,7 @@ def paths() -> dict[str, Any]:
                         JSON_BODY,
                         IDEMPOTENCY,
                         SEND_ERRORS,
+                        MESSAGE_TOO_LARGE,
                         {402: [Case("quota_credit_limit")]},
                         {429: [Case("rate_limited")]},
                         INTERNAL,
@@ -144,7 +149,9 @@ def paths() -> dict[str, Any]:
                         ref("Preview"),
                         headers=replayed(),
                     ),
-                    **errors(AUTH, JSON_BODY, IDEMPOTENCY, SEND_ERRORS, INTERNAL),
+                    **errors(
+                        AUTH, JSON_BODY, IDEMPOTENCY, SEND_ERRORS, MESSAGE_TOO_LARGE, INTERNAL
+                    ),
                 },
                 description="Runs every check of `POST /v1/messages` that needs no write "
                 "and answers what the message would cost; nothing is stored or charged. On "
@@ -276,6 +283,9 @@ def paths() -> dict[str, Any]:
                     "200": json_response("The attachment.", ref("Attachment")),
                     **errors(AUTH, NOT_FOUND, INTERNAL),
                 },
+                description="Like messages, a member key sees only its member's attachments "
+                "(its uploads and the media its member received) and the team key's "
+                "uploads; another member's answer 404.",
             ),
         },
         "/v1/attachments/{id}/content": {
@@ -286,16 +296,25 @@ def paths() -> dict[str, Any]:
                 "Attachments",
                 {
                     "200": {
-                        "description": "The bytes, with the attachment's stored content type.",
+                        "description": "The bytes, with the attachment's stored content type "
+                        "when it is passive; a type a browser would run or render as a page "
+                        "(HTML, SVG, XML, JavaScript, CSS …) is served as "
+                        "`application/octet-stream`.",
                         "headers": {
                             "ETag": {
                                 "description": "The quoted SHA-256 of the bytes.",
                                 "schema": {"type": "string"},
                             },
                             "Content-Disposition": {
-                                "description": '`attachment; filename="…"` when the '
-                                "attachment has a filename.",
+                                "description": "Always `attachment` (RFC 6266): an ASCII "
+                                'fallback `filename="…"` and the exact name as '
+                                "`filename*=UTF-8''…` (RFC 5987); the attachment's id when it "
+                                "has no filename.",
                                 "schema": {"type": "string"},
+                            },
+                            "X-Content-Type-Options": {
+                                "description": "`nosniff`.",
+                                "schema": {"type": "string", "enum": ["nosniff"]},
                             },
                         },
                         "content": {
@@ -365,12 +384,35 @@ def paths() -> dict[str, Any]:
                         "The store answers and every connector can send.", ref("Ready")
                     ),
                     "503": json_response(
-                        "The store or a connector is not ready; `checks` says which. (This "
-                        "is a readiness report, not a problem document.)",
+                        "The store or a connector is not ready. (This is a readiness "
+                        "report, not a problem document.) Which one, and why, is logged and "
+                        "shown to operator keys by `GET /v1/health`.",
                         ref("Ready"),
                     ),
                 },
                 public=True,
+            ),
+        },
+        "/v1/health": {
+            "get": operation(
+                "getOperatorHealth",
+                "Health report (operator)",
+                "Operations",
+                {
+                    "200": json_response(
+                        "The readiness of the store and of every connector, with what is "
+                        "wrong (`detail`).",
+                        ref("HealthReport"),
+                    ),
+                    **errors(
+                        AUTH,
+                        {403: [Case("forbidden", "the key is a team's or a member's")]},
+                        INTERNAL,
+                    ),
+                },
+                description="For the gateway's operator: an operator key (`gateway admin key "
+                "create --operator`) is needed; team and member keys answer 403. The "
+                "public `/readyz` answers the status only.",
             ),
         },
         "/metrics": {

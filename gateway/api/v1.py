@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import forwarding, outbound, policy, window
+from gateway.api.downloads import download
 from gateway.api.helpers import (
     choice_param,
     cursor_param,
@@ -52,6 +53,11 @@ def _rt(request: Request) -> Runtime:
 
 
 # -- messages ----------------------------------------------------------------------------
+# A send is a few hundred bytes; a long text or a template with many parameters a few KiB.
+MESSAGE_BODY_LIMIT = 256 * 1024
+MESSAGE_TOO_LARGE = f"the body is larger than the limit of {MESSAGE_BODY_LIMIT} bytes"
+
+
 async def create_message(request: Request) -> Response:
     """POST /v1/messages: accept an outbound message (202)."""
 
@@ -62,7 +68,9 @@ async def create_message(request: Request) -> Response:
         accepted = await outbound.submit(rt, principal, command, message_id=reserved_id(request))
         return json_response(accepted.view, 202)
 
-    return await posted(request, action, resumable="msg")
+    return await posted(
+        request, action, limit=MESSAGE_BODY_LIMIT, too_large=MESSAGE_TOO_LARGE, resumable="msg"
+    )
 
 
 async def preview_message(request: Request) -> Response:
@@ -72,7 +80,7 @@ async def preview_message(request: Request) -> Response:
         draft = await outbound.draft(rt, principal, decode(SendRequest, raw))
         return json_response(draft.preview())
 
-    return await posted(request, action)
+    return await posted(request, action, limit=MESSAGE_BODY_LIMIT, too_large=MESSAGE_TOO_LARGE)
 
 
 async def get_message(request: Request) -> Response:
@@ -192,6 +200,7 @@ async def upload_attachment(request: Request) -> Response:
             content_type,
             filename,
             rt.clock.now(),
+            principal.member_id,
         )
         await rt.store.put_attachment(att)
         return json_response(att.public(), 201)
@@ -202,7 +211,7 @@ async def upload_attachment(request: Request) -> Response:
 async def _attachment(request: Request) -> Attachment:
     rt, principal = _rt(request), await caller(request)
     att = await rt.store.get_attachment(request.path_params["id"])
-    if att is None or att.team_id != principal.team_id:
+    if att is None or not att.visible_to(principal.team_id, principal.member_id):
         raise NotFound("attachment not found")
     return att
 
@@ -213,13 +222,9 @@ async def get_attachment(request: Request) -> Response:
 
 
 async def get_attachment_content(request: Request) -> Response:
-    """GET /v1/attachments/{id}/content: the bytes."""
+    """GET /v1/attachments/{id}/content: the bytes, always as an attachment to save."""
     att = await _attachment(request)
-    data = _rt(request).blobs.get(att.sha256)
-    headers = {"ETag": f'"{att.sha256}"'}
-    if att.filename:
-        headers["Content-Disposition"] = f'attachment; filename="{att.filename}"'
-    return Response(data, 200, headers=headers, media_type=att.content_type)
+    return download(att, _rt(request).blobs.get(att.sha256))
 
 
 # -- quota -------------------------------------------------------------------------------

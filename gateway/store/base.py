@@ -116,6 +116,9 @@ class Reroute:
     encoding: str | None
     meta: dict[str, Any]  # merged into the message's meta
     detail: dict[str, Any] | None = None  # the history entry's detail
+    # The number it goes from on the new channel (None: the same): a member's WhatsApp
+    # number may be a landline, and their SMS goes from their mobile number.
+    sender: str | None = None
 
 
 # -- outbound policy: send limits (gateway/policy.py builds them) ---------------------------

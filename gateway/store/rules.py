@@ -71,6 +71,8 @@ def can_reroute(msg: Message, reroute: Reroute) -> bool:
 def apply_reroute(msg: Message, reroute: Reroute, period: str, now: datetime) -> None:
     """Move ``msg`` to the reroute's channel in memory, charged to ``period``, ``queued``."""
     msg.channel = reroute.channel
+    if reroute.sender:
+        msg.from_ = reroute.sender
     msg.connector_id = reroute.connector_id
     msg.units = reroute.units
     msg.segments = reroute.segments

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -90,9 +91,9 @@ async def seed_directory(rt: Runtime, clock: FrozenClock, credit_limit: int = 10
     return Seed(team, anna, ben, team_key, anna_key, ben_key, other, other_key)
 
 
-@pytest.fixture
-async def rt(url: str, tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Runtime]:
-    """A runtime on a fresh store of the backend under test, with fake connectors."""
+@contextlib.asynccontextmanager
+async def runtime_on(url: str, tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Runtime]:
+    """A runtime (one gateway process) on the store at ``url``, with fake connectors."""
     settings = parse_settings({"gateway": {"store": url, "blobs": str(tmp_path / "blobs")}})
     settings = dataclasses.replace(settings, connectors=fake_connectors())
     runtime = await open_runtime(settings, clock=clock)
@@ -101,6 +102,13 @@ async def rt(url: str, tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Runt
         yield runtime
     finally:
         await runtime.aclose()
+
+
+@pytest.fixture
+async def rt(url: str, tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Runtime]:
+    """A runtime on a fresh store of the backend under test, with fake connectors."""
+    async with runtime_on(url, tmp_path, clock) as runtime:
+        yield runtime
 
 
 @pytest.fixture

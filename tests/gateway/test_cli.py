@@ -19,6 +19,7 @@ from gateway.cli import build_parser, main
 from gateway.clock import FrozenClock
 from gateway.config import load_settings
 from gateway.demo import create_demo, demo_connectors, demo_settings, describe
+from gateway.errors import Unauthorized
 from gateway.ids import hash_secret, new_id
 from gateway.models import Job, Plan
 from gateway.store import open_store
@@ -582,3 +583,53 @@ async def test_demo_sms_is_delivered_and_arrives_for_the_member(tmp_path: Path) 
             await rt.aclose()
     finally:
         await carrier.stop()
+
+
+def test_key_list_revoke_and_expiry(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    team_id = new_team(capsys)
+    first = run_json(capsys, "admin", "key", "create", "--team", team_id)
+    later = run_json(capsys, "admin", "key", "create", "--team", team_id, "--expires", "90d")
+    assert first["expires_at"] is None and later["expires_at"] is not None
+    fixed = run_json(
+        capsys, "admin", "key", "create", "--team", team_id, "--expires", "2099-01-31T00:00:00Z"
+    )
+    assert fixed["expires_at"] == "2099-01-31T00:00:00.000Z"
+    for bad in ("tomorrow", "0d", "2099-01-31T00:00:00", "2001-01-01T00:00:00Z"):
+        code, _, err = run(capsys, "admin", "key", "create", "--team", team_id, "--expires", bad)
+        assert code == 1 and "expir" in err, bad
+    listed = run_json(capsys, "admin", "key", "list", "--team", team_id)["keys"]
+    assert [k["id"] for k in listed] == [first["id"], later["id"], fixed["id"]]
+    assert all("key" not in k and "key_hash" not in k for k in listed)
+    code, out, _ = run(capsys, "admin", "key", "list", "--team", team_id)
+    assert code == 0 and first["id"] in out and "gwk_" in out and first["key"] not in out
+
+    assert run_json(capsys, "admin", "key", "revoke", "--team", team_id, first["id"]) == {
+        "id": first["id"],
+        "revoked": True,
+    }
+    code, _, err = run(capsys, "admin", "key", "revoke", "--team", team_id, first["id"])
+    assert code == 1 and "does not exist" in err
+    listed = run_json(capsys, "admin", "key", "list", "--team", team_id)["keys"]
+    assert [k["id"] for k in listed] == [later["id"], fixed["id"]]
+
+    async def revoked() -> None:
+        store = await open_store(store_url)
+        try:
+            with pytest.raises(Unauthorized):
+                await KeyCache(store).resolve(f"Bearer {first['key']}")
+            assert (await KeyCache(store).resolve(f"Bearer {later['key']}")).team_id == team_id
+        finally:
+            await store.aclose()
+
+    asyncio.run(revoked())
+
+
+def test_operator_keys(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    made = run_json(capsys, "admin", "key", "create", "--operator")
+    assert made["operator"] is True and made["team_id"] is None
+    listed = run_json(capsys, "admin", "key", "list", "--operator")["keys"]
+    assert [k["id"] for k in listed] == [made["id"]]
+    code, _, err = run(capsys, "admin", "key", "create", "--operator", "--team", "team_x")
+    assert code == 2 and "not allowed" in err
+    run_json(capsys, "admin", "key", "revoke", "--operator", made["id"])
+    assert run_json(capsys, "admin", "key", "list", "--operator") == {"keys": []}

@@ -51,7 +51,7 @@ def test_of_conversation(clock: FrozenClock) -> None:
 
 def test_closed_error_names_the_sms_fallback(clock: FrozenClock) -> None:
     t = clock.now()
-    never = window.closed_error(window.window_at(None, t), MOBILE_A, CONTACT, True)
+    never = window.closed_error(window.window_at(None, t), MOBILE_A, CONTACT, None)
     assert never.status == 422 and never.code == "whatsapp_window_closed"
     assert f"{CONTACT} has not written to {MOBILE_A} on WhatsApp" in never.detail
     assert '"fallback": "sms"' in never.detail and "template" in never.detail
@@ -60,10 +60,12 @@ def test_closed_error_names_the_sms_fallback(clock: FrozenClock) -> None:
         "fallback": "sms",
     }
     expired = window.window_at(t - timedelta(hours=25), t)
-    err = window.closed_error(expired, MOBILE_A, CONTACT, True)
+    err = window.closed_error(expired, MOBILE_A, CONTACT, None)
     assert f"window with {CONTACT} closed at 2026-03-15T11:00:00.000Z" in err.detail
-    no_sms = window.closed_error(expired, MOBILE_A, CONTACT, False)
-    assert "fallback" not in no_sms.extra and "no connector serves sms" in no_sms.detail
+    why = f"no connector serves sms from {MOBILE_A}"
+    no_sms = window.closed_error(expired, MOBILE_A, CONTACT, why)
+    assert "fallback" not in no_sms.extra
+    assert f"send a template ({why}, so no SMS fallback)" in no_sms.detail
 
 
 def _template(value: object) -> WhatsAppTemplate:

@@ -385,6 +385,35 @@ async def test_replay_is_capped(
     assert len(page.items) == 4
 
 
+async def test_replay_reach_is_bounded(
+    client: httpx.AsyncClient, seed: Seed, check: Checker, rt: Runtime, receiver: Receiver,
+    clock: FrozenClock,
+) -> None:  # fmt: skip
+    """Times at the ends of the calendar are 422 (they overflowed to a 500), and a replay
+    reaches back ``replay_max_age_seconds`` at most: older ``since`` is refused, not
+    scanned."""
+    made = await create(client, seed.team_key, check, url=receiver.url)
+    path, template = f"{BASE}/{made['id']}/replay", f"{BASE}/{{id}}/replay"
+    team = auth(seed.team_key)
+    reach = timedelta(seconds=webhook_settings(rt.settings).replay_max_age_seconds)
+    refused = [
+        {"since": "0001-01-01T00:00:00Z"},
+        {"since": "0001-01-01T00:00:00+14:00"},
+        {"since": iso(clock.now()), "until": "9999-12-31T23:59:59Z"},
+        {"since": "9999-12-31T23:59:59Z"},
+        {"since": "0001-01-01T00:00:00Z", "until": "0001-01-02T00:00:00Z"},
+        {"since": iso(clock.now() - reach - timedelta(seconds=1))},
+        {"since": iso(clock.now()), "until": iso(clock.now() + timedelta(hours=1))},
+    ]
+    for params in refused:
+        r = await client.post(path, params=params, headers=team)
+        body = problem(check, r, template, 422, "validation_error")
+        assert body["field"] in ("since", "until"), params
+    r = await client.post(path, params={"since": iso(clock.now() - reach)}, headers=team)
+    assert r.status_code == 202, r.text
+    check(r, template)
+
+
 async def test_seq_before_finds_the_start(rt: Runtime, clock: FrozenClock) -> None:
     start = clock.now()
     events = []

@@ -8,12 +8,14 @@ replaced: creation, changes, rotation, retry, replay and the delivery list's par
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from gateway.clock import FrozenClock
 from gateway.runtime import Runtime
 from tests.gateway.conftest import Seed, auth
 from tests.webhooks.receiver import Receiver
@@ -24,6 +26,13 @@ RECORDED = Path(__file__).with_name("refusals.json")
 BASE = "/v1/webhook-endpoints"
 URL = "http://127.0.0.1:9/hook"
 VARYING = {"id", "secret", "created_at", "updated_at", "previous_secret_expires_at"}
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    """The day after the recorded replay times: within a replay's reach (30 days), and
+    none of them in the future."""
+    return FrozenClock(datetime(2026, 3, 16, tzinfo=UTC))
 
 
 @pytest.fixture

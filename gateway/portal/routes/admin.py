@@ -4,13 +4,14 @@ gets 404 too: the pages are not there for them."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.admin import create_member, parse_addons
-from gateway.auth import Principal, create_key
+from gateway.auth import Principal, create_key, keys_changed, revoke_key
 from gateway.errors import Forbidden, GatewayError, NotFound, ValidationError
 from gateway.models import Addon, Member, Plan
 from gateway.portal import i18n, invites
@@ -164,6 +165,7 @@ async def set_active(request: Request) -> Response:
         return render(request, "admin/members.html", context, 422)
     if not active:
         await portal.store.end_sessions(member.id)
+        await keys_changed(portal.rt.store)  # the member's API keys stop everywhere too
     return see_other("/admin", request)
 
 
@@ -223,6 +225,9 @@ async def keys_page(request: Request) -> Response:
     return render(request, "admin/keys.html", await keys_context(portal, viewer))
 
 
+KEY_VALIDITY_DAYS = ("", "30", "90", "365")  # the form's choices ("": until revoked)
+
+
 async def create_api_key(request: Request) -> Response:
     """POST /admin/keys: a new key, its secret shown this once."""
     portal = await portal_of(request)
@@ -231,7 +236,13 @@ async def create_api_key(request: Request) -> Response:
     member_id = str(form.get("member") or "") or None
     if member_id is not None:
         await _member(portal, viewer, member_id)
-    _, secret = await create_key(portal.rt.store, portal.rt.clock, viewer.team.id, member_id)
+    days = str(form.get("valid_days") or "")
+    if days not in KEY_VALIDITY_DAYS:
+        raise ValidationError(i18n._("Choose how long the key is valid."), field="valid_days")
+    expires = portal.rt.clock.now() + timedelta(days=int(days)) if days else None
+    _, secret = await create_key(
+        portal.rt.store, portal.rt.clock, viewer.team.id, member_id, expires_at=expires
+    )
     return render(request, "admin/keys.html", await keys_context(portal, viewer, secret))
 
 
@@ -240,6 +251,6 @@ async def revoke_api_key(request: Request) -> Response:
     portal = await portal_of(request)
     viewer = admin_of(request)
     await read_form(request)
-    if not await portal.rt.store.delete_api_key(viewer.team.id, request.path_params["id"]):
+    if not await revoke_key(portal.rt.store, viewer.team.id, request.path_params["id"]):
         raise NotFound("key not found")
     return see_other("/admin/keys", request)

@@ -55,9 +55,12 @@ async def preview(request: Request) -> Response:
     return render(request, "_preview.html", {"preview": result})
 
 
-async def _store(portal: Portal, team_id: str, data: bytes, ctype: str, name: str) -> Attachment:
+async def _store(portal: Portal, viewer: Viewer, data: bytes, ctype: str, name: str) -> Attachment:
     sha = portal.rt.blobs.put(data)
-    att = Attachment(new_id("att"), team_id, sha, len(data), ctype, name, portal.rt.clock.now())
+    now = portal.rt.clock.now()
+    att = Attachment(
+        new_id("att"), viewer.team.id, sha, len(data), ctype, name, now, viewer.member.id
+    )
     await portal.rt.store.put_attachment(att)
     return att
 
@@ -81,8 +84,7 @@ async def _store_files(
                 i18n._("{name} is empty.").format(name=upload.filename), field="files"
             )
     return [
-        (await _store(portal, viewer.team.id, u.data, u.content_type, u.filename), u.data)
-        for u in files
+        (await _store(portal, viewer, u.data, u.content_type, u.filename), u.data) for u in files
     ]
 
 
@@ -102,7 +104,7 @@ async def _previews(
             except ValidationError as exc:
                 raise ValidationError(f"{att.filename}: {exc.detail}", field="files") from None
             thumb = await _store(
-                portal, viewer.team.id, pages.thumbnail_png, "image/png", f"{att.filename}.png"
+                portal, viewer, pages.thumbnail_png, "image/png", f"{att.filename}.png"
             )
             view.thumbnail, view.pages = thumb.id, pages.pages
         views.append(view)

@@ -8,6 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.api.downloads import INLINE_IMAGES, download
 from gateway.errors import NotFound
 from gateway.models import Attachment, Conversation, Message
 from gateway.portal import compose
@@ -110,24 +111,14 @@ async def message(request: Request) -> Response:
 
 
 async def attachment(request: Request) -> Response:
-    """GET /a/{id}: an attachment of the viewer's team (images inline, others download)."""
+    """GET /a/{id}: an attachment of the viewer's own (images inline, others download)."""
     portal = await portal_of(request)
     viewer = viewer_of(request)
     att = await portal.rt.store.get_attachment(request.path_params["id"])
-    if att is None or att.team_id != viewer.team.id:
+    if att is None or not att.visible_to(viewer.team.id, viewer.member.id):
         raise NotFound("attachment not found")
     data = portal.rt.blobs.get(att.sha256)
-    inline = att.content_type in ("image/png", "image/jpeg", "image/gif", "image/webp")
-    name = (att.filename or att.id).replace('"', "").replace("\\", "")
-    disposition = "inline" if inline else "attachment"
-    headers = {
-        "Content-Disposition": f'{disposition}; filename="{name}"',
-        "Cache-Control": "private, max-age=86400",
-        "ETag": f'"{att.sha256}"',
-    }
-    media_type = (
-        att.content_type
-        if inline or att.content_type == "application/pdf"
-        else "application/octet-stream"
+    # Pictures are shown in the thread; everything else is saved (gateway.api.downloads).
+    return download(
+        att, data, inline=INLINE_IMAGES, headers={"Cache-Control": "private, max-age=86400"}
     )
-    return Response(data, 200, headers=headers, media_type=media_type)

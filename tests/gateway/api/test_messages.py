@@ -410,8 +410,7 @@ async def test_quota_report(client: httpx.AsyncClient, seed: Seed) -> None:
 async def test_operations_endpoints(client: httpx.AsyncClient, seed: Seed, rt: Runtime) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
-    assert ready.status_code == 200
-    assert ready.json()["checks"]["connectors"]["fake1"]["ok"] is True
+    assert ready.status_code == 200 and ready.json() == {"status": "ok"}
     await client.post("/v1/messages", json=sms(), headers=auth(seed.team_key))
     text = (await client.get("/metrics")).text
     assert 'gateway_messages_accepted_total{channel="sms"} 1' in text
@@ -421,4 +420,4 @@ async def test_operations_endpoints(client: httpx.AsyncClient, seed: Seed, rt: R
     assert 'handler="create_message",method="POST",status="202"' in text
     rt.connectors["fake1"].connector.healthy = False  # type: ignore[attr-defined]
     down = await client.get("/readyz")
-    assert down.status_code == 503 and down.json()["checks"]["connectors"]["fake1"]["ok"] is False
+    assert down.status_code == 503 and down.json() == {"status": "unavailable"}

@@ -510,7 +510,7 @@ async def test_operations_endpoints_match(client: httpx.AsyncClient, rt: Runtime
     r = await client.get("/readyz")
     assert r.status_code == 200
     check(r, "/readyz")
-    assert set(r.json()["checks"]["connectors"]) == {"fake1", "faxfake"}
+    assert r.json() == {"status": "ok"}
     r = await client.get("/metrics")
     assert r.status_code == 200
     check(r, "/metrics")

@@ -284,6 +284,22 @@ async def test_api_keys_are_shown_once_and_revoked(
     assert r.status_code == 404
 
 
+async def test_api_keys_may_expire(
+    anna: httpx.AsyncClient, prt: Runtime, pseed: PortalSeed
+) -> None:
+    r = await post(anna, "/admin/keys", {"member": "", "valid_days": "30"})
+    assert r.status_code == 200
+    secret = re.search(r'<code id="new-key">([^<]+)</code>', r.text)
+    assert secret
+    key = await prt.store.api_key_by_hash(hash_secret(secret.group(1)))
+    assert key is not None and key.expires_at == prt.clock.now() + timedelta(days=30)
+    listing = await anna.get("/admin/keys", headers={"Accept-Language": "en"})
+    assert "until revoked" in listing.text  # the option; the key's own row shows its date
+    r = await post(anna, "/admin/keys", {"member": "", "valid_days": "7"})
+    assert r.status_code == 422
+    assert len(await prt.store.list_api_keys(pseed.seed.team.id)) == 4  # the seed's 3, +1
+
+
 async def test_members_are_not_admins(app_client: httpx.AsyncClient, pseed: PortalSeed) -> None:
     await sign_in(app_client, pseed.seed.ben.email)
     for path in ("/admin", "/admin/keys", f"/admin/members/{pseed.seed.anna.id}/forwarding"):

@@ -148,9 +148,19 @@ async def test_api_keys_and_attachments(store: Store, clock: FrozenClock) -> Non
     await store.create_api_key(key)
     assert await store.api_key_by_hash("ab" * 32) == key
     assert await store.api_key_by_hash("cd" * 32) is None
+    until = clock.now() + timedelta(days=1)
+    operator = ApiKey(new_id("key"), "", None, "12" * 32, "gw_op", clock.now(), until, True)
+    await store.create_api_key(operator)
+    assert await store.api_key_by_hash("12" * 32) == operator
+    assert await store.list_api_keys("") == [operator]
     att = Attachment(new_id("att"), t.id, "ef" * 32, 10, "application/pdf", "a.pdf", clock.now())
     await store.put_attachment(att)
     assert await store.get_attachment(att.id) == att
+    owned = Attachment(
+        new_id("att"), t.id, "ef" * 32, 10, "image/png", None, clock.now(), "mem_x"
+    )
+    await store.put_attachment(owned)
+    assert await store.get_attachment(owned.id) == owned
 
 
 # -- conversations -----------------------------------------------------------------------
