@@ -49,7 +49,9 @@ def faxfake(rt: Runtime) -> FakeConnector:
 
 
 async def upload(client: httpx.AsyncClient, key: str, data: bytes, ctype: str) -> str:
-    up = await client.post("/v1/attachments", files={"file": ("doc", data, ctype)}, headers=auth(key))
+    up = await client.post(
+        "/v1/attachments", files={"file": ("doc", data, ctype)}, headers=auth(key)
+    )
     assert up.status_code == 201, up.text
     return str(up.json()["id"])
 
@@ -182,8 +184,12 @@ async def test_received_fax_becomes_pdf_and_mail(
     assert "+494099999" in subject and "+49 40 999" in subject and "2 pages" in subject
     assert "Bcc" not in email
     names = [p.get_filename() for p in email.iter_attachments()]
-    pdf_part = next(p for p in email.iter_attachments() if p.get_content_type() == "application/pdf")
-    assert pdf_part.get_content().startswith(b"%PDF") and any(n and n.endswith(".pdf") for n in names)
+    pdf_part = next(
+        p for p in email.iter_attachments() if p.get_content_type() == "application/pdf"
+    )
+    assert pdf_part.get_content().startswith(b"%PDF") and any(
+        n and n.endswith(".pdf") for n in names
+    )
     body = email.get_body(preferencelist=("plain",))
     assert body is not None and "Pages: 2" in body.get_content()
 
