@@ -36,8 +36,10 @@ test: $(STAMP) system-packages
 RUN_DEBS  := libspandsp2 libtiff6 fonts-dejavu-core
 #   the tests: redis-server; tshark and rtpengine (fax media checks); tiffinfo; SIPp
 #   (sip-tester: the far end in the SIP user agent's tests); chromium for the portal's
-#   browser tests.
-TEST_DEBS := redis-server tshark rtpengine-daemon libtiff-tools sip-tester chromium
+#   browser tests; dovecot-imapd (the IMAP server of the email-to-fax mailbox tests) and
+#   swaks (an emailer in the SMTP receiver's tests).
+TEST_DEBS := redis-server tshark rtpengine-daemon libtiff-tools sip-tester chromium \
+	dovecot-imapd swaks
 define apt_install
 	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 		| grep -q 'ok installed' || echo $$p; done); \

@@ -205,3 +205,28 @@ def status_email(host: Host, msg: Message, kind: str, to: str, sender: str,
     if pdf is not None:
         email.add_attachment(pdf, maintype="application", subtype="pdf", filename="fax.pdf")
     return email
+
+
+def refused_email(host: Host, to: str, sender: str, number: str, reason: str,
+                  ref: str) -> EmailMessage:  # fmt: skip
+    """The mail saying that a fax a sender mailed to ``number`` was refused after the
+    mail was accepted (the team's policy or credit changed meanwhile)."""
+    email = EmailMessage()
+    email["From"] = sender
+    email["To"] = to
+    email["Subject"] = f"Fax to {number} failed"
+    email["Date"] = format_datetime(host.clock.now())
+    email["Message-ID"] = _message_id(f"refused:{ref}:{number}", sender)
+    email["Auto-Submitted"] = "auto-replied"
+    email.set_content(
+        f"Your fax to {number} could not be sent: {reason}.\nIt will not be tried again.\n"
+    )
+    return email
+
+
+async def refused_mail(host: Host, job: Job, to: str, number: str, reason: str) -> None:
+    """Tell the sender that a fax they mailed was refused after the mail was accepted."""
+    smtp = host.settings.smtp
+    email = refused_email(host, to, smtp.sender if smtp else "gateway@localhost", number,
+                          reason, job.id)  # fmt: skip
+    await deliver(host, job, email, f"refusal mail about {job.id} to {number}")
