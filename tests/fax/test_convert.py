@@ -144,12 +144,19 @@ async def test_permanent_transmission_failure_gives_the_unit_back(
 async def test_destination_rules_apply_to_fax(
     client: httpx.AsyncClient, rt: Runtime, seed: Seed
 ) -> None:
-    await put_policy(client, seed, {"blocked_prefixes": ["+4940"]})
     body = {"channel": "fax", "from": FAX_A, "to": TO, "text": "Hallo"}
+    await put_policy(client, seed, {"blocked_prefixes": ["+4940"]})
     refused = await client.post("/v1/messages", json=body, headers=auth(seed.anna_key))
-    assert refused.status_code in (403, 422), refused.text
-    assert "+4940" in refused.text
+    assert refused.status_code == 403 and "+4940" in refused.json()["detail"], refused.text
+    await put_policy(client, seed, {"blocked_prefixes": [], "countries": ["DE"]})
+    abroad = {**body, "to": "+442079460958"}
+    refused = await client.post("/v1/messages", json=abroad, headers=auth(seed.anna_key))
+    assert refused.status_code == 403 and refused.json()["code"] == "destination_blocked", (
+        refused.text
+    )
     assert await used_units(rt, seed) == 0
+    sent = await client.post("/v1/messages", json=body, headers=auth(seed.anna_key))
+    assert sent.status_code == 202
 
 
 async def test_received_fax_becomes_pdf_and_mail(
@@ -175,6 +182,10 @@ async def test_received_fax_becomes_pdf_and_mail(
     assert await worker(rt).run_once()
     msg = await message(rt, stored.id)
     assert msg.meta["fax"]["pdf"] in msg.attachments
+    # The conversation with the fax number holds received and sent faxes alike.
+    reply = {"channel": "fax", "from": FAX_A, "to": "+494099999", "text": "Antwort"}
+    sent = await client.post("/v1/messages", json=reply, headers=auth(seed.anna_key))
+    assert sent.json()["conversation_id"] == msg.conversation_id
     assert msg.meta["fax"]["thumbnail"] in msg.attachments
     assert len(relay.received) == 1
     mail = relay.received[0]

@@ -17,7 +17,8 @@ import pytest
 
 from fax.mail import intake, receiver, senders, status
 from fax.mail.settings import FaxMailSettings
-from gateway.models import Message
+from gateway.ids import new_id
+from gateway.models import Member, Message
 from gateway.process import worker
 from gateway.runtime import Runtime
 from gateway.store.base import MessageFilter
@@ -174,6 +175,12 @@ async def test_refusals_at_smtp_time(
     # Ben has neither the fax add-on nor a fax number.
     assert "no fax number" in await rcpt_refusal(mail(sender="ben@example.com"),
                                                  "ben@example.com")  # fmt: skip
+    # Carla has a fax number but has not booked the fax add-on.
+    carla = Member(new_id("mem"), seed.team.id, "Carla", "carla@example.com", None,
+                   "+4930123456709", frozenset({"sms"}), True, rt.clock.now())  # fmt: skip
+    await rt.store.create_member(carla, 10)
+    text = await rcpt_refusal(mail(sender=carla.email), carla.email)
+    assert "has not booked the fax add-on" in text
     assert "is not a fax number" in await rcpt_refusal(mail(to=f"office@{DOMAIN}"))
     assert "faxes go to <number>@" in await rcpt_refusal(mail(to="4940123456@other.example"))
     await put_policy(client, seed, {"blocked_prefixes": ["+4940"]})
