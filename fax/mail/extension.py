@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fax.mail.settings import FaxMailSettings, parse
@@ -73,11 +73,11 @@ class FaxMailExtension:
         settings = settings_of(host)
         if settings.domain is None:
             return  # email-to-fax is off
-        tasks = [status.watch(host, stop, host.settings.poll_interval * 5)]
+        tasks = [_alone("status mails", status.watch(host, stop, host.settings.poll_interval * 5))]
         if settings.listen is not None:
-            tasks.append(receiver.serve(host, settings, stop))
+            tasks.append(_alone("SMTP receiver", receiver.serve(host, settings, stop)))
         if settings.imap is not None:
-            tasks.append(imap.poll(host, settings, stop))
+            tasks.append(_alone("IMAP mailbox", imap.poll(host, settings, stop)))
         await asyncio.gather(*tasks)
 
     def admin_commands(self) -> Sequence[AdminCommand]:
@@ -95,6 +95,15 @@ class FaxMailExtension:
     def services(self, host: Host) -> Mapping[ServiceKey[Any], object]:
         """None."""
         return {}
+
+
+async def _alone(what: str, work: Coroutine[Any, Any, None]) -> None:
+    """Run one part of the service; its failure (e.g. the SMTP port taken by another
+    process) is logged and stops only that part."""
+    try:
+        await work
+    except Exception:
+        log.exception("fax mail: the %s stopped with an error", what)
 
 
 EXTENSION: Extension = FaxMailExtension()
