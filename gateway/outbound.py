@@ -1,6 +1,9 @@
 """The one outbound path (API, portal, email-to-fax, forwarding): a ``SendRequest`` →
 authorize → units → submit.
 
+Public: front doors outside the core (the fax package's email-to-fax) submit through it
+(they pass the host they were given, which is the process's runtime).
+
 The request's shape is checked where it is made (``gateway.commands``: the API decodes
 bodies into it, other callers build it with keywords). ``draft`` does every other check
 that needs no write and computes units and segments (it is also the preview); ``submit``

@@ -173,7 +173,7 @@ def status_email(host: Host, msg: Message, kind: str, to: str, sender: str,
         reason = str(error.get("message") or error.get("code") or "unknown reason")
         subject = f"Fax to {msg.to} failed"
         lines = [f"{about[0].upper()}{about[1:]} could not be sent: {reason}."]
-        nxt = section.get("next_try")
+        nxt = section.get("next_try") or error.get("retry_at")
         if nxt:
             when = parse_iso(str(nxt)).astimezone(host.settings.tz)
             lines.append(f"Next try: {when:%Y-%m-%d %H:%M} ({host.settings.timezone}).")
