@@ -7,12 +7,20 @@ command ``SendRequest``, built by ``send_request`` in one place: the composer's 
 failed message's fields, for a retry) checked as the API checks a body
 (``commands.convert``), so that a refusal reads as the API's. The live preview asks
 ``outbound.draft`` with the same command.
+
+A double click (or a resubmitted page) must not send twice: every rendered composer
+carries a fresh ``nonce``, and ``send`` claims it in the store's idempotency records
+(scoped to the member) with the id of the message it will create, so a second submit of
+the same form resumes the first under that id and ``outbound.submit`` writes nothing.
 """
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -20,8 +28,10 @@ import msgspec
 from gateway import outbound
 from gateway.auth import Principal
 from gateway.commands import FaxCover, SendRequest, convert
-from gateway.errors import GatewayError, WindowClosed
+from gateway.errors import GatewayError, ValidationError, WindowClosed
+from gateway.ids import new_id
 from gateway.models import Channel, Conversation, Message, addon_allows
+from gateway.portal import i18n
 from gateway.portal.accounts import Viewer
 from gateway.portal.settings import TemplateOffer
 from gateway.portal.views import WindowView, window_of
@@ -31,6 +41,10 @@ from gateway.units import GSM7_BASIC, GSM7_EXTENSION, sms_info
 from gateway.window import template_of
 
 PORTAL_KEY = "portal"  # the principal's key id: sends made in the portal
+# A composer's nonce is remembered this long: long enough for any double submit or a
+# page resubmitted from the browser's history the same day.
+NONCE_TTL = timedelta(hours=24)
+NONCE_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 def principal_of(viewer: Viewer) -> Principal:
@@ -98,9 +112,29 @@ def retry_request(msg: Message) -> SendRequest:
     return command
 
 
-async def send(portal: Portal, viewer: Viewer, request: SendRequest) -> outbound.Accepted:
-    """Submit a portal send through the gateway's one outbound path."""
-    return await outbound.submit(portal.rt, principal_of(viewer), request)
+def new_nonce() -> str:
+    """A fresh nonce for one rendered composer form."""
+    return secrets.token_urlsafe(16)
+
+
+async def send(
+    portal: Portal, viewer: Viewer, request: SendRequest, nonce: str | None = None
+) -> outbound.Accepted:
+    """Submit a portal send through the gateway's one outbound path, at most once per
+    composer ``nonce`` (see the module docstring)."""
+    message_id = None
+    if nonce is not None:
+        if not NONCE_PATTERN.fullmatch(nonce):
+            raise ValidationError(i18n._("This form is out of date: reload the page."))
+        rt = portal.rt
+        message_id = new_id("msg")
+        scope = f"portal-send:{viewer.member.id}"
+        found = await rt.store.idem_claim(
+            scope, nonce, "send", rt.clock.now(), NONCE_TTL, message_id
+        )
+        if found is not None and found.ref:
+            message_id = found.ref  # the same form again: resume its first submit
+    return await outbound.submit(portal.rt, principal_of(viewer), request, message_id=message_id)
 
 
 @dataclass(slots=True)
@@ -206,4 +240,5 @@ async def composer_context(
         "preview": current,
         "templates": portal.settings.templates,
         "error": error,
+        "nonce": new_nonce(),
     }

@@ -174,7 +174,8 @@ async def send(request: Request) -> Response:
         command = compose.send_request(
             channel, conv.member_number, conv.remote_number, text or None, attachments, template
         )
-        await compose.send(portal, viewer, command)
+        nonce = form.get("nonce")
+        await compose.send(portal, viewer, command, str(nonce) if nonce else None)
     except GatewayError as exc:
         error = exc
     else:

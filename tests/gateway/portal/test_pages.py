@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 from typing import Any
@@ -341,3 +342,47 @@ async def test_a_portal_send_is_refused_in_the_api_s_words(
         await outbound.draft(prt, viewer_principal, command)
     assert refused.value.detail == api.json()["detail"]
     assert refused.value.extra.get("field") == api.json().get("field")
+
+
+async def test_a_double_submitted_composer_sends_once(
+    anna: httpx.AsyncClient, prt: Runtime, pseed: PortalSeed
+) -> None:
+    """The same composer form posted twice (a double click, a resubmitted page) sends one
+    message; the next rendered form sends again."""
+    msg = await receive(prt, "Hallo")
+    await index(prt)
+    page = await anna.get(f"/c/{msg.conversation_id}")
+    csrf = csrf_of(page.text)
+    nonce = re.search(r'name="nonce" value="([^"]+)"', page.text)
+    assert nonce, page.text
+    form = {"csrf": csrf, "channel": "sms", "text": "Einmal bitte", "nonce": nonce.group(1)}
+    first, second = await asyncio.gather(
+        *(
+            anna.post(f"/c/{msg.conversation_id}/send", data=form, headers=SAME_ORIGIN)
+            for _ in range(2)
+        )
+    )
+    third = await anna.post(f"/c/{msg.conversation_id}/send", data=form, headers=SAME_ORIGIN)
+    assert {r.status_code for r in (first, second, third)} == {303}
+
+    async def sent() -> list[str | None]:
+        listed = await prt.store.list_messages(
+            MessageFilter(team_id=pseed.seed.team.id, conversation_id=msg.conversation_id),
+            None,
+            10,
+        )
+        return [m.text for m in listed.items if m.direction == "outbound"]
+
+    assert await sent() == ["Einmal bitte"]
+    fresh = await anna.get(f"/c/{msg.conversation_id}")
+    again = re.search(r'name="nonce" value="([^"]+)"', fresh.text)
+    assert again and again.group(1) != nonce.group(1)
+    form["nonce"] = again.group(1)
+    r = await anna.post(f"/c/{msg.conversation_id}/send", data=form, headers=SAME_ORIGIN)
+    assert r.status_code == 303
+    assert await sent() == ["Einmal bitte", "Einmal bitte"]
+    # A forged nonce is refused with a reason; nothing is sent.
+    form["nonce"] = "x"
+    r = await anna.post(f"/c/{msg.conversation_id}/send", data=form, headers=SAME_ORIGIN)
+    assert r.status_code == 422 and "out of date" in r.text
+    assert len(await sent()) == 2
