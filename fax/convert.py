@@ -129,14 +129,16 @@ async def convert_job(host: Host, job: Job) -> None:
         png = await asyncio.to_thread(thumbnail, fax.tiff, 1, THUMBNAIL_WIDTH)
     except DocumentError as exc:
         log.info("fax %s cannot be converted: %s", msg.id, exc.reason)
-        error = {
-            "code": CONTENT_INVALID,
-            "message": f"the fax cannot be sent: {exc.reason}",
-            "carrier_code": exc.code,
-            "retryable": False,
-        }
-        update = StatusUpdate(status=Status.FAILED, error=error, release=True)
-        await host.store.update_message(msg.id, update, host.clock.now())
+        await _fail(host, msg, f"the fax cannot be sent: {exc.reason}", exc.code)
+        return
+    except Exception as exc:
+        # The renderer itself in trouble (its sandbox lost): the job is tried again with
+        # backoff; at its last attempt the fax fails and its unit goes back, rather than
+        # waiting "accepted" for ever.
+        if job.attempts < job.max_attempts:
+            raise
+        log.exception("fax %s: conversion failed %d times", msg.id, job.attempts)
+        await _fail(host, msg, f"the fax could not be converted ({type(exc).__name__})", None)
         return
     tiff_att = await store_attachment(host, msg.team_id, fax.tiff, "image/tiff", "fax.tif")
     pdf_att = await store_attachment(host, msg.team_id, pdf, "application/pdf", "fax.pdf")
@@ -156,6 +158,14 @@ async def convert_job(host: Host, job: Job) -> None:
     )
     await host.store.update_message(msg.id, update, host.clock.now())
     await _enqueue_send(host, msg.id)
+
+
+async def _fail(host: Host, msg: Message, reason: str, code: str | None) -> None:
+    """The fax failed before it was sent: say why, give its unit back."""
+    error: dict[str, object] = {"code": CONTENT_INVALID, "message": reason, "carrier_code": code,
+             "retryable": False}  # fmt: skip
+    update = StatusUpdate(status=Status.FAILED, error=error, release=True)
+    await host.store.update_message(msg.id, update, host.clock.now())
 
 
 async def _enqueue_send(host: Host, message_id: str) -> None:

@@ -228,3 +228,25 @@ async def test_received_fax_mail_retried_while_relay_is_down(
         assert len(server.received) == 1
     finally:
         server.stop()
+
+
+async def test_a_renderer_in_trouble_is_retried_then_fails_with_the_unit_back(
+    client: httpx.AsyncClient, rt: Runtime, seed: Seed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: object) -> None:
+        raise RuntimeError("the sandbox is gone")
+
+    monkeypatch.setattr(convert, "render_message", broken)
+    body = {"channel": "fax", "from": FAX_A, "to": TO, "text": "Hallo"}
+    sent = await client.post("/v1/messages", json=body, headers=auth(seed.anna_key))
+    [job] = await rt.store.list_jobs("ready", None, 10)
+    job.attempts = 1
+    with pytest.raises(RuntimeError):
+        await convert.convert_job(rt, job)  # the worker retries it with backoff
+    assert (await message(rt, sent.json()["id"])).status == "accepted"
+    job.attempts = job.max_attempts
+    await convert.convert_job(rt, job)
+    msg = await message(rt, sent.json()["id"])
+    assert msg.status == "failed" and msg.error is not None
+    assert "could not be converted (RuntimeError)" in str(msg.error["message"])
+    assert await used_units(rt, seed) == 0
