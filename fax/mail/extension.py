@@ -58,12 +58,13 @@ class FaxMailExtension:
         return {}
 
     def job_handlers(self, host: Host) -> Mapping[str, JobHandler]:
-        """``fax_mail_in`` and ``fax_mail_status``."""
-        from fax.mail import intake, status
+        """``fax_mail_in``, ``fax_mail_status`` and ``fax_mail_refusal``."""
+        from fax.mail import imap, intake, outgoing, status
 
         return {
             intake.JOB_KIND: functools.partial(intake.intake_job, host),
             status.JOB_KIND: functools.partial(status.status_job, host),
+            imap.REFUSAL_KIND: functools.partial(outgoing.mail_refused_job, host),
         }
 
     async def run(self, host: Host, stop: asyncio.Event) -> None:

@@ -3,7 +3,8 @@ IDLE (aioimaplib), each mail checked like the SMTP receiver's (``intake``), acce
 durably (blob + job), then moved to ``imap_folder``. A mail is moved only after it is
 stored, so a crash in between fetches it again, and ``intake.accept`` (the mail's key)
 queues it once. A refused mail is moved too (it would be refused again), with the reason
-in the log; there is no SMTP dialogue to answer in.
+in the log; there is no SMTP dialogue to answer in, so a member (never an unknown
+sender) gets a mail saying why (``fax_mail_refusal``).
 
 The envelope sender is the ``Return-Path`` the delivering MTA wrote (else ``From``); the
 recipients are the ``<number>@<domain>`` addresses of ``Delivered-To``,
@@ -24,12 +25,14 @@ import aioimaplib
 from fax.mail import intake
 from fax.mail.settings import FaxMailSettings, Imap
 from gateway.extensions import Host
+from gateway.models import Job, Member
 
 log = logging.getLogger("fax.mail")
 
 IDLE_SECONDS = 300  # RFC 2177: re-issue IDLE well before servers drop it (29 min)
 RECONNECT_FIRST, RECONNECT_MAX = 1.0, 300.0
 TIMEOUT = 30.0
+REFUSAL_KIND = "fax_mail_refusal"
 
 
 def envelope_of(message: EmailMessage, domain: str) -> tuple[str, list[str]]:
@@ -53,26 +56,45 @@ async def process(host: Host, settings: FaxMailSettings, raw: bytes) -> str:
     """Check and accept one mail from the mailbox; what became of it, in words."""
     message = intake.parse(raw)
     sender, recipients = envelope_of(message, settings.domain or "")
+    member: Member | None = None
     try:
         member = await intake.check_sender(host, sender)
         numbers: list[str] = []
+        problems: list[str] = []
         for address in recipients:
             try:
                 number = await intake.recipient_number(host, settings, member, address)
                 await intake.check_recipient(host, member, number)
             except intake.Refused as refused:
                 log.info("fax mail (IMAP) from <%s>: %s", sender, refused.text)
+                problems.append(refused.text)
                 continue
             if number not in numbers:
                 numbers.append(number)
         if not numbers:
-            raise intake.Refused(550, "5.1.1", "no recipient this sender may fax")
+            why = "; ".join(problems) or f"no recipient <number>@{settings.domain}"
+            raise intake.Refused(550, "5.1.1", why)
         intake.check_content(settings, message, sender)
     except intake.Refused as refused:
         log.info("fax mail (IMAP) from <%s> refused: %s", sender, refused.text)
+        if member is not None:  # a member hears why (never a stranger: backscatter)
+            await _tell_refused(host, message, sender, refused.text)
         return f"refused: {refused.text}"
     ref = await intake.accept(host, raw, message, sender, member, numbers, "imap")
     return f"accepted ({ref})"
+
+
+async def _tell_refused(host: Host, message: EmailMessage, sender: str, reason: str) -> None:
+    """Queue the refusal mail to a member (once per mail: its job id is the mail's key)."""
+    job_id = "job_faxrefused_" + intake.mail_key(message)[:24]
+    if await host.store.get_job(job_id) is not None:
+        return
+    now = host.clock.now()
+    payload = {"to": sender, "reason": reason, "subject": str(message.get("Subject", "")),
+               "ref": str(message.get("Message-ID", ""))}  # fmt: skip
+    job = Job(job_id, REFUSAL_KIND, payload, now, host.settings.job_max_attempts, created_at=now)
+    await host.store.enqueue(job)
+    host.wake_workers()
 
 
 async def connect(box: Imap) -> aioimaplib.IMAP4:

@@ -230,3 +230,29 @@ async def refused_mail(host: Host, job: Job, to: str, number: str, reason: str) 
     email = refused_email(host, to, smtp.sender if smtp else "gateway@localhost", number,
                           reason, job.id)  # fmt: skip
     await deliver(host, job, email, f"refusal mail about {job.id} to {number}")
+
+
+def mail_refused_email(host: Host, to: str, sender: str, subject: str, reason: str,
+                       ref: str) -> EmailMessage:  # fmt: skip
+    """The mail saying that a mail found in the fax mailbox (IMAP, where there is no SMTP
+    dialogue to refuse in) was not faxed, and why."""
+    email = EmailMessage()
+    email["From"] = sender
+    email["To"] = to
+    email["Subject"] = "Your fax by email was refused"
+    email["Date"] = format_datetime(host.clock.now())
+    email["Message-ID"] = _message_id(f"mail-refused:{ref}", sender)
+    email["Auto-Submitted"] = "auto-replied"
+    email.set_content(
+        f"Your mail {subject!r} was not faxed: {reason}.\nNothing was sent; no unit was charged.\n"
+    )
+    return email
+
+
+async def mail_refused_job(host: Host, job: Job) -> None:
+    """Send the refusal of a mailbox mail (``fax_mail_refusal``), retried as a job."""
+    p = job.payload
+    smtp = host.settings.smtp
+    email = mail_refused_email(host, str(p["to"]), smtp.sender if smtp else "gateway@localhost",
+                               str(p["subject"]), str(p["reason"]), job.id)  # fmt: skip
+    await deliver(host, job, email, f"refusal of mail {p.get('ref')} to {p['to']}")

@@ -20,6 +20,8 @@ from tests.fax import samples
 from tests.fax.mail.dovecot import Dovecot
 from tests.fax.mail.test_receiver import ANNA, DOMAIN, configure, faxes, mail, run_all
 from tests.gateway.conftest import Seed
+from tests.gateway.test_forwarding import use_relay
+from tests.gateway.test_mail import SmtpServer
 
 pytestmark = pytest.mark.anyio
 WAIT = 30.0  # bound on every wait for the poller
@@ -54,8 +56,9 @@ def raw(email: object) -> bytes:
 
 
 async def test_mailbox_is_polled_with_idle_and_mails_moved(
-    dovecot: Dovecot, rt: Runtime, seed: Seed
+    dovecot: Dovecot, rt: Runtime, seed: Seed, relay: SmtpServer
 ) -> None:
+    use_relay(rt, relay.port)
     url = f"imap://{dovecot.user}:{dovecot.password}@127.0.0.1:{dovecot.port}/INBOX"
     settings = FaxMailSettings(domain=DOMAIN, subject="FAX", imap=parse_imap(url),
                                imap_folder="Processed")  # fmt: skip
@@ -66,19 +69,26 @@ async def test_mailbox_is_polled_with_idle_and_mails_moved(
     del stranger["Message-ID"]
     stranger["Message-ID"] = "<m2@evil.example>"
     dovecot.append(b"Return-Path: <eve@evil.example>\r\n" + bytes(stranger))
+    wrong = mail(subject="Hello", pdf=samples.pdf(1))
+    del wrong["Message-ID"]
+    wrong["Message-ID"] = "<m4@example.com>"
+    dovecot.append(raw(wrong))
     stop = asyncio.Event()
     poller = asyncio.create_task(imap.poll(rt, settings, stop))
     try:
-        await until(lambda: dovecot.count("Processed") == 2, "the first two mails moved")
+        await until(lambda: dovecot.count("Processed") == 3, "the first three mails moved")
         jobs = await rt.store.list_jobs("ready", None, 10)
-        assert [j.kind for j in jobs] == [intake.JOB_KIND]  # the stranger's was refused
-        assert jobs[0].payload["source"] == "imap" and jobs[0].payload["sender"] == ANNA
+        # The stranger's mail was refused silently, Anna's without the subject with a
+        # mail saying why.
+        assert sorted(j.kind for j in jobs) == [intake.JOB_KIND, imap.REFUSAL_KIND]
+        [accepted] = [j for j in jobs if j.kind == intake.JOB_KIND]
+        assert accepted.payload["source"] == "imap" and accepted.payload["sender"] == ANNA
         # A mail arriving while the poller waits in IDLE is taken at once.
         later = mail(to=f"4930999999@{DOMAIN}", pdf=samples.pdf(2))
         del later["Message-ID"]
         later["Message-ID"] = "<m3@example.com>"
         dovecot.append(raw(later))
-        await until(lambda: dovecot.count("Processed") == 3, "the IDLE mail moved")
+        await until(lambda: dovecot.count("Processed") == 4, "the IDLE mail moved")
         assert dovecot.count("INBOX") == 0
     finally:
         stop.set()
@@ -87,6 +97,11 @@ async def test_mailbox_is_polled_with_idle_and_mails_moved(
     sent = await faxes(rt, seed)
     assert sorted(m.to for m in sent) == ["+4930999999", "+4940123456"]
     assert all(m.status == "sent" for m in sent)
+    refusals = [r for r in relay.received if str(r.message["Subject"]).endswith("refused")]
+    [refusal] = refusals
+    assert refusal.rcpt_tos == [ANNA]
+    body = refusal.message.get_body(preferencelist=("plain",))
+    assert body is not None and "the subject must be 'FAX'" in body.get_content()
 
 
 async def test_the_same_mail_in_the_mailbox_twice_is_sent_once(

@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import smtplib
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from typing import Any
 
@@ -33,15 +33,6 @@ from tests.gateway.test_mail import SmtpServer
 pytestmark = pytest.mark.anyio
 DOMAIN = "fax.example.com"
 ANNA = "anna@example.com"
-
-
-@pytest.fixture
-def relay() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @dataclasses.dataclass
