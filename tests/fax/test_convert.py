@@ -5,7 +5,6 @@ test connector (``tests/connectors/fake.py``, connector ``faxfake``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
@@ -31,15 +30,6 @@ from tests.gateway.test_mail import SmtpServer
 
 pytestmark = pytest.mark.anyio
 TO = "+4940123456"
-
-
-@pytest.fixture
-def relay() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def faxfake(rt: Runtime) -> FakeConnector:
@@ -160,9 +150,9 @@ async def test_destination_rules_apply_to_fax(
 
 
 async def test_received_fax_becomes_pdf_and_mail(
-    client: httpx.AsyncClient, rt: Runtime, seed: Seed, relay: SmtpServer, clock: FrozenClock
+    client: httpx.AsyncClient, rt: Runtime, seed: Seed, smtp_server: SmtpServer, clock: FrozenClock
 ) -> None:
-    use_relay(rt, relay.port)
+    use_relay(rt, smtp_server.port)
     rules = {"email": ["office@example.org"]}
     put = await client.put(
         f"/v1/members/{seed.anna.id}/forwarding", json=rules, headers=auth(seed.team_key)
@@ -188,8 +178,8 @@ async def test_received_fax_becomes_pdf_and_mail(
     sent = await client.post("/v1/messages", json=reply, headers=auth(seed.anna_key))
     assert sent.json()["conversation_id"] == msg.conversation_id
     assert msg.meta["fax"]["thumbnail"] in msg.attachments
-    assert len(relay.received) == 1
-    mail = relay.received[0]
+    assert len(smtp_server.received) == 1
+    mail = smtp_server.received[0]
     assert sorted(mail.rcpt_tos) == ["anna@example.com", "office@example.org"]
     email: EmailMessage = mail.message
     subject = str(email["Subject"])

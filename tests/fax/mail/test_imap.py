@@ -56,9 +56,9 @@ def raw(email: object) -> bytes:
 
 
 async def test_mailbox_is_polled_with_idle_and_mails_moved(
-    dovecot: Dovecot, rt: Runtime, seed: Seed, relay: SmtpServer
+    dovecot: Dovecot, rt: Runtime, seed: Seed, smtp_server: SmtpServer
 ) -> None:
-    use_relay(rt, relay.port)
+    use_relay(rt, smtp_server.port)
     url = f"imap://{dovecot.user}:{dovecot.password}@127.0.0.1:{dovecot.port}/INBOX"
     settings = FaxMailSettings(domain=DOMAIN, subject="FAX", imap=parse_imap(url),
                                imap_folder="Processed")  # fmt: skip
@@ -97,7 +97,7 @@ async def test_mailbox_is_polled_with_idle_and_mails_moved(
     sent = await faxes(rt, seed)
     assert sorted(m.to for m in sent) == ["+4930999999", "+4940123456"]
     assert all(m.status == "sent" for m in sent)
-    refusals = [r for r in relay.received if str(r.message["Subject"]).endswith("refused")]
+    refusals = [r for r in smtp_server.received if str(r.message["Subject"]).endswith("refused")]
     [refusal] = refusals
     assert refusal.rcpt_tos == [ANNA]
     body = refusal.message.get_body(preferencelist=("plain",))

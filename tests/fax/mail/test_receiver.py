@@ -42,11 +42,11 @@ class Receiver:
 
 
 @pytest.fixture
-async def smtp_in(rt: Runtime, seed: Seed, relay: SmtpServer) -> AsyncIterator[Receiver]:
+async def smtp_in(rt: Runtime, seed: Seed, smtp_server: SmtpServer) -> AsyncIterator[Receiver]:
     """The receiver on a free port, ``[fax_mail]`` set, ``[smtp]`` at the relay."""
     settings = FaxMailSettings(domain=DOMAIN, subject="FAX", max_message_bytes=2_000_000)
     configure(rt, settings)
-    use_relay(rt, relay.port)
+    use_relay(rt, smtp_server.port)
     port = free_port()
     server = await receiver.start(rt, settings, listen=("127.0.0.1", port))
     try:
@@ -105,7 +105,7 @@ async def faxes(rt: Runtime, seed: Seed) -> list[Message]:
 
 
 async def test_mail_becomes_a_fax_with_status_mails(
-    smtp_in: Receiver, rt: Runtime, seed: Seed, relay: SmtpServer
+    smtp_in: Receiver, rt: Runtime, seed: Seed, smtp_server: SmtpServer
 ) -> None:
     refused = await send(smtp_in.port, mail(pdf=samples.pdf(2)))
     assert refused == {}
@@ -119,13 +119,13 @@ async def test_mail_becomes_a_fax_with_status_mails(
     assert fax.meta["fax"]["cover"]["note"] == "Bitte unterschreiben."
     assert faxfake(rt).sent[-1].id == fax.id
     assert await used_units(rt, seed) == 1
-    subjects = [str(r.message["Subject"]) for r in relay.received]
+    subjects = [str(r.message["Subject"]) for r in smtp_server.received]
     assert subjects == [
         "Fax to +4940123456 accepted (3 pages)",
         "Fax to +4940123456 sent (3 pages)",
     ]
-    assert all(r.rcpt_tos == [ANNA] for r in relay.received)
-    sent = relay.received[1].message
+    assert all(r.rcpt_tos == [ANNA] for r in smtp_server.received)
+    sent = smtp_server.received[1].message
     types = [p.get_content_type() for p in sent.walk()]
     assert "image/png" in types and "application/pdf" in types  # page 1 inline, the PDF
     html = sent.get_body(preferencelist=("html",))
@@ -233,14 +233,14 @@ async def test_allowlist_and_authentication_results(
 
 
 async def test_unconvertible_mail_is_refunded_and_reported(
-    smtp_in: Receiver, rt: Runtime, seed: Seed, relay: SmtpServer
+    smtp_in: Receiver, rt: Runtime, seed: Seed, smtp_server: SmtpServer
 ) -> None:
     email = mail(text=None, pdf=samples.pdf(1, encrypt="secret"))
     assert await send(smtp_in.port, email) == {}
     await run_all(rt)
     [fax] = await faxes(rt, seed)
     assert fax.status == "failed" and await used_units(rt, seed) == 0
-    [report] = relay.received
+    [report] = smtp_server.received
     assert str(report.message["Subject"]) == "Fax to +4940123456 failed"
     body = report.message.get_body(preferencelist=("plain",))
     assert body is not None and "password" in body.get_content()
