@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import weakref
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -34,9 +35,12 @@ class FaxMailHandler:
         self.host = host
         self.settings = settings
         # Per transaction (aiosmtpd makes a new Envelope for each): the sending member
-        # and the numbers accepted so far.
-        self._member: dict[int, Member] = {}
-        self._numbers: dict[int, list[str]] = {}
+        # and the numbers accepted so far; gone with the envelope (a client that quits
+        # after RCPT leaves nothing behind).
+        self._member: weakref.WeakKeyDictionary[Envelope, Member] = weakref.WeakKeyDictionary()
+        self._numbers: weakref.WeakKeyDictionary[Envelope, list[str]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:  # fmt: skip
@@ -52,8 +56,8 @@ class FaxMailHandler:
         except Exception:
             log.exception("fax mail from <%s> to <%s>: checking failed", sender, address)
             return "451 4.3.0 cannot check this recipient now; try again later"
-        self._member[id(envelope)] = member
-        numbers = self._numbers.setdefault(id(envelope), [])
+        self._member[envelope] = member
+        numbers = self._numbers.setdefault(envelope, [])
         if number not in numbers:
             numbers.append(number)
         envelope.rcpt_tos.append(address)
@@ -62,8 +66,8 @@ class FaxMailHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         """Check the mail; store it and its job, then answer 250 (or say why not)."""
-        member = self._member.pop(id(envelope), None)
-        numbers = self._numbers.pop(id(envelope), [])
+        member = self._member.pop(envelope, None)
+        numbers = self._numbers.pop(envelope, [])
         raw = envelope.original_content or envelope.content
         sender = envelope.mail_from or ""
         if member is None or not numbers or not isinstance(raw, bytes):
@@ -83,8 +87,8 @@ class FaxMailHandler:
 
     async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         """Forget the transaction's recipients."""
-        self._member.pop(id(envelope), None)
-        self._numbers.pop(id(envelope), None)
+        self._member.pop(envelope, None)
+        self._numbers.pop(envelope, None)
         return "250 OK"
 
 
