@@ -36,9 +36,12 @@ test: $(STAMP) system-packages
 RUN_DEBS  := libspandsp2 libtiff6 fonts-dejavu-core
 #   the tests: redis-server; tshark and rtpengine (fax media checks); tiffinfo; SIPp
 #   (sip-tester: the far end in the SIP user agent's tests); chromium for the portal's
-#   browser tests; ghostscript, only the baseline that bench/fax_render.py (and its smoke
-#   test) compares our renderer with — never part of the product (it is AGPL).
-TEST_DEBS := redis-server tshark rtpengine-daemon libtiff-tools sip-tester chromium ghostscript
+#   browser tests; dovecot-imapd (the IMAP server of the email-to-fax mailbox tests) and
+#   swaks (an emailer in the SMTP receiver's tests); ghostscript, only the baseline that
+#   bench/fax_render.py (and its smoke test) compares our renderer with — never part of
+#   the product (it is AGPL).
+TEST_DEBS := redis-server tshark rtpengine-daemon libtiff-tools sip-tester chromium \
+	dovecot-imapd swaks ghostscript
 define apt_install
 	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 		| grep -q 'ok installed' || echo $$p; done); \

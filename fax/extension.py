@@ -1,11 +1,16 @@
-"""The fax package as a gateway extension (entry point ``gateway.extensions: fax``): for
-now it offers the ``DocumentPreview`` service (``preview.py``), which the portal uses to
-show a document's pages before it is faxed. It has no settings, storage, routes or
-service of its own yet; the core finds it through the entry point, never by import."""
+"""The fax package as a gateway extension (entry point ``gateway.extensions: fax``).
+
+It offers the ``DocumentPreview`` service (``preview.py``), which the portal uses to show
+a document's pages before it is faxed, and the fax channel's ``ChannelJobs``
+(``convert.py``): ``fax_convert`` renders an accepted fax before its send job, and
+``fax_received`` turns a received fax into a PDF and mails it. Email-to-fax is the
+``fax_mail`` extension (``fax/mail/extension.py``, section ``[fax_mail]``). The core finds
+both through the entry point, never by import."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +26,7 @@ if TYPE_CHECKING:
 
 
 class FaxExtension:
-    """The document preview service of the fax channel."""
+    """The fax channel's document preview and jobs."""
 
     name = "fax"
 
@@ -43,8 +48,13 @@ class FaxExtension:
         return {}
 
     def job_handlers(self, host: Host) -> Mapping[str, JobHandler]:
-        """None."""
-        return {}
+        """``fax_convert`` and ``fax_received`` (``convert.py``)."""
+        from fax import convert
+
+        return {
+            convert.CONVERT: functools.partial(convert.convert_job, host),
+            convert.RECEIVED: functools.partial(convert.received_job, host),
+        }
 
     async def run(self, host: Host, stop: asyncio.Event) -> None:
         """No background service."""
@@ -58,11 +68,12 @@ class FaxExtension:
         return ""
 
     def services(self, host: Host) -> Mapping[ServiceKey[Any], object]:
-        """``DocumentPreview``."""
+        """``DocumentPreview`` and the fax channel's ``ChannelJobs``."""
+        from fax.convert import FaxJobs
         from fax.preview import FaxPreview
-        from gateway.services import DOCUMENT_PREVIEW
+        from gateway.services import CHANNEL_JOBS, DOCUMENT_PREVIEW
 
-        return {DOCUMENT_PREVIEW: FaxPreview()}
+        return {DOCUMENT_PREVIEW: FaxPreview(), CHANNEL_JOBS: FaxJobs()}
 
 
 EXTENSION: Extension = FaxExtension()

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from gateway.config import Settings
     from gateway.metrics import Metrics
     from gateway.models import JobHandler, Member
-    from gateway.services import ServiceKey
+    from gateway.services import ChannelJobs, ServiceKey
     from gateway.store.base import Store
     from gateway.store.roles import Role
 
@@ -189,3 +189,28 @@ def service(host: Host, key: ServiceKey[T]) -> T | None:
 def extension_commands() -> dict[tuple[str, str], AdminCommand]:
     """The installed extensions' ``gateway admin`` commands by (object, action)."""
     return {(c.object, c.action): c for ext in extensions() for c in ext.admin_commands()}
+
+
+def preparation_kind(host: Host, channel: str) -> str | None:
+    """The job kind an installed extension prepares outbound ``channel`` messages with
+    (``services.ChannelJobs``), or None: they go straight to the ``send`` job."""
+    from gateway.services import CHANNEL_JOBS
+
+    for ext in extensions():
+        jobs = ext.services(host).get(CHANNEL_JOBS)
+        kind = cast("ChannelJobs", jobs).preparation_kind(channel) if jobs else None
+        if kind is not None:
+            return kind
+    return None
+
+
+def follow_up_kinds(host: Host, channel: str) -> list[str]:
+    """The job kinds the installed extensions run after an inbound ``channel`` message."""
+    from gateway.services import CHANNEL_JOBS
+
+    kinds: list[str] = []
+    for ext in extensions():
+        jobs = ext.services(host).get(CHANNEL_JOBS)
+        if jobs:
+            kinds += cast("ChannelJobs", jobs).follow_up_kinds(channel)
+    return kinds

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from connectors.base import ErrorCode, InboundMessage, StatusReport
 from gateway import events, forwarding, window
+from gateway.extensions import follow_up_kinds
 from gateway.ids import new_id
 from gateway.models import Attachment, Channel, Direction, Job, Message, Status
 from gateway.store.base import StatusUpdate
@@ -90,6 +91,14 @@ class Inbound:
         # Forwards are jobs written with the message: none is lost if the process dies
         # after the carrier got its 2xx, and a duplicate (nothing written) forwards nothing.
         forwards = await forwarding.jobs_for(rt, member, stored)
+        # The channel's follow-up jobs (``services.ChannelJobs``: a received fax becomes a
+        # PDF and a mail) are written with the message too, for the same reason.
+        payload = {"message_id": stored.id}
+        attempts = rt.settings.job_max_attempts
+        forwards += [
+            Job(new_id("job"), kind, payload, now, attempts, created_at=now)
+            for kind in follow_up_kinds(rt, channel.value)
+        ]
         result, created = await rt.store.store_inbound(
             stored, f"{message.connector_id}:{message.carrier_id}", [event], forwards
         )

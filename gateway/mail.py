@@ -4,7 +4,8 @@
 happened in the terms a job needs: ``TemporaryMailError`` (connection trouble, a 4xx
 answer, the relay refusing our credentials, sender or TLS — try again later) or
 ``PermanentMailError`` (a 5xx answer about the message or its recipients — trying again
-cannot help). Used by inbound forwarding and, later, fax-to-email.
+cannot help). Used by inbound forwarding and by the fax package (fax-to-email, the
+status mails of email-to-fax). Public: extensions import this module.
 
 Transport security follows ``SmtpConfig``: port 465 is implicit TLS (SMTPS); otherwise
 ``starttls = true`` REQUIRES the upgrade (a relay that does not offer it is an error, the

@@ -1,11 +1,15 @@
 """The one outbound path (API, portal, email-to-fax, forwarding): a ``SendRequest`` →
 authorize → units → submit.
 
+Public: front doors outside the core (the fax package's email-to-fax) submit through it
+(they pass the host they were given, which is the process's runtime).
+
 The request's shape is checked where it is made (``gateway.commands``: the API decodes
 bodies into it, other callers build it with keywords). ``draft`` does every other check
 that needs no write and computes units and segments (it is also the preview); ``submit``
 then writes the message, charges the ledger, enqueues the
-send job and appends the event in ONE store transaction. The team's outbound policy
+send job (or the channel's preparation job, ``services.ChannelJobs``) and appends the
+event in ONE store transaction. The team's outbound policy
 (``policy.py``) screens the destination in ``draft``; its send limits are taken in that
 transaction, so only accepted sends count.
 """
@@ -22,6 +26,7 @@ from gateway import events, window
 from gateway.auth import Principal
 from gateway.commands import MAX_ATTACHMENTS, MAX_TEXT, FaxCover, SendRequest
 from gateway.errors import ChannelUnavailable, NotFound, ValidationError
+from gateway.extensions import preparation_kind
 from gateway.ids import new_id
 from gateway.models import (
     Attachment,
@@ -223,9 +228,11 @@ async def submit(
     charge = build_charge(
         rt.settings.tariff, team, d.member, d.channel, d.units, period_of(now, rt.settings.tz)
     )
+    # A channel whose extension prepares its messages first (the fax channel converts
+    # documents) gets that job instead of ``send``; the preparation enqueues the send.
     job = Job(
         new_id("job"),
-        "send",
+        preparation_kind(rt, d.channel.value) or "send",
         {"message_id": message.id},
         now,
         rt.settings.job_max_attempts,

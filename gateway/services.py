@@ -11,6 +11,10 @@ the user does without).
   webhooks extension and used by the portal's team administration.
 * :class:`DocumentPreview` — page count and a page-1 image of a document about to be
   faxed, provided by the fax package and used by the portal's composer.
+* :class:`ChannelJobs` — the job kinds a channel's extension adds to the core's message
+  paths (the fax package's conversion before a send, its PDF and mail after a receipt);
+  used by ``gateway.outbound`` and ``gateway.inbound`` through
+  ``gateway.extensions.preparation_kind`` / ``follow_up_kinds``.
 
 Every view is the plain JSON-able dict the REST API shows for the same object; errors
 are the gateway's (``gateway.errors``).
@@ -95,5 +99,24 @@ class DocumentPreview(Protocol):
         ...
 
 
+class ChannelJobs(Protocol):
+    """Job kinds an extension adds around the core's messages of a channel. Each job's
+    payload is ``{"message_id": …}``; each is written in the same store transaction as
+    the message it is about, so none is lost."""
+
+    def preparation_kind(self, channel: str) -> str | None:
+        """The job kind that prepares an accepted outbound message of ``channel`` (e.g.
+        converts documents) instead of the ``send`` job; it moves the message to
+        ``queued`` and enqueues ``send`` itself (or fails it, giving the units back).
+        None: the channel sends at once."""
+        ...
+
+    def follow_up_kinds(self, channel: str) -> Sequence[str]:
+        """The job kinds run after an inbound message of ``channel`` is stored (e.g. a
+        received fax converted to PDF and mailed); () for none."""
+        ...
+
+
 WEBHOOK_ADMIN: ServiceKey[WebhookAdmin] = ServiceKey("webhook_admin")
 DOCUMENT_PREVIEW: ServiceKey[DocumentPreview] = ServiceKey("document_preview")
+CHANNEL_JOBS: ServiceKey[ChannelJobs] = ServiceKey("channel_jobs")

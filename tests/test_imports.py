@@ -36,9 +36,11 @@ PUBLIC_CORE = frozenset(
         "gateway.extensions",  # the Extension and Host protocols
         "gateway.ids",
         "gateway.jsoncodec",
+        "gateway.mail",  # send_mail through the [smtp] relay (fax-to-email, status mails)
         "gateway.metrics",
         "gateway.models",
         "gateway.numbers",
+        "gateway.outbound",  # draft/submit: the one outbound path, for front doors (email-to-fax)
         "gateway.retry",
         "gateway.serving",  # the one way to run uvicorn
         "gateway.services",  # what one extension offers another (WebhookAdmin, DocumentPreview)

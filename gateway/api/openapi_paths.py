@@ -95,7 +95,14 @@ def paths() -> dict[str, Any]:
                 "the contact's window is open (they wrote to this number on WhatsApp in the "
                 "last 24 hours; see `whatsapp_window` on the conversation). Outside it, send "
                 'a `template`, or add `"fallback": "sms"` to send the text by SMS; without '
-                "either the answer is 422 `whatsapp_window_closed`.",
+                "either the answer is 422 `whatsapp_window_closed`.\n\n"
+                "**Fax**: `to` is a fax number; the fax is the optional `cover` page, then the "
+                "`text` as a page, then the `attachments` (PDF, PNG, JPEG, TIFF; upload them "
+                "first) in order. The documents are converted after the answer: the message "
+                "goes `accepted` → `queued` (with `meta.fax.pages`, and the `tiff`, `pdf` and "
+                "`thumbnail` attachments) → `sending` (with `meta.fax.pages_sent`) → `sent`, "
+                "or `failed` with the reason (an encrypted, broken or too long document; the "
+                "unit is given back). One unit per fax.",
                 parameters=[param("IdempotencyKey")],
                 request_body=_send_body("The message to send."),
             ),

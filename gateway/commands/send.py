@@ -8,7 +8,7 @@ WhatsApp window) is checked by ``outbound.draft``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -38,7 +38,7 @@ COMPONENTS_REFUSAL = (
     "'template.components' must be a list of objects whose 'type' is one of "
     + ", ".join(sorted(COMPONENT_TYPES))
 )
-_KINDS = {"attachments": "list"}  # what a field must be, as the API has always said it
+_KINDS = {"attachments": "list", "cover": "an object {to, from, subject, note}"}
 
 
 class TemplateLanguage(Command, kw_only=True):
@@ -106,10 +106,6 @@ class SendRequest(Command, kw_only=True):
     """An outbound message. It needs `text` or `attachments` (or both); a null field
     counts as absent."""
 
-    # The cover page waits for the fax channel (issue 12) to render it: until then only a
-    # caller inside the process may set it, and the API refuses it as an unknown field.
-    __hidden__: ClassVar[frozenset[str]] = frozenset({"cover"})
-
     channel: Channel
     from_: Annotated[
         str,
@@ -155,7 +151,13 @@ class SendRequest(Command, kw_only=True):
         ),
     ] = None
     template: WhatsAppTemplate | None = None
-    cover: FaxCover | UnsetType | None = UNSET
+    cover: Annotated[
+        FaxCover | UnsetType | None,
+        Meta(
+            description="Only on fax: a cover page (to, from, subject, note) sent before "
+            "the attachments and the text. The cover page is part of the fax: still one unit."
+        ),
+    ] = UNSET
 
     @classmethod
     def refuse(cls, fault: Fault, body: Any) -> GatewayError:
@@ -175,7 +177,9 @@ class SendRequest(Command, kw_only=True):
         if isinstance(top, str) and len(fault.path) == 1 and fault.kind in ("type", "null"):
             if fault.kind == "null" and top in ("channel", "from", "to"):
                 return ValidationError(f"'{top}' is required", field=top)
-            return ValidationError(f"'{top}' must be a {_KINDS.get(top, 'str')}", field=top)
+            kind = _KINDS.get(top, "str")
+            article = "" if kind.startswith("an ") else "a "
+            return ValidationError(f"'{top}' must be {article}{kind}", field=top)
         return super().refuse(fault, body)
 
 

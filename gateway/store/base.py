@@ -101,6 +101,8 @@ class StatusUpdate:
     part_ids: tuple[str, ...] = ()
     # The carrier id of the part a delivery report is about (multi-part aggregation).
     part: str | None = None
+    # Attachments added to the message (e.g. the fax pages its preparation job made).
+    attachments: tuple[str, ...] = ()
 
 
 @dataclass(slots=True, frozen=True)

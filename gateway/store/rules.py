@@ -52,6 +52,7 @@ def apply_update(msg: Message, update: StatusUpdate, now: datetime) -> bool:
         msg.error = dict(update.error)
     if update.meta:
         msg.meta.update(update.meta)
+    msg.attachments += [a for a in update.attachments if a not in msg.attachments]
     msg.updated_at = now
     return changed
 

@@ -226,7 +226,7 @@ def test_components_and_parameters(doc: dict[str, Any]) -> None:
     assert send["additionalProperties"] is False
     assert set(send["required"]) == {"channel", "from", "to"}
     assert set(send["properties"]) == {
-        "channel", "from", "to", "text", "attachments", "fallback", "template"
+        "channel", "from", "to", "text", "attachments", "fallback", "template", "cover"
     }  # fmt: skip
     problem = schemas["Problem"]
     assert problem["additionalProperties"] is True

@@ -1,0 +1,1 @@
+"""Email-to-fax and fax-to-email: the SMTP receiver, the IMAP mailbox, the mail sent."""
