@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from fax.t38.endpoint import MediaEndpoint
 from fax.t38.params import FaxJob, FaxResult, T38Params
