@@ -18,8 +18,10 @@ import asyncio
 import logging
 import random
 import tempfile
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fax.t38.call_media import FaxCallMedia, read_pages
 from fax.t38.endpoint import Address, MediaEndpoint
@@ -149,6 +151,7 @@ class FaxSimulator:
     async def _media(self, job: FaxJob, *, armed: bool) -> FaxCallMedia:
         b = self.behaviour
         endpoint = await LossyEndpoint.bind("127.0.0.1")
+        assert isinstance(endpoint, LossyEndpoint)
         endpoint.loss = b.loss
         return FaxCallMedia(endpoint, job, t38=not b.refuse_t38, armed=armed,
                             ticker=self.ticker)
@@ -195,8 +198,8 @@ class FaxSimulator:
             await self._changed.wait_for(lambda: len(self.received) >= count)
         return self.received
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[object] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        task: asyncio.Task[object] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
