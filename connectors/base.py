@@ -217,15 +217,47 @@ class Health:
     retry_after: float | None = None
 
 
+class MessageProgress(Protocol):
+    """Where a long send reports how far it got (the fax's pages), implemented by the core.
+
+    ``progress`` merges ``meta`` into the message's meta (a dict value is merged one
+    level deep: ``{"fax": {"pages_sent": 2}}`` keeps the other ``fax`` keys) and, when
+    ``event`` is given, appends that event with ``data`` and the message id.
+    """
+
+    async def progress(
+        self,
+        message_id: str,
+        meta: Mapping[str, Any],
+        event: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record progress of an outbound message."""
+        ...
+
+
+class InboundScreen(Protocol):
+    """Whether a call/message to one of our numbers would be taken, before taking it
+    (a fax call is answered or refused before its pages exist). Implemented by the core."""
+
+    async def screen(self, channel: str, to: str, from_: str) -> str:
+        """``ok``; ``unknown`` (no member owns ``to`` on ``channel``); ``blocked`` (the
+        team's inbound policy refuses ``from_``)."""
+        ...
+
+
 @dataclass(slots=True)
 class ConnectorContext:
-    """What the gateway gives every connector."""
+    """What the gateway gives every connector (``progress`` and ``screen``: None where a
+    test or tool runs a connector without the core)."""
 
     http: httpx.AsyncClient
     sink: InboundSink
     clock: Clock
     blobs: BlobStore
     public_url: str
+    progress: MessageProgress | None = None
+    screen: InboundScreen | None = None
 
 
 class Connector(Protocol):
