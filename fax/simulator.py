@@ -18,14 +18,14 @@ import asyncio
 import logging
 import random
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fax.t38.call_media import FaxCallMedia, read_pages
 from fax.t38.endpoint import Address, MediaEndpoint
-from fax.t38.params import FaxJob, FaxResult
+from fax.t38.params import FaxJob, FaxResult, PageProgress
 from fax.t38.sdp import MediaKind
 from fax.t38.sip.config import UserAgentConfig
 from fax.t38.sip.errors import CallFailed
@@ -37,6 +37,7 @@ from fax.t38.ticker import Ticker
 __all__ = ["Behaviour", "FaxSimulator", "LossyEndpoint", "ReceivedFax"]
 
 log = logging.getLogger("fax.simulator")
+HANGUP_DELAY_SAMPLES = 4000  # 0.5 s at 8 kHz
 
 
 class LossyEndpoint(MediaEndpoint):
@@ -61,7 +62,7 @@ class Behaviour:
     ``busy``: 486; ``no_answer``: rings until the caller gives up; ``reject``: answers
     with that status (404, 603, …); ``refuse_t38``: audio only (488 to a re-INVITE to
     T.38); ``loss``: share of its media datagrams lost; ``ring_for``: seconds of 180
-    before the 200.
+    before the 200; ``hangup_after_pages``: BYE once that many pages arrived.
     """
 
     busy: bool = False
@@ -70,6 +71,7 @@ class Behaviour:
     refuse_t38: bool = False
     loss: float = 0.0
     ring_for: float = 0.0
+    hangup_after_pages: int | None = None
 
 
 @dataclass
@@ -148,13 +150,14 @@ class FaxSimulator:
         self._seq += 1
         return Path(self._dir.name) / f"{what}-{self._seq}.tif"
 
-    async def _media(self, job: FaxJob, *, armed: bool) -> FaxCallMedia:
+    async def _media(self, job: FaxJob, *, armed: bool,
+                     on_page: Callable[[PageProgress], None] | None = None) -> FaxCallMedia:
         b = self.behaviour
         endpoint = await LossyEndpoint.bind("127.0.0.1")
         assert isinstance(endpoint, LossyEndpoint)
         endpoint.loss = b.loss
         return FaxCallMedia(endpoint, job, t38=not b.refuse_t38, armed=armed,
-                            ticker=self.ticker)
+                            ticker=self.ticker, on_page=on_page)
 
     # -- taking calls ----------------------------------------------------------------
 
@@ -166,11 +169,27 @@ class FaxSimulator:
         if b.reject is not None:
             return Reject(b.reject)
         path = self._path("rx")
-        media = await self._media(FaxJob(receive_file=path, ident=self.station_id), armed=True)
+        cut = b.hangup_after_pages
+
+        def on_page(p: PageProgress) -> None:
+            if cut is not None and p.page == cut:
+                self._spawn(self._hang_up_soon(incoming, media))
+
+        media = await self._media(FaxJob(receive_file=path, ident=self.station_id), armed=True,
+                                  on_page=on_page)
         number = incoming.number or incoming.to_user or ""
         ring = 3600.0 if b.no_answer else b.ring_for
         self._spawn(self._receive(incoming, media, path, number))
         return Answer(media, ring_for=ring)
+
+    async def _hang_up_soon(self, incoming: IncomingCall, media: FaxCallMedia) -> None:
+        """BYE half a second of media time later: the page's MCF reaches the sender first."""
+        session = media.session
+        if session is not None:
+            until = session.samples + HANGUP_DELAY_SAMPLES
+            while session.samples < until and media.result is None:
+                await asyncio.sleep(0.001)
+        await incoming.call.hangup()
 
     async def _receive(self, incoming: IncomingCall, media: FaxCallMedia, path: Path,
                        number: str) -> None:
