@@ -187,7 +187,7 @@ class FaxSimulator:
         session = media.session
         if session is not None:
             until = session.samples + HANGUP_DELAY_SAMPLES
-            while session.samples < until and media.result is None:
+            while session.samples < until and media.result is None:  # noqa: ASYNC110
                 await asyncio.sleep(0.001)
         await incoming.call.hangup()
 
