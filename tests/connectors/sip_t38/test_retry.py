@@ -102,3 +102,30 @@ async def test_a_cut_call_resumes_from_the_first_unconfirmed_page_one_step_down(
     assert second.result is not None and second.result.pages_transferred == 2
     events = [e for e in await gateway.rt.store.list_events(0, 100) if e.type == "fax.page"]
     assert [e.data["page"] for e in events] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("gateway", [{"max_tries": 2}], indirect=True)
+async def test_after_max_tries_the_fax_fails(gateway: Gateway) -> None:
+    gateway.sim.behaviour.hangup_after_pages = 1
+    message_id, _ = await gateway.submit_fax(pages=4)
+    jobs = worker(gateway.rt)
+    assert await jobs.run_once()
+    gateway.clock.advance(seconds=60)
+    assert await jobs.run_once()
+    msg = await gateway.message(message_id)
+    assert msg.status == "failed" and msg.error is not None
+    assert msg.error["message"].startswith("gave up after 2 tries and 2 dials (tries")
+    assert msg.meta["fax"]["pages_sent"] >= 1 and msg.meta["fax"]["tries"] == 2
+
+
+@pytest.mark.parametrize("gateway", [{"max_dials": 2}], indirect=True)
+async def test_after_max_dials_the_fax_fails(gateway: Gateway) -> None:
+    gateway.sim.behaviour.busy = True
+    message_id, _ = await gateway.submit_fax(pages=1)
+    jobs = worker(gateway.rt)
+    assert await jobs.run_once()
+    gateway.clock.advance(seconds=180)
+    assert await jobs.run_once()
+    msg = await gateway.message(message_id)
+    assert msg.status == "failed" and msg.error is not None
+    assert msg.error["code"] == "unreachable" and "dials exhausted" in msg.error["message"]
