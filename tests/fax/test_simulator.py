@@ -69,3 +69,22 @@ async def test_busy_and_reject(pair: tuple[FaxSimulator, FaxSimulator], tmp_path
     result, outcome = await near.send_fax("+4930111", tiff, caller="+4940222")
     assert result is None and outcome is not None and outcome.cause is EndCause.UNALLOCATED
     assert far.received == []
+
+
+async def test_loop_numbers_send_the_fax_back(tmp_path: Path) -> None:
+    ticker = SimulatedTicker()
+    near = FaxSimulator(ticker=ticker, station_id="NEAR")
+    await near.start()
+    far = FaxSimulator(gateway=near.uri, ticker=ticker, loop_numbers=("+4930111",))
+    await far.start()
+    dialler = FaxSimulator(gateway=far.uri, ticker=ticker)
+    await dialler.start()
+    try:
+        tiff = make_tiff(tmp_path / "p.tif", pages=1)
+        result, _ = await dialler.send_fax("+4930111", tiff, caller="+4940222")
+        assert result is not None and result.success
+        [back] = await near.wait_received()
+        assert back.ok and (back.number, back.caller) == ("+4930111", "+4940222")
+    finally:
+        for sim in (dialler, far, near):
+            await sim.stop()
