@@ -59,6 +59,7 @@ class SipT38Connector:
             from_user=opts.username or "fax",
         ), on_incoming=self.receiver)
         self.sender = Sender(self.ua, opts, context, ticker, lambda: len(self.ua.calls))
+        self.receiver.on_line_free = self.sender.release  # a send may wait for that line
         self._started = False
         self._error: str | None = None
 
@@ -74,10 +75,7 @@ class SipT38Connector:
 
     async def send(self, message: OutboundMessage) -> SendResult:
         """Fax the message's TIFF to ``message.to``."""
-        try:
-            return await self.sender.send(message)
-        finally:
-            await self.sender.release()
+        return await self.sender.send(message)
 
     def routes(self) -> Sequence[BaseRoute]:
         """No webhooks: the carrier talks SIP."""

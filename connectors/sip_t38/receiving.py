@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class Receiver:
         self.ticker = ticker
         self.dir = tempfile.TemporaryDirectory(prefix="fax-rx-")
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.on_line_free: Callable[[], Awaitable[None]] | None = None
         self._seq = 0
 
     async def __call__(self, incoming: IncomingCall) -> Answer | Reject:
@@ -87,6 +88,8 @@ class Receiver:
                 await incoming.call.hangup()
         finally:
             media.close()
+            if self.on_line_free is not None:
+                await self.on_line_free()
         if result is None or result.pages_transferred == 0:
             log.info("fax call %s to %s: no pages (%s)", incoming.call.call_id, number,
                      result.words if result else "no session")

@@ -190,7 +190,7 @@ class Sender:
             state.pages_sent = pages
             fax = {**(message.meta.get("fax") or {}), **state.meta(), "pages": pages,
                    "phase": None, "report": {**fax_report, "pages": pages}}
-            return SendResult(carrier_id=call.call_id, segments=pages, meta={"fax": fax})
+            return SendResult(carrier_id=call.call_id, meta={"fax": fax})
         error = result.error
         assert error is not None
         verdict = for_fax(error)
