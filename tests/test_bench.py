@@ -143,7 +143,8 @@ def test_portal_bench_smoke() -> None:
 def test_t38_bench_smoke() -> None:
     """Two one-page fax calls in real time from a sip_t38 connector to a simulator
     process: both end OK and the table and the ratio are printed."""
-    cmd = [sys.executable, str(REPO / "bench" / "t38.py"), "--calls", "2", "--pages", "1"]
+    cmd = [sys.executable, str(REPO / "bench" / "t38.py"), "--calls", "2", "--pages", "1",
+           "--ramp", "0.5"]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180, check=False)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text

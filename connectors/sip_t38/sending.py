@@ -28,10 +28,10 @@ from fax.t38.sdp import MediaKind
 from fax.t38.sip.errors import CallFailed, SipError
 from fax.t38.sip.ua import UserAgent
 from fax.t38.ticker import Ticker
+from gateway.events import FAX_PAGE
 from gateway.models import iso
 
 log = logging.getLogger("connectors.sip_t38")
-PAGE_EVENT = "fax.page"
 
 
 def report(result: FaxResult, media: MediaKind | None, step: Step | None) -> dict[str, Any]:
@@ -74,7 +74,7 @@ class Sender:
         if hook is None:
             return
         try:
-            await hook.progress(message_id, {"fax": fax}, PAGE_EVENT if event else None, event)
+            await hook.progress(message_id, {"fax": fax}, FAX_PAGE if event else None, event)
         except Exception:
             log.exception("fax %s: recording progress failed", message_id)
 
