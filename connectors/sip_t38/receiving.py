@@ -32,6 +32,17 @@ def e164(text: str | None, region: str) -> str | None:
         return None
 
 
+def candidates(text: str | None, region: str) -> list[str]:
+    """The E.164 numbers a dialled user part may mean: as written (E.164 or national) and,
+    for bare digits not starting with 0, as E.164 without its ``+`` (trunks send both)."""
+    out = [n for n in (e164(text, region),) if n is not None]
+    if text and text.isdigit() and not text.startswith("0"):
+        plus = e164("+" + text, region)
+        if plus is not None and plus not in out:
+            out.append(plus)
+    return out
+
+
 class Receiver:
     """The receiving half of a ``sip_t38`` connector (the UA's ``on_incoming``)."""
 
@@ -49,9 +60,12 @@ class Receiver:
     async def __call__(self, incoming: IncomingCall) -> Answer | Reject:
         """Answer a fax to a member's number; 404 unknown number, 603 refused caller."""
         region = self.opts.region
-        number = e164(incoming.number, region)
-        if number is None or not await self._known(number, incoming.caller):
-            number = e164(incoming.to_user, region)
+        dialled = [*candidates(incoming.number, region), *candidates(incoming.to_user, region)]
+        number = None
+        for candidate in dict.fromkeys(dialled):
+            if await self._known(candidate):
+                number = candidate
+                break
         if number is None:
             return Reject(404)
         caller = e164(incoming.caller, region) or (incoming.caller or "anonymous")
@@ -70,10 +84,10 @@ class Receiver:
         self._spawn(self._receive(incoming, media, path, number, caller))
         return Answer(media)
 
-    async def _known(self, number: str, caller: str | None) -> bool:
+    async def _known(self, number: str) -> bool:
         if self.context.screen is None:
             return True
-        return await self.context.screen.screen("fax", number, caller or "") != "unknown"
+        return await self.context.screen.screen("fax", number, "") != "unknown"
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)

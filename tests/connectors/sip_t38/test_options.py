@@ -79,3 +79,11 @@ def test_t30_outcomes(t30: int, kind: str, code: str) -> None:
     assert verdict.counts_as_try == (kind in ("protocol", "no_answer"))
     opts = parse_options("f", {})
     assert verdict.retry_after(opts) == {"protocol": 60, "no_answer": 300}.get(kind, 60)
+
+
+def test_the_kind_is_registered() -> None:
+    from connectors.base import factory_for, known_kinds
+    from connectors.sip_t38.connector import SipT38Connector
+
+    assert "sip_t38" in known_kinds()
+    assert factory_for("sip_t38") is SipT38Connector

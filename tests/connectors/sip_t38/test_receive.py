@@ -20,7 +20,7 @@ pytestmark = pytest.mark.anyio
 CALLER = "+4940111222"
 
 
-@pytest.mark.parametrize("dialled", [FAX_A, "030123456701"])
+@pytest.mark.parametrize("dialled", [FAX_A, "030123456701", "4930123456701"])
 async def test_a_fax_to_a_member_arrives_as_an_inbound_message(
         gateway: Gateway, tmp_path: Path, dialled: str) -> None:
     tiff = make_tiff(tmp_path / "in.tif", pages=2)
