@@ -10,7 +10,8 @@ Errors, drawn once and mapped by each connector from its carrier's codes in one 
 
     ConnectorError                (code, carrier_code)
     ├── PermanentError            the message can never go out as it is → failed
-    ├── RetryableError            try again, not before ``retry_after`` seconds
+    ├── RetryableError            try again, not before ``retry_after`` seconds (exactly
+    │                             then, using up no job attempt, when ``scheduled``)
     │   └── AuthError             credentials/permissions: connector unhealthy, message
     │                             stays queued (no attempt is used up)
     └── NotReadyError             raised by ``start()``: carrier unreachable for now
@@ -87,7 +88,13 @@ class PermanentError(ConnectorError):
 
 
 class RetryableError(ConnectorError):
-    """Try again later; ``retry_after`` (seconds) is the carrier's hint, if any."""
+    """Try again later; ``retry_after`` (seconds) is the carrier's hint, if any.
+
+    ``scheduled``: the connector runs its own retry schedule and limits (a fax server's:
+    busy after 3 min, no answer after 5, at most 12 dials) and gives up itself with a
+    ``PermanentError``; the dispatcher then waits exactly ``retry_after`` and counts no
+    attempt of the job.
+    """
 
     retryable = True
 
@@ -98,9 +105,11 @@ class RetryableError(ConnectorError):
         retry_after: float | None = None,
         code: str = ErrorCode.CARRIER_ERROR,
         carrier_code: str | None = None,
+        scheduled: bool = False,
     ) -> None:
         super().__init__(message, code=code, carrier_code=carrier_code)
         self.retry_after = retry_after
+        self.scheduled = scheduled
 
 
 class AuthError(RetryableError):

@@ -225,5 +225,5 @@ class Sender:
         fax["next_try"] = iso(now + timedelta(seconds=wait))
         await self._progress(message.id, fax)
         raise RetryableError(verdict.message, retry_after=wait, code=verdict.code,
-                             carrier_code=verdict.carrier_code)
+                             carrier_code=verdict.carrier_code, scheduled=True)
 

@@ -91,7 +91,8 @@ async def gateway(tmp_path: Path, clock: FrozenClock,
     await sim.start()
     settings = parse_settings({"gateway": {
         "store": f"sqlite:///{tmp_path}/gateway.db", "blobs": str(tmp_path / "blobs"),
-        "job_visibility_seconds": options.pop("visibility", 120.0), "poll_interval": 0.02}})
+        "job_visibility_seconds": options.pop("visibility", 120.0),
+        "job_max_attempts": options.pop("job_max_attempts", 10), "poll_interval": 0.02}})
     fax = ConnectorConfig("fax1", KIND, frozenset({"fax"}), None, {
         "proxy": sim.uri, "listen": f"127.0.0.1:{port}", "ring_timeout": 2.0,
         "line_wait": 5.0, **options})

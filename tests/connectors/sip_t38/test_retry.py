@@ -129,3 +129,23 @@ async def test_after_max_dials_the_fax_fails(gateway: Gateway) -> None:
     msg = await gateway.message(message_id)
     assert msg.status == "failed" and msg.error is not None
     assert msg.error["code"] == "unreachable" and "dials exhausted" in msg.error["message"]
+
+
+@pytest.mark.parametrize("gateway", [{"job_max_attempts": 2}], indirect=True)
+async def test_the_fax_schedule_holds_past_the_jobs_own_attempts(
+        gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Busy five times: every retry after exactly 180 s (no growing job backoff), and the
+    job's own attempt limit does not end a fax the fax schedule still allows."""
+    retries = record_retries(gateway.rt, monkeypatch)
+    gateway.sim.behaviour.busy = True
+    message_id, _ = await gateway.submit_fax(pages=1)
+    jobs = worker(gateway.rt)
+    for _ in range(5):
+        assert await jobs.run_once()
+        gateway.clock.advance(seconds=180)
+    gateway.sim.behaviour.busy = False
+    assert await jobs.run_once()
+    msg = await gateway.message(message_id)
+    assert msg.status == "sent", msg.error
+    assert msg.meta["fax"]["dials"] == 6
+    assert [(round(r[1]), r[2]) for r in retries] == [(180, True)] * 5
