@@ -14,6 +14,7 @@ from connectors.base import ConnectorContext, InboundAttachment, InboundMessage
 from connectors.sip_t38.options import SipT38Options
 from connectors.sip_t38.sending import report
 from fax.t38.call_media import FaxCallMedia, read_pages
+from fax.t38.endpoint import MediaPortsExhaustedError
 from fax.t38.params import FaxJob
 from fax.t38.sip.incoming import Answer, IncomingCall, Reject
 from fax.t38.ticker import Ticker
@@ -78,9 +79,13 @@ class Receiver:
         self._seq += 1
         path = Path(self.dir.name) / f"rx-{self._seq}.tif"
         job = FaxJob(receive_file=path, ident=(self.opts.station_id or number)[:20])
-        media = await FaxCallMedia.bind(job, media_ip=self.opts.media_ip,
-                                        media_ports=self.opts.media_ports, armed=True,
-                                        ticker=self.ticker)
+        try:
+            media = await FaxCallMedia.bind(job, media_ip=self.opts.media_ip,
+                                            media_ports=self.opts.media_ports, armed=True,
+                                            ticker=self.ticker)
+        except (MediaPortsExhaustedError, OSError) as exc:
+            log.warning("fax call to %s refused: no media port (%s)", number, exc)
+            return Reject(503)
         self._spawn(self._receive(incoming, media, path, number, caller))
         return Answer(media)
 

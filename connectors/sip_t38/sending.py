@@ -23,6 +23,7 @@ from connectors.sip_t38.options import SipT38Options
 from connectors.sip_t38.outcomes import Step, Verdict, for_call, for_fax, ladder
 from connectors.sip_t38.state import FaxState, tiff_of
 from fax.t38.call_media import FaxCallMedia
+from fax.t38.endpoint import MediaPortsExhaustedError
 from fax.t38.params import FaxJob, FaxResult, PageProgress
 from fax.t38.sdp import MediaKind
 from fax.t38.sip.errors import CallFailed, SipError
@@ -145,9 +146,13 @@ class Sender:
         job = FaxJob(send_file=tiff, ident=(opts.station_id or message.from_)[:20],
                      header=opts.header, ecm=step.ecm, modems=step.modems,
                      start_page=state.pages_sent)
-        media = await FaxCallMedia.bind(job, media_ip=opts.media_ip,
-                                        media_ports=opts.media_ports, ticker=self.ticker,
-                                        on_page=on_page, calling=True)
+        try:
+            media = await FaxCallMedia.bind(job, media_ip=opts.media_ip,
+                                            media_ports=opts.media_ports, ticker=self.ticker,
+                                            on_page=on_page, calling=True)
+        except (MediaPortsExhaustedError, OSError) as exc:
+            raise RetryableError(f"no media port: {exc}", retry_after=opts.retry_protocol,
+                                 code=ErrorCode.THROTTLED) from exc
         try:
             if state.first_dial is None:
                 state.first_dial = iso(self.context.clock.now())

@@ -5,11 +5,16 @@ destination, and a lossy line still delivers every page."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+from pathlib import Path
 
 import pytest
 
 from gateway.process import worker
 from tests.connectors.sip_t38.conftest import REMOTE, Gateway
+from tests.fax.t38.support import make_tiff
+from tests.gateway.conftest import FAX_A
 
 pytestmark = pytest.mark.anyio
 VISIBILITY = 0.3
@@ -79,3 +84,19 @@ async def test_five_percent_loss_still_delivers_every_page(gateway: Gateway) -> 
     assert msg.status == "sent", msg.error
     [got] = gateway.sim.received
     assert got.result is not None and got.result.bad_rows == 0 and got.ok
+
+
+@pytest.mark.parametrize("gateway", [{"media_ports": "41000-41000"}], indirect=True)
+async def test_no_free_media_port(gateway: Gateway, tmp_path: Path) -> None:
+    """The one media port taken: a send waits for a retry, an incoming call gets 503."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        with contextlib.suppress(OSError):  # already taken by someone else: as good
+            taken.bind(("127.0.0.1", 41000))
+        message_id, _ = await gateway.submit_fax(pages=1)
+        assert await worker(gateway.rt).run_once()
+        msg = await gateway.message(message_id)
+        assert msg.status == "queued" and gateway.sim.calls_seen == []
+        assert msg.error is None
+        result, outcome = await gateway.sim.send_fax(
+            FAX_A, make_tiff(tmp_path / "p.tif", pages=1), caller="+4940111222")
+        assert result is None and outcome is not None and outcome.status == 503
