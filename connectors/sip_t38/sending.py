@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from connectors.base import (
     AuthError,
@@ -130,14 +130,12 @@ class Sender:
         step = self.steps[state.step]
         pages_before = state.pages_sent
         pending: list[asyncio.Task[None]] = []
-        total: list[int] = []
 
         def on_page(p: PageProgress) -> None:
             if not p.confirmed:
                 return
             page = pages_before + p.page
             pages = pages_before + (p.pages or 0)
-            total[:] = [pages]
             state.pages_sent = page
             pending.append(asyncio.ensure_future(self._progress(
                 message.id, {"pages_sent": page, "pages": pages, "phase": "sending"},
@@ -166,7 +164,7 @@ class Sender:
             try:
                 await call.wait_answered()
             except CallFailed as exc:
-                return await self._failed(message, state, for_call(exc.outcome), None)
+                await self._failed(message, state, for_call(exc.outcome), None)
             if step.t38:
                 switched = await call.reinvite_to_t38()
                 if not switched and opts.t38_only:
@@ -180,14 +178,14 @@ class Sender:
                 await call.hangup()
             outcome = await call.wait_ended()
         except SipError as exc:
-            return await self._failed(message, state, Verdict(
+            await self._failed(message, state, Verdict(
                 "retry", f"SIP: {exc}", ErrorCode.UNREACHABLE, "sip:transport"), None)
         finally:
             media.close()
         if pending:
             await asyncio.gather(*pending)
         if result is None:
-            return await self._failed(message, state, for_call(outcome), None)
+            await self._failed(message, state, for_call(outcome), None)
         fax_report = report(result, media.kind, step)
         if result.success:
             self.fallback[message.to] = state.step
@@ -199,10 +197,10 @@ class Sender:
         error = result.error
         assert error is not None
         verdict = for_fax(error)
-        return await self._failed(message, state, verdict, fax_report)
+        await self._failed(message, state, verdict, fax_report)
 
     async def _failed(self, message: OutboundMessage, state: FaxState, verdict: Verdict,
-                      fax_report: dict[str, Any] | None) -> SendResult:
+                      fax_report: dict[str, Any] | None) -> NoReturn:
         """Record the attempt and raise the error its verdict calls for."""
         opts = self.opts
         if verdict.counts_as_try:
