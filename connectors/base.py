@@ -231,7 +231,8 @@ class MessageProgress(Protocol):
 
     ``progress`` merges ``meta`` into the message's meta (a dict value is merged one
     level deep: ``{"fax": {"pages_sent": 2}}`` keeps the other ``fax`` keys) and, when
-    ``event`` is given, appends that event with ``data`` and the message id.
+    ``event`` is given, appends that event with ``data`` and the message's id, member
+    and conversation.
     """
 
     async def progress(

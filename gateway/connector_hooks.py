@@ -53,7 +53,9 @@ class ConnectorHooks:
         update = {k: v for k, v in merged(msg.meta, meta).items() if k in meta}
         await self.store.update_message(message_id, StatusUpdate(meta=update), now)
         if event is not None:
-            payload = {"message_id": message_id, **(data or {})}
+            # The portal routes a live event by member and conversation.
+            payload = {"message_id": message_id, "member_id": msg.member_id,
+                       "conversation_id": msg.conversation_id, **(data or {})}
             await self.store.append_events([Event(new_id("evt"), event, msg.team_id, payload, now)])
 
     async def screen(self, channel: str, to: str, from_: str) -> str:

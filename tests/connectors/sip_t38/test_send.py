@@ -32,3 +32,5 @@ async def test_a_fax_is_sent_page_by_page(gateway: Gateway) -> None:
     events = [e for e in await gateway.rt.store.list_events(0, 100) if e.type == "fax.page"]
     assert [(e.data["page"], e.data["pages"]) for e in events] == [(1, 2), (2, 2)]
     assert all(e.data["message_id"] == message_id for e in events)
+    assert all(e.data["conversation_id"] == msg.conversation_id for e in events)
+    assert all(e.data["member_id"] == gateway.seed.anna.id for e in events)
