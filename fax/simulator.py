@@ -245,3 +245,41 @@ class FaxSimulator:
             return result, outcome
         finally:
             media.close()
+
+
+async def _send_once(gateway: str, to: str, caller: str, tiff: Path, t38: bool) -> int:
+    sim = FaxSimulator(gateway=gateway)
+    await sim.start()
+    try:
+        result, outcome = await sim.send_fax(to, tiff, caller=caller, t38=t38)
+    finally:
+        await sim.stop()
+    if result is None:
+        print(f"not answered: {outcome}")
+        return 1
+    print(f"{result.words}: {result.pages_transferred} page(s), {result.bit_rate} bit/s, "
+          f"ECM {'on' if result.ecm else 'off'}, remote CSI {result.remote_ident!r}")
+    return 0 if result.success else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fax.simulator send --gateway sip:127.0.0.1:5080 --to NUMBER FILE.tif``:
+    fax a TIFF-F file to the gateway as a remote fax machine would."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m fax.simulator",
+                                     description="A simulated remote fax machine.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    send = sub.add_parser("send", help="fax a TIFF-F file to the gateway")
+    send.add_argument("--gateway", required=True, help="the gateway's SIP URI")
+    send.add_argument("--to", required=True, help="the number dialled (a member's fax)")
+    send.add_argument("--from", dest="caller", default="+4940123456", help="our number")
+    send.add_argument("--audio", action="store_true", help="stay on G.711 (no T.38)")
+    send.add_argument("file", type=Path)
+    args = parser.parse_args(argv)
+    return asyncio.run(_send_once(args.gateway, args.to, args.caller, args.file,
+                                  not args.audio))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

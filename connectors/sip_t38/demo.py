@@ -54,7 +54,9 @@ class FaxDemo:
         return "\n".join([
             f"  Fax          simulated fax machines (SIP + T.38) at {self.sim.uri}",
             "               (every number answers; a fax to a demo member's fax number",
-            "               also arrives as an inbound fax for that member)",
+            "               also arrives as an inbound fax for that member). Fax a TIFF-F",
+            "               to a member: python -m fax.simulator send --gateway "
+            f"sip:127.0.0.1:{self.gateway_port} --to <member's fax> pages.tif",
             "",
         ])
 

@@ -88,3 +88,27 @@ async def test_loop_numbers_send_the_fax_back(tmp_path: Path) -> None:
     finally:
         for sim in (dialler, far, near):
             await sim.stop()
+
+
+@pytest.mark.slow
+async def test_the_command_line_sends_a_fax_in_real_time(tmp_path: Path) -> None:
+    """``python -m fax.simulator send`` faxes a file (real time, about 15 s a page)."""
+    import asyncio
+    import sys
+
+    far = FaxSimulator(station_id="FAR")  # the real-time ticker, as the gateway's
+    await far.start()
+    try:
+        tiff = make_tiff(tmp_path / "p.tif", pages=1)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "fax.simulator", "send", "--gateway", far.uri,
+            "--to", "+4930111", "--from", "+4940222", str(tiff),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        async with asyncio.timeout(90):
+            out, _ = await proc.communicate()
+        assert proc.returncode == 0, out.decode()
+        assert out.decode().startswith("OK: 1 page(s)")
+        [got] = await far.wait_received()
+        assert got.ok and (got.number, got.caller) == ("+4930111", "+4940222")
+    finally:
+        await far.stop()
