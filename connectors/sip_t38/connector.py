@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from connectors.base import (
+    AuthError,
     ConnectorContext,
     Health,
     NotReadyError,
@@ -24,7 +25,7 @@ from connectors.sip_t38.options import SipT38Options, parse_options
 from connectors.sip_t38.receiving import Receiver
 from connectors.sip_t38.sending import Sender
 from fax.t38.sip.config import UserAgentConfig
-from fax.t38.sip.errors import SipError
+from fax.t38.sip.errors import RequestFailed, SipError
 from fax.t38.sip.ua import UserAgent
 from fax.t38.ticker import Ticker
 from gateway.config import ConnectorConfig
@@ -52,23 +53,39 @@ class SipT38Connector:
         opts = self.options
         self.ticker = ticker
         self.receiver = Receiver(config.id, opts, context, ticker)
-        self.ua = UserAgent(UserAgentConfig(
+        self.ua = self._user_agent()
+        self.sender = Sender(self.ua, opts, context, ticker, lambda: len(self.ua.calls))
+        self.receiver.on_line_free = self.sender.release  # a send may wait for that line
+        self._started = False
+        self._error: str | None = None
+        self._auth_failed = False
+
+    def _user_agent(self) -> UserAgent:
+        opts = self.options
+        return UserAgent(UserAgentConfig(
             proxy=opts.proxy, listen=opts.listen, username=opts.username,
             password=opts.password, register=opts.register, max_calls=opts.max_calls,
             tls_cert=opts.tls_cert, tls_key=opts.tls_key, ring_timeout=opts.ring_timeout,
             from_user=opts.username or "fax",
         ), on_incoming=self.receiver)
-        self.sender = Sender(self.ua, opts, context, ticker, lambda: len(self.ua.calls))
-        self.receiver.on_line_free = self.sender.release  # a send may wait for that line
-        self._started = False
-        self._error: str | None = None
 
     async def start(self) -> None:
-        """Listen for INVITEs (and REGISTER when configured)."""
+        """Listen for INVITEs (and REGISTER when configured); a trunk that refuses our
+        credentials is an ``AuthError``, anything else ``NotReadyError`` (retried)."""
+        if self._started:
+            return
         try:
             await self.ua.start()
         except (OSError, SipError) as exc:
             self._error = str(exc)
+            # The gateway calls start() again: a fresh user agent, the sockets freed.
+            await self.ua.aclose()
+            self.ua = self.sender.ua = self._user_agent()
+            refused = exc.status if isinstance(exc, RequestFailed) else None
+            self._auth_failed = refused in (401, 403, 407)
+            if self._auth_failed:
+                raise AuthError(f"the trunk refused our registration: {exc}",
+                                carrier_code=f"sip:{refused}") from exc
             raise NotReadyError(f"SIP user agent cannot start: {exc}") from exc
         self._started = True
         self._error = None
@@ -84,7 +101,9 @@ class SipT38Connector:
     def health(self) -> Health:
         """Healthy once the UA listens (and registered, when it registers)."""
         if not self._started:
-            return Health(False, self._error or "not started", retry_after=5.0)
+            # Refused credentials wait for an operator (no retry hint).
+            return Health(False, self._error or "not started",
+                          retry_after=None if self._auth_failed else 5.0)
         reg = self.ua.registration
         if reg is not None and not reg.registered:
             return Health(False, "not registered", retry_after=30.0)
