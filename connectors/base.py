@@ -10,7 +10,8 @@ Errors, drawn once and mapped by each connector from its carrier's codes in one 
 
     ConnectorError                (code, carrier_code)
     ├── PermanentError            the message can never go out as it is → failed
-    ├── RetryableError            try again, not before ``retry_after`` seconds
+    ├── RetryableError            try again, not before ``retry_after`` seconds (exactly
+    │                             then, using up no job attempt, when ``scheduled``)
     │   └── AuthError             credentials/permissions: connector unhealthy, message
     │                             stays queued (no attempt is used up)
     └── NotReadyError             raised by ``start()``: carrier unreachable for now
@@ -87,7 +88,13 @@ class PermanentError(ConnectorError):
 
 
 class RetryableError(ConnectorError):
-    """Try again later; ``retry_after`` (seconds) is the carrier's hint, if any."""
+    """Try again later; ``retry_after`` (seconds) is the carrier's hint, if any.
+
+    ``scheduled``: the connector runs its own retry schedule and limits (a fax server's:
+    busy after 3 min, no answer after 5, at most 12 dials) and gives up itself with a
+    ``PermanentError``; the dispatcher then waits exactly ``retry_after`` and counts no
+    attempt of the job.
+    """
 
     retryable = True
 
@@ -98,9 +105,11 @@ class RetryableError(ConnectorError):
         retry_after: float | None = None,
         code: str = ErrorCode.CARRIER_ERROR,
         carrier_code: str | None = None,
+        scheduled: bool = False,
     ) -> None:
         super().__init__(message, code=code, carrier_code=carrier_code)
         self.retry_after = retry_after
+        self.scheduled = scheduled
 
 
 class AuthError(RetryableError):
@@ -217,15 +226,48 @@ class Health:
     retry_after: float | None = None
 
 
+class MessageProgress(Protocol):
+    """Where a long send reports how far it got (the fax's pages), implemented by the core.
+
+    ``progress`` merges ``meta`` into the message's meta (a dict value is merged one
+    level deep: ``{"fax": {"pages_sent": 2}}`` keeps the other ``fax`` keys) and, when
+    ``event`` is given, appends that event with ``data`` and the message's id, member
+    and conversation.
+    """
+
+    async def progress(
+        self,
+        message_id: str,
+        meta: Mapping[str, Any],
+        event: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record progress of an outbound message."""
+        ...
+
+
+class InboundScreen(Protocol):
+    """Whether a call/message to one of our numbers would be taken, before taking it
+    (a fax call is answered or refused before its pages exist). Implemented by the core."""
+
+    async def screen(self, channel: str, to: str, from_: str) -> str:
+        """``ok``; ``unknown`` (no member owns ``to`` on ``channel``); ``blocked`` (the
+        team's inbound policy refuses ``from_``)."""
+        ...
+
+
 @dataclass(slots=True)
 class ConnectorContext:
-    """What the gateway gives every connector."""
+    """What the gateway gives every connector (``progress`` and ``screen``: None where a
+    test or tool runs a connector without the core)."""
 
     http: httpx.AsyncClient
     sink: InboundSink
     clock: Clock
     blobs: BlobStore
     public_url: str
+    progress: MessageProgress | None = None
+    screen: InboundScreen | None = None
 
 
 class Connector(Protocol):

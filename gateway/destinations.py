@@ -54,6 +54,8 @@ FIELDS = (
     "destination_window_seconds",
     "member_limit",
     "member_window_seconds",
+    "inbound_fax_blocked",
+    "inbound_fax_allowed",
 )
 # Set in ``[policy]`` only: a team's override may not name them.
 PROVIDER_FIELDS = ("locked_prefixes",)
@@ -231,6 +233,8 @@ def parse_fields(
         "member_limit": _count("member_limit", off),
         "member_window_seconds": _window("member_window_seconds"),
         "locked_prefixes": _prefixes("locked_prefixes"),
+        "inbound_fax_blocked": _prefixes("inbound_fax_blocked"),
+        "inbound_fax_allowed": _prefixes("inbound_fax_allowed"),
     }
     out: dict[str, Any] = {}
     for name in doc:
@@ -262,6 +266,10 @@ class Policy:
     member_limit: int | None = 60
     member_window_seconds: int = 60
     locked_prefixes: tuple[str, ...] = ()
+    # Callers (numbers or prefixes) whose faxes are refused (603); when the allowed list
+    # is not empty, only callers on it get through.
+    inbound_fax_blocked: tuple[str, ...] = ()
+    inbound_fax_allowed: tuple[str, ...] = ()
     # Compiled: prefix digits (without "+") -> True when blocked, False when allowed, and
     # the lengths of those prefixes, longest first.
     rules: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
@@ -313,6 +321,8 @@ class Policy:
             lengths=tuple(sorted({len(p) for p in rules}, reverse=True)),
             any_country=ANY_COUNTRY in doc["countries"],
             locked_prefixes=tuple(sorted(doc["locked_prefixes"])),
+            inbound_fax_blocked=tuple(sorted(doc["inbound_fax_blocked"])),
+            inbound_fax_allowed=tuple(sorted(doc["inbound_fax_allowed"])),
             locked=frozenset(locked),
             locked_lengths=tuple(lengths),
         )
@@ -330,8 +340,19 @@ class Policy:
             "destination_window_seconds": self.destination_window_seconds,
             "member_limit": self.member_limit,
             "member_window_seconds": self.member_window_seconds,
+            "inbound_fax_blocked": list(self.inbound_fax_blocked),
+            "inbound_fax_allowed": list(self.inbound_fax_allowed),
             "locked_prefixes": list(self.locked_prefixes),
         }
+
+    def inbound_fax_refused(self, caller: str) -> bool:
+        """Whether a fax from ``caller`` (E.164) is refused: on the blocked list, or off
+        the allowed list when that list is not empty (a hidden caller is off every list)."""
+        if any(caller.startswith(p) for p in self.inbound_fax_blocked):
+            return True
+        return bool(self.inbound_fax_allowed) and not any(
+            caller.startswith(p) for p in self.inbound_fax_allowed
+        )
 
     def locked_refusal(self, number: str) -> tuple[str, dict[str, str]] | None:
         """Why ``number`` falls under a provider-locked prefix, or None."""

@@ -75,6 +75,7 @@ def _short(exc: BaseException) -> bool:
     return (
         isinstance(exc, RetryableError)
         and not isinstance(exc, AuthError)
+        and not exc.scheduled
         and (exc.retry_after or 0) <= SHORT_RETRY_MAX
     )
 
@@ -206,6 +207,14 @@ async def send_job(rt: Runtime, job: Job) -> bool | None:
         raise Retry(rt.clock.now() + AUTH_RETRY, f"auth: {exc.message}", refund=True) from exc
     except RetryableError as exc:
         rt.metrics.inc("gateway_sends_total", connector=connector.id, outcome="retry")
+        if exc.scheduled:
+            # The connector keeps its own schedule and limits (fax: busy after 3 min, at
+            # most 12 dials in 3 h) and fails the message itself when they run out.
+            await rt.store.update_message(
+                msg.id, StatusUpdate(status=Status.QUEUED, detail=exc.as_error()), rt.clock.now()
+            )
+            at = rt.clock.now() + timedelta(seconds=exc.retry_after or 0.0)
+            raise Retry(at, exc.message, refund=True) from exc
         if job.attempts >= job.max_attempts:
             await fail(rt, msg, exc.as_error())
             return None

@@ -17,6 +17,8 @@ MESSAGE_CREATED = "message.created"
 MESSAGE_RECEIVED = "message.received"
 MESSAGE_STATUS = "message.status"
 QUOTA_THRESHOLD = "quota.threshold"
+# A page of an outbound fax was confirmed by the far end (data: message_id, page, pages).
+FAX_PAGE = "fax.page"
 # Forwarding of an inbound message (gateway/forwarding.py); not about one message's status.
 FORWARD_SENT = "forward.sent"
 FORWARD_FAILED = "forward.failed"

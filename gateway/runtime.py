@@ -32,6 +32,7 @@ from connectors.base import (
 from gateway.blobs import BlobStore
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
+from gateway.connector_hooks import ConnectorHooks
 from gateway.directory import Directory
 from gateway.errors import ConfigError
 from gateway.metrics import Metrics, standard_metrics
@@ -129,6 +130,10 @@ class Runtime:
             clock=rt.clock,
             blobs=rt.blobs,
             public_url=settings.public_url,
+            progress=(
+                hooks := ConnectorHooks(store, rt.clock, rt.directory, settings.policy)
+            ),
+            screen=hooks,
         )
         try:
             for role in roles:

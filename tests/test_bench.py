@@ -151,3 +151,17 @@ def test_portal_bench_smoke() -> None:
     for name in ("portal", "bare"):
         assert re.search(rf"^  {name}\s+streams 20 .* missing 0  server CPU [\d.]+ ms/event$",
                          out.stdout, re.M), text  # fmt: skip
+
+
+@pytest.mark.slow
+def test_t38_bench_smoke() -> None:
+    """Two one-page fax calls in real time from a sip_t38 connector to a simulator
+    process: both end OK and the table and the ratio are printed."""
+    cmd = [sys.executable, str(REPO / "bench" / "t38.py"), "--calls", "2", "--pages", "1",
+           "--ramp", "0.5"]
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180, check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    assert re.search(r"^\s+2\s+2\s+[\d.]+\s+[1-9]\d*\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+", out.stdout,
+                     re.M), text
+    assert re.search(r"^RATIO calls per core .* -> GOAL (MET|MISSED)$", out.stdout, re.M), text

@@ -31,7 +31,13 @@ from gateway.api.openapi_kit import (
     timestamp,
 )
 from gateway.commands import schemas
-from gateway.events import MESSAGE_CREATED, MESSAGE_RECEIVED, MESSAGE_STATUS, QUOTA_THRESHOLD
+from gateway.events import (
+    FAX_PAGE,
+    MESSAGE_CREATED,
+    MESSAGE_RECEIVED,
+    MESSAGE_STATUS,
+    QUOTA_THRESHOLD,
+)
 from webhooks.api import DELIVERY_STATUSES, REPLAY_MAX
 from webhooks.commands import WebhookEndpointCreate, WebhookEndpointUpdate
 from webhooks.endpoints import KNOWN_EVENTS, MAX_DESCRIPTION, MAX_ENDPOINTS_PER_TEAM
@@ -628,6 +634,12 @@ def _webhooks() -> dict[str, Any]:
             (kind, "A forward of an inbound message was sent or failed.", {"type": "object"})
             for kind in KNOWN_EVENTS
             if kind.startswith("forward.")
+        ),
+        (
+            FAX_PAGE,
+            "A page of an outbound fax was confirmed by the far end (`message_id`, `page`, "
+            "`pages`).",
+            {"type": "object"},
         ),
     ]
     out = {}

@@ -115,6 +115,8 @@ _LIST_LIMITS = {
     "blocked_prefixes": MAX_PREFIXES,
     "allowed_prefixes": MAX_PREFIXES,
     "destination_channels": len(Channel),
+    "inbound_fax_blocked": MAX_PREFIXES,
+    "inbound_fax_allowed": MAX_PREFIXES,
 }
 
 
@@ -178,6 +180,16 @@ class PolicyUpdate(Command, kw_only=True):
         ),
     ] = UNSET
     member_window_seconds: Annotated[Window | UnsetType, Meta(description="Default: 60.")] = UNSET
+    inbound_fax_blocked: Annotated[
+        Prefixes | UnsetType,
+        Meta(description="Callers (numbers or prefixes) whose fax calls are refused (SIP "
+             "603). Default: none."),
+    ] = UNSET
+    inbound_fax_allowed: Annotated[
+        Prefixes | UnsetType,
+        Meta(description="When not empty, only callers with one of these numbers or "
+             "prefixes may fax the team (others get SIP 603). Default: empty (everyone)."),
+    ] = UNSET
 
     def fields(self) -> dict[str, Any]:
         """The fields given, as ``destinations.parse_fields`` takes them."""
