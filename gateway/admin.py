@@ -7,6 +7,7 @@ by ``gateway demo``.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import phonenumbers
@@ -14,7 +15,7 @@ import phonenumbers
 from gateway.auth import create_key
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
-from gateway.errors import Conflict, Forbidden, NotFound, ValidationError
+from gateway.errors import ConfigError, Conflict, Forbidden, NotFound, ValidationError
 from gateway.extensions import extension_commands
 from gateway.ids import new_id
 from gateway.models import Addon, ApiKey, Job, Member, Plan, Team, iso
@@ -306,6 +307,24 @@ async def _admin_jobs_retry(args: argparse.Namespace, store: Store, clock: Clock
     return job_view(job), text
 
 
+# Commands that only read: they never create a store (opening an SQLite file creates it).
+READS = frozenset({("team", "show"), ("member", "list"), ("jobs", "list")})
+
+
+def require_store(url: str) -> None:
+    """Refuse a read of an SQLite store whose file does not exist (``ConfigError``)."""
+    if not url.startswith("sqlite://"):
+        return
+    path = url.removeprefix("sqlite://")
+    if path in (":memory:", "/:memory:") or Path(path).exists():
+        return
+    raise ConfigError(
+        f"gateway.store: {path} does not exist, so there is nothing to show (nothing was "
+        "created); name your gateway's configuration with --config FILE or $GATEWAY_CONFIG "
+        "(the demo prints the command for its store)"
+    )
+
+
 async def run(args: argparse.Namespace, settings: Settings, clock: Clock | None = None) -> Result:
     """Run one ``admin`` command against the configured store (``clock``: the system's);
     an extension's command runs on a host whose storage roles are open."""
@@ -316,6 +335,8 @@ async def run(args: argparse.Namespace, settings: Settings, clock: Clock | None 
             return await command.run(rt, args)
         finally:
             await rt.aclose()
+    if (args.object, args.action) in READS:
+        require_store(settings.store)
     store = await open_store(settings.store)
     clock = clock or SystemClock()
     try:
