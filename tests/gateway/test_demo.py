@@ -4,6 +4,7 @@ command that works as printed; ``gateway admin`` never creates a store to answer
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -50,9 +51,9 @@ async def test_the_banner_and_its_commands(capsys: pytest.CaptureFixture[str]) -
         shown["banner"] = subprocess.CompletedProcess([], 0, out, "")
         admin = next(line for line in out.splitlines() if " admin --config " in line)
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-        shown["admin"] = subprocess.run(
-            ["bash", "-c", admin.strip()], capture_output=True, text=True, env=env,
-            timeout=60, cwd="/",
+        shown["admin"] = await asyncio.to_thread(
+            subprocess.run, ["bash", "-c", admin.strip()], capture_output=True, text=True,
+            env=env, timeout=60, cwd="/",
         )  # fmt: skip
 
     await run_demo("127.0.0.1", free_port(), serve)
