@@ -6,7 +6,6 @@ content type)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode, checks
 
 from gateway.api.openapi import openapi_document
-from gateway.demo import DemoInfo, create_demo
-from tests.gateway.portal.browser import LiveServer
-from webhooks.settings import WebhookSettings
+from gateway.demo import DemoInfo
+from tests.gateway.portal.browser import LiveServer, demo_gateway
 
 pytestmark = pytest.mark.slow
 # Examples per operation and mode (~50 runs in all: ~20 s here).
@@ -52,21 +50,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """The gateway on a free loopback port with the demo's team and key. Webhook
     endpoints take any URL without resolving it, and their first attempt is a day away:
     nothing leaves this machine, whatever URLs the generated requests name."""
-    server = LiveServer(tmp_path_factory.mktemp("schemathesis"))
-    hooks = WebhookSettings(allow_private_targets=True, retry_schedule=(86400.0,))
-    server.settings = server.settings.with_extension("webhooks", hooks)
-    server.start()
-    try:
-        assert server.loop is not None and server.rt is not None
-        rt = server.rt
-        info = asyncio.run_coroutine_threadsafe(
-            create_demo(rt.store, rt.clock, rt.settings), server.loop
-        ).result(30)
+    with demo_gateway(tmp_path_factory.mktemp("schemathesis")) as (server, info):
         demo = Demo(server, info.key, {})
         demo.ids.update(existing(demo, info))
         yield demo
-    finally:
-        server.stop()
 
 
 def existing(demo: Demo, info: DemoInfo) -> dict[str, dict[str, str]]:
