@@ -307,27 +307,31 @@ async def _admin_jobs_retry(args: argparse.Namespace, store: Store, clock: Clock
     return job_view(job), text
 
 
-# Commands that only read: they never create a store (opening an SQLite file creates it).
-READS = frozenset({("team", "show"), ("member", "list"), ("jobs", "list")})
+# The one command that may create a store: every other one reads, or changes something
+# that must exist already (a team, a member, a job), so a missing SQLite file is a
+# mistaken configuration, not a store to create (opening an SQLite file creates it).
+CREATES_STORE = frozenset({("team", "create")})
 
 
 def require_store(url: str) -> None:
-    """Refuse a read of an SQLite store whose file does not exist (``ConfigError``)."""
+    """Refuse an SQLite store whose file does not exist (``ConfigError``)."""
     if not url.startswith("sqlite://"):
         return
     path = url.removeprefix("sqlite://")
     if path in (":memory:", "/:memory:") or Path(path).exists():
         return
     raise ConfigError(
-        f"gateway.store: {path} does not exist, so there is nothing to show (nothing was "
-        "created); name your gateway's configuration with --config FILE or $GATEWAY_CONFIG "
-        "(the demo prints the command for its store)"
+        f"gateway.store: {path} does not exist (nothing was created; only 'team create' "
+        "starts a new store); name your gateway's configuration with --config FILE or "
+        "$GATEWAY_CONFIG (the demo prints the command for its store)"
     )
 
 
 async def run(args: argparse.Namespace, settings: Settings, clock: Clock | None = None) -> Result:
     """Run one ``admin`` command against the configured store (``clock``: the system's);
     an extension's command runs on a host whose storage roles are open."""
+    if (args.object, args.action) not in CREATES_STORE:
+        require_store(settings.store)
     command = extension_commands().get((args.object, args.action))
     if command is not None:
         rt = await open_runtime(settings, start_connectors=False)
@@ -335,8 +339,6 @@ async def run(args: argparse.Namespace, settings: Settings, clock: Clock | None 
             return await command.run(rt, args)
         finally:
             await rt.aclose()
-    if (args.object, args.action) in READS:
-        require_store(settings.store)
     store = await open_store(settings.store)
     clock = clock or SystemClock()
     try:

@@ -1,6 +1,6 @@
 """``gateway demo``'s first minutes: a busy port refused before anything is set up, the
 banner in one piece ending with how to stop, read-back commands, and a ``gateway admin``
-command that works as printed; ``gateway admin`` never creates a store to answer a read."""
+command that works as printed; ``gateway admin`` creates a store only for ``team create``."""
 
 from __future__ import annotations
 
@@ -70,12 +70,12 @@ async def test_the_banner_and_its_commands(capsys: pytest.CaptureFixture[str]) -
 
 
 @pytest.mark.slow
-def test_admin_never_creates_a_store_to_answer_a_read(tmp_path: Path) -> None:
+def test_admin_creates_a_store_only_for_team_create(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "gateway.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env["GATEWAY_STORE"] = f"sqlite:///{missing}"
     for argv in (["team", "show", "team_x"], ["member", "list", "--team", "team_x"],
-                 ["jobs", "list"]):  # fmt: skip
+                 ["jobs", "list"], ["key", "create", "--team", "team_x"]):  # fmt: skip
         proc = subprocess.run(
             [sys.executable, "-m", "gateway.cli", "admin", *argv],
             env=env, capture_output=True, text=True, timeout=60, cwd=ROOT,
