@@ -425,8 +425,8 @@ def require_store(url: str) -> None:
         return
     raise ConfigError(
         f"gateway.store: {path} does not exist (nothing was created; only 'team create' "
-        "and 'key create --operator' start a new store); name your gateway's configuration with --config FILE or "
-        "$GATEWAY_CONFIG (the demo prints the command for its store)"
+        "and 'key create --operator' start a new store); name your gateway's configuration "
+        "with --config FILE or $GATEWAY_CONFIG (the demo prints the command for its store)"
     )
 
 
