@@ -68,7 +68,9 @@ class Settings:
     public_url: str = "http://127.0.0.1:8080"
     timezone: str = "Europe/Berlin"
     region: str = "DE"
-    workers: int = 128  # jobs run at once per process (each mostly waits on a carrier)
+    # Jobs run at once per process (each mostly waits on a carrier); 0: this process runs
+    # no jobs (an API-only replica, as ``gateway serve --no-workers``).
+    workers: int = 128
     job_visibility_seconds: float = 120.0
     job_max_attempts: int = 10
     poll_interval: float = 0.2
@@ -217,9 +219,11 @@ def _gateway(table: dict[str, Any], out: dict[str, Any]) -> None:
             raise ConfigError(f"gateway.timezone: unknown time zone {out['timezone']!r}") from None
     if "public_url" in out and not out["public_url"].startswith(("http://", "https://")):
         raise ConfigError("gateway.public_url: must start with http:// or https://")
-    for key in ("workers", "job_max_attempts", "max_attachment_bytes"):
+    for key in ("job_max_attempts", "max_attachment_bytes"):
         if key in out and out[key] < 1:
             raise ConfigError(f"gateway.{key}: must be at least 1")
+    if "workers" in out and out["workers"] < 0:
+        raise ConfigError("gateway.workers: must be 0 (no job workers) or more")
     if "plugins" in out:
         out["plugins"] = tuple(str(p) for p in out["plugins"])
 
