@@ -223,7 +223,14 @@ class Runtime:
         return {cid: state.health() for cid, state in self.connectors.items()}
 
     def wake_workers(self) -> None:
-        """Tell this process's workers that a job is waiting (others poll)."""
+        """Tell the job workers that a job was enqueued: this process's at once, and one
+        idle worker of another process through the store's job bell (when the store is
+        shared)."""
+        self._wake.set()
+        self.store.ring_job_bell()
+
+    def wake_here(self) -> None:
+        """Wake this process's job workers only (a slot freed, a ring came, a stop)."""
         self._wake.set()
 
     async def wait_for_work(self, timeout: float) -> None:

@@ -408,6 +408,21 @@ class Store(Protocol):
         """Add a job (state ``ready``, due at ``job.run_at``)."""
         ...
 
+    # The job bell: how a process that enqueued a job wakes an idle worker of another
+    # process at once (polling stays as the fallback). ``shared``: other processes may
+    # use this store's queue (Redis); a store only one process opens (SQLite) has no
+    # bell to ring or wait for.
+    shared: bool
+
+    def ring_job_bell(self) -> None:
+        """Wake one idle worker of any process (rings that come while one is on its way
+        are folded into one more ring); never raises, never waits."""
+        ...
+
+    async def wait_job_bell(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a ring; True when this caller took one."""
+        ...
+
     async def lease_job(
         self,
         now: datetime,

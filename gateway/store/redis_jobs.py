@@ -8,6 +8,8 @@ Keys (P = the prefix)::
     P:jobs:parked:{kind}       zset, score = when the job fell due: due jobs a worker set
                                aside for want of a handler of their kind (doc unchanged)
     P:jobs:parked              set of the kinds that ever had a parked job
+    P:jobs:bell                list: the job bell, one entry per ring (at most BELL_MAX);
+                               an idle worker of any process takes one with BLPOP
 
 Every change is a compare-and-set of the job's doc (``save_job``, ``park_job``), so two
 workers never lease one job, and a lease is one CAS per job, all in one round trip.
@@ -27,9 +29,14 @@ from gateway.store import rules
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
+    from gateway.store.redis_backend import RedisBackend
+
 CAS_TRIES = 1000  # each failed compare-and-set means another caller made progress
 JOB_STATES = ("ready", "leased", "dead")
 _SCAN = 500  # ids read per round when a listing filters by kind
+# Rings kept waiting at most: each wakes one idle worker (which then leases a whole
+# batch), so a few are enough, and a bell nobody listens to (API-only) stays small.
+BELL_MAX = 8
 
 
 def text(value: object) -> str:
@@ -50,6 +57,10 @@ def job_slot(job: Job) -> tuple[str, int]:
 class RedisJobs:
     """The job methods of ``RedisStore``."""
 
+    # Every process on this Redis shares the queue: the job bell wakes their workers.
+    shared = True
+    _bell_state = 0  # 0: no ring on its way; 1: one is; 2: and another asked meanwhile
+
     if TYPE_CHECKING:  # RedisStore's plumbing
 
         @property
@@ -60,6 +71,37 @@ class RedisJobs:
         async def _run(self, name: str, keys: list[str], args: list[str | int]) -> Any: ...
 
         async def _run_batched(self, name: str, keys: list[str], args: list[str | int]) -> Any: ...
+
+        @property
+        def backend(self) -> RedisBackend: ...
+
+    # -- the job bell --------------------------------------------------------------------
+    def ring_job_bell(self) -> None:
+        """One ring in this tick's pipelined batch (after the writes already in it, so
+        the job is stored when a worker wakes); while a ring is on its way, further
+        rings are folded into one more sent after it."""
+        if self._bell_state:
+            self._bell_state = 2
+            return
+        self._bell_state = 1
+        try:
+            done = self.backend.lane.post("ring_job_bell", [self._k("jobs", "bell")], [BELL_MAX])
+        except RuntimeError:  # the store is closed (or no loop runs): nobody to wake
+            self._bell_state = 0
+            return
+        done.add_done_callback(self._rang)
+
+    def _rang(self, done: asyncio.Future[Any]) -> None:
+        if not done.cancelled():
+            done.exception()  # a lost ring only delays a worker until it polls
+        again = self._bell_state == 2
+        self._bell_state = 0
+        if again:
+            self.ring_job_bell()
+
+    async def wait_job_bell(self, timeout: float) -> bool:
+        """Take one ring (BLPOP), waiting up to ``timeout`` seconds."""
+        return await self._r.blpop([self._k("jobs", "bell")], timeout) is not None
 
     def _parked(self, kind: str) -> str:
         return self._k("jobs", "parked", kind)

@@ -278,6 +278,12 @@ for i = 1, #KEYS do
 end
 return out
 """,
+    # The job bell: one ring more, at most ARGV[1] waiting. KEYS: the bell list.
+    "ring_job_bell": """
+redis.call('LPUSH', KEYS[1], '1')
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+return 1
+""",
     # KEYS: seq, log; ARGV: event docs
     "append_events": LUA_LIB + "return append_events(KEYS[1], KEYS[2], ARGV)\n",
     # KEYS: record; ARGV: now ms, fingerprint, expires ms, gc ms, ref ('' = none)

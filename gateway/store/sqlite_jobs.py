@@ -12,6 +12,7 @@ still finish it), and counts and listings show it as ready.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sqlite3
 from collections.abc import Callable, Collection
@@ -100,6 +101,17 @@ class SqliteJobs:
 
     def _jobs(self, sql: str, *args: Any) -> list[Job]:
         return [Job.from_dict(jsoncodec.loads(r[0])) for r in self._conn.execute(sql, args)]
+
+    # One process owns a SQLite store: its workers are woken in process (Runtime).
+    shared = False
+
+    def ring_job_bell(self) -> None:
+        """No other process to wake."""
+
+    async def wait_job_bell(self, timeout: float) -> bool:
+        """No ring ever comes: waits ``timeout``."""
+        await asyncio.sleep(timeout)
+        return False
 
     async def enqueue(self, job: Job) -> None:
         """Add a ready job."""
