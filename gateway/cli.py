@@ -207,9 +207,10 @@ async def serve_runtime(rt: Runtime, host: str, port: int, *, workers: bool = Tr
 
 async def _serve(settings: Settings, host: str, port: int, workers: bool) -> None:
     """``gateway serve`` (``workers`` False: ``--no-workers``)."""
-    rt = await open_runtime(settings)
+    workers = workers and settings.workers > 0
+    rt = await open_runtime(settings, sends=workers)
     try:
-        if not (workers and settings.workers > 0):
+        if not workers:
             log.info("serving the API only: this process runs no jobs")
         await serve_runtime(rt, host, port, workers=workers)
     finally:

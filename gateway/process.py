@@ -29,7 +29,7 @@ async def open_runtime(settings: Settings, **options: Any) -> Runtime:
     """``Runtime.create`` with the core's inbound path (``gateway.inbound``) as the sink
     of every connector and the storage roles of the installed extensions
     (``Extension.storage``) opened on its store; ``options``: ``clock``, ``http``,
-    ``start_connectors``."""
+    ``start_connectors``, ``sends``."""
     roles = [role for ext in extensions() for role in ext.storage()]
     return await Runtime.create(settings, Inbound, roles=roles, **options)
 

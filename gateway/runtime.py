@@ -107,11 +107,14 @@ class Runtime:
         clock: Clock | None = None,
         http: httpx.AsyncClient | None = None,
         start_connectors: bool = True,
+        sends: bool = True,
     ) -> Runtime:
         """Open the store and the storage ``roles`` (``gateway.process`` passes the
         installed extensions'), load plugins and build (and start) the configured
         connectors, which hand what carriers send them to ``sink(runtime)``
-        (``gateway.process`` passes the core's inbound path)."""
+        (``gateway.process`` passes the core's inbound path). ``sends`` False: this
+        process runs no send jobs (API only), its connectors hold no carrier sessions
+        that count against a limit shared by every process (SMPP binds)."""
         for module in settings.plugins:
             try:
                 importlib.import_module(module)
@@ -129,6 +132,8 @@ class Runtime:
             clock=rt.clock,
             blobs=rt.blobs,
             public_url=settings.public_url,
+            shared=store.coordination(),
+            sends=sends,
         )
         try:
             for role in roles:

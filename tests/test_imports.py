@@ -30,6 +30,7 @@ PUBLIC_CORE = frozenset(
         "gateway.blobs",
         "gateway.clock",
         "gateway.commands",
+        "gateway.coordination",  # what processes sharing a store agree on (connectors)
         "gateway.config",  # ConnectorConfig, Settings, typed (extensions' section parsers)
         "gateway.errors",
         "gateway.events",  # the event types of the event log

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
+from gateway.coordination import Coordination
 from gateway.errors import RateLimited
 from gateway.models import (
     ApiKey,
@@ -421,6 +422,11 @@ class Store(Protocol):
 
     async def wait_job_bell(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for a ring; True when this caller took one."""
+        ...
+
+    def coordination(self) -> Coordination:
+        """What the processes sharing this store agree on (carrier session slots, send
+        rates, inbound part sets): ``gateway/coordination.py``."""
         ...
 
     async def lease_job(

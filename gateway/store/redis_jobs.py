@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import jsoncodec
 from gateway.models import Job, to_ms
 from gateway.store import rules
+from gateway.store.redis_shared import RedisCoordination
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -98,6 +99,14 @@ class RedisJobs:
         self._bell_state = 0
         if again:
             self.ring_job_bell()
+
+    _coordination: RedisCoordination | None = None
+
+    def coordination(self) -> RedisCoordination:
+        """Shared by every process on this Redis (``redis_shared.py``)."""
+        if self._coordination is None:
+            self._coordination = RedisCoordination(self.backend)
+        return self._coordination
 
     async def wait_job_bell(self, timeout: float) -> bool:
         """Take one ring (BLPOP), waiting up to ``timeout`` seconds."""

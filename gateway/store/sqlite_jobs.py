@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from gateway import jsoncodec
+from gateway.coordination import LocalCoordination
 from gateway.models import Job, to_ms
 from gateway.store.rules import lease_or_bury, schedule_retry
 from gateway.store.sqlite_batch import encode, job_row
@@ -112,6 +113,14 @@ class SqliteJobs:
         """No ring ever comes: waits ``timeout``."""
         await asyncio.sleep(timeout)
         return False
+
+    _coordination: LocalCoordination | None = None
+
+    def coordination(self) -> LocalCoordination:
+        """This process's memory: it alone opens the store."""
+        if self._coordination is None:
+            self._coordination = LocalCoordination()
+        return self._coordination
 
     async def enqueue(self, job: Job) -> None:
         """Add a ready job."""
