@@ -46,6 +46,9 @@ class PartSet:
 class Coordination(Protocol):
     """State that every process sharing the store sees alike (see the module docstring)."""
 
+    # Whether other processes may share it (Redis); False: this process's memory only.
+    spans_processes: bool
+
     async def claim_slot(self, name: str, count: int, owner: str, lease: float) -> int | None:
         """Hold a free slot of ``name``'s ``count`` (or one whose lease ran out) for
         ``lease`` seconds: its index, or None when every slot is held."""
@@ -118,6 +121,8 @@ class _Parts:
 class LocalCoordination:
     """:class:`Coordination` in one process's memory (a store only it opens), on an
     injectable monotonic clock."""
+
+    spans_processes = False
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.monotonic = monotonic

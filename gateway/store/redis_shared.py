@@ -161,6 +161,8 @@ def _ms(seconds: float) -> int:
 class RedisCoordination:
     """:class:`gateway.coordination.Coordination` on one Redis database."""
 
+    spans_processes = True
+
     def __init__(self, backend: RedisBackend) -> None:
         self._b = backend
         backend.register_scripts(SCRIPTS)
