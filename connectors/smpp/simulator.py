@@ -72,6 +72,9 @@ class SmscSimulator:
         self.accepted = 0
         self.malformed = 0
         self.binds: list[tuple[str, int]] = []  # (system_id, status) of every bind
+        self.most_bound = 0  # the most connections bound at once
+        self.delivered_on: list[tuple[str, int]] = []  # (kind, id of the connection)
+        self._turn = 0  # deliveries rotate over the equally idle receivers
         self.deliver_results: list[tuple[str, int]] = []  # (kind, deliver_sm_resp status)
         self._ids = itertools.count(0x1A2B3C00)
         self._faults = Faults()
@@ -223,6 +226,7 @@ class SmscSimulator:
             conn.mode = {P.BIND_TRANSCEIVER: "trx", P.BIND_TRANSMITTER: "tx"}.get(
                 pdu.command_id, "rx"
             )
+            self.most_bound = max(self.most_bound, self.bound)
             self._flush_undelivered()
 
     def _submit(self, conn: Conn, pdu: P.Pdu) -> None:
@@ -313,10 +317,17 @@ class SmscSimulator:
         self.queue_delivery(Pending(fields, tlvs, "receipt"))
 
     def queue_delivery(self, pending: Pending) -> None:
-        """Deliver on the least busy receiving connection, or keep until one binds."""
+        """Deliver on the least busy receiving connection (taking turns among equally
+        idle ones, as an SMSC spreads its traffic over the binds), or keep until one
+        binds."""
         receivers = [c for c in self.conns if c.receives]
         if receivers:
-            min(receivers, key=lambda c: len(c.inflight)).deliver(pending)
+            least = min(len(c.inflight) for c in receivers)
+            idle = [c for c in receivers if len(c.inflight) == least]
+            self._turn += 1
+            chosen = idle[self._turn % len(idle)]
+            self.delivered_on.append((pending.kind, id(chosen)))
+            chosen.deliver(pending)
         else:
             self._undelivered.append(pending)
 
