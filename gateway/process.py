@@ -15,7 +15,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from gateway import dispatch, forwarding
+from gateway import dispatch, forwarding, retention
 from gateway.config import Settings
 from gateway.errors import ConfigError
 from gateway.extensions import extensions
@@ -67,7 +67,7 @@ def worker(
     return Worker(
         rt,
         {**job_handlers(rt), **(extra or {})},
-        housekeeping=dispatch.housekeeping(rt),
+        housekeeping=[*dispatch.housekeeping(rt), *retention.housekeeping(rt)],
         services=services(rt),
         concurrency=concurrency,
         name=name,

@@ -40,6 +40,7 @@ PUBLIC_CORE = frozenset(
         "gateway.metrics",
         "gateway.models",
         "gateway.numbers",
+        "gateway.retention",  # drain: extensions prune their own logs in small batches
         "gateway.retry",
         "gateway.serving",  # the one way to run uvicorn
         "gateway.services",  # what one extension offers another (WebhookAdmin, DocumentPreview)

@@ -154,6 +154,9 @@ class Limit(NamedTuple):  # a tuple: every send builds two
         )
 
 
+IDEM_KEEP = timedelta(hours=24)  # how long a response is replayed for its key (default)
+
+
 # -- end outbound policy -------------------------------------------------------------------
 class Store(Protocol):
     """Persistent state of the gateway: directory, messages, ledger, jobs, events."""
@@ -542,9 +545,25 @@ class Store(Protocol):
         ...
 
     async def idem_complete(
-        self, scope: str, key: str, status_code: int, body: str, now: datetime
+        self,
+        scope: str,
+        key: str,
+        status_code: int,
+        body: str,
+        now: datetime,
+        keep: timedelta = IDEM_KEEP,
     ) -> None:
-        """Store the response of the request that holds the claim."""
+        """Store the response of the request that holds the claim, replayed for ``keep``."""
+        ...
+
+    # -- retention (``gateway/retention.py`` calls these in small batches) ------------
+    async def prune_events(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest events, those created before ``before``
+        (the log's oldest first; it stops at the first newer one); how many it deleted."""
+        ...
+
+    async def prune_idempotency(self, now: datetime, limit: int) -> int:
+        """Delete up to ``limit`` idempotency records that expired by ``now``; how many."""
         ...
 
     async def idem_release(self, scope: str, key: str) -> None:

@@ -68,6 +68,7 @@ from gateway.models import (
 )
 from gateway.store import rules
 from gateway.store.base import (
+    IDEM_KEEP,
     IdemRecord,
     Limit,
     MessageExists,
@@ -84,7 +85,6 @@ from gateway.store.redis_jobs import text as _text
 from gateway.store.redis_scripts import SCRIPTS
 from gateway.store.rules import event_doc
 
-IDEM_KEEP = timedelta(hours=24)
 _Doc = TypeVar("_Doc", Team, Member, ApiKey, Attachment, Conversation, Message, Job)
 
 
@@ -94,7 +94,7 @@ def _dumps(doc: dict[str, Any]) -> str:
 
 def _gc_ms(ttl: timedelta) -> int:
     # A real expiry only collects garbage; the ``exp`` field compared with ``now`` decides.
-    return 2 * (max(ttl, IDEM_KEEP) // timedelta(milliseconds=1))
+    return 2 * max(ttl // timedelta(milliseconds=1), 60_000)
 
 
 def _threshold_parts(charge: Charge, pct: int, event_id: str, at: datetime) -> tuple[str, str]:
@@ -703,6 +703,22 @@ class RedisStore(RedisJobs):
             out[-1].seq = int(seq)
         return out
 
+    async def prune_events(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest events created before ``before``: they
+        are read (one ZRANGE) and the old ones removed by score (events are only ever
+        appended with higher seqs, so nothing newer is in that range)."""
+        cutoff = iso(before)
+        rows = await self._r.zrange(self._k("events"), 0, limit - 1)
+        last = None
+        for row in rows:
+            seq, _, doc = _text(row).partition(" ")
+            if str(jsoncodec.loads(doc).get("created_at", "")) >= cutoff:
+                break
+            last = int(seq)
+        if last is None:
+            return 0
+        return int(await self._r.zremrangebyscore(self._k("events"), "-inf", last))
+
     async def events_at(self, seqs: Sequence[int]) -> list[Event]:
         """The events with these seqs, in seq order (one round trip)."""
         wanted = sorted(set(seqs))
@@ -741,11 +757,21 @@ class RedisStore(RedisJobs):
         return IdemRecord(fp, None, None, held or None)
 
     async def idem_complete(
-        self, scope: str, key: str, status_code: int, body: str, now: datetime
+        self,
+        scope: str,
+        key: str,
+        status_code: int,
+        body: str,
+        now: datetime,
+        keep: timedelta = IDEM_KEEP,
     ) -> None:
-        """Store the response for a claimed key (kept for 24 hours)."""
-        args: list[str | int] = [status_code, body, to_ms(now + IDEM_KEEP), _gc_ms(IDEM_KEEP)]
+        """Store the response for a claimed key (kept for ``keep``)."""
+        args: list[str | int] = [status_code, body, to_ms(now + keep), _gc_ms(keep)]
         await self._run("idem_complete", [self._k("idem", scope, key)], args)
+
+    async def prune_idempotency(self, now: datetime, limit: int) -> int:
+        """Nothing to do: every record's key expires in Redis by itself."""
+        return 0
 
     async def idem_release(self, scope: str, key: str) -> None:
         """Drop a claim."""
