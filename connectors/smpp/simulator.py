@@ -24,10 +24,12 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import signal
 from collections import deque
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from connectors.smpp import gsm7
 from connectors.smpp import pdu as P
@@ -353,6 +355,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--receipt-delay", type=float, default=0.5)
     parser.add_argument("--no-receipt-tlvs", action="store_true", help="text receipts only")
     parser.add_argument("--receipt-stat", default="DELIVRD", choices=sorted(STATES))
+    parser.add_argument(
+        "--stats", metavar="FILE", help="on exit, write accepted submits and binds as JSON"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
@@ -376,6 +381,10 @@ def main(argv: list[str] | None = None) -> None:
         await stop.wait()
         await sim.stop()
         print(f"accepted {sim.accepted} submit_sm", flush=True)
+        if args.stats:
+            stats = {"accepted": sim.accepted, "most_bound": sim.most_bound,
+                     "binds": len(sim.binds)}  # fmt: skip
+            Path(args.stats).write_text(json.dumps(stats), encoding="utf-8")
 
     asyncio.run(serve())
 
