@@ -257,12 +257,13 @@ async def seed_messages(rt: Any, info: dict[str, Any], count: int) -> None:
     from gateway import outbound
     from gateway.auth import Principal
     from gateway.commands import SendRequest
+    from gateway.models import Channel
 
     principal = Principal(info["team_id"], info["member_id"], "seed")
     contacts = itertools.cycle(f"+49151{12340000 + i}" for i in range(CONTACTS))
 
     async def one() -> None:
-        req = SendRequest(channel="sms", from_=SENDER, to=next(contacts), text=TEXT)
+        req = SendRequest(channel=Channel.SMS, from_=SENDER, to=next(contacts), text=TEXT)
         await outbound.submit(rt, principal, req)
 
     for start in range(0, count, 500):

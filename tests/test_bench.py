@@ -137,3 +137,25 @@ def test_portal_bench_smoke() -> None:
     for name in ("portal", "bare"):
         assert re.search(rf"^  {name}\s+streams 20 .* missing 0  server CPU [\d.]+ ms/event$",
                          out.stdout, re.M), text  # fmt: skip
+
+
+@pytest.mark.slow
+def test_scale_bench_smoke() -> None:
+    """Small runs of both parts (1 and 2 worker processes plus an API-only process on one
+    Redis; two store sizes on both backends): figures and ratios are printed, and every
+    run passes its checks (0 lost, 0 duplicated, binds within the limit)."""
+    cmd = [sys.executable, str(REPO / "bench" / "scale.py"), "--messages", "150",
+           "--workers", "1,2", "--binds", "2", "--sizes", "200,800",
+           "--concurrency", "16"]  # fmt: skip
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    row = r"\s+150\s+[\d,]+\s+\d+\.\d\d   lost 0 dup 0 binds \d/\d -> OK$"
+    labels = ("1 worker \\+ 1 API", "2 worker \\+ 1 API", "sqlite, 200 in store",
+              "sqlite, 800 in store", "redis, 200 in store", "redis, 800 in store")  # fmt: skip
+    for label in labels:
+        assert re.search(rf"^{label}{row}", out.stdout, re.M), text
+    for store in ("sqlite", "redis"):
+        assert re.search(rf"^RATIO {store} CPU per message, 800 in store vs 200 in store: "
+                         r"\d+\.\d\d .*GOAL (MET|MISSED)$", out.stdout, re.M), text  # fmt: skip
+    assert "CHECKS 6 of 6 runs" in out.stdout and "ALL OK" in out.stdout, text
