@@ -167,7 +167,7 @@ class RedisStore(RedisJobs):
         return await self._backend.lane.call(name, keys, args)
 
     async def _get(self, cls: type[_Doc], kind: str, ident: str) -> _Doc | None:
-        raw = await self._r.get(self._k(kind, ident))
+        raw = await self._read(self._k(kind, ident))
         return cls.from_dict(jsoncodec.loads(raw)) if raw is not None else None
 
     async def _many(self, cls: type[_Doc], kind: str, ids: Iterable[object]) -> list[_Doc]:
@@ -514,14 +514,14 @@ class RedisStore(RedisJobs):
         """``update_message``; with ``connector_id``, only while the message is on it."""
         key = self._k("msg", message_id)
         for _ in range(_CAS_TRIES):
-            raw = await self._r.get(key)
+            raw = await self._read(key)
             if raw is None:
                 return None
             msg = Message.from_dict(jsoncodec.loads(raw))
             if connector_id is not None and msg.connector_id != connector_id:
                 return msg, False
-            changed, event, keys, args, parts = self._message_update(msg, _text(raw), update, now)
-            seq = int(await self._run("update_message", keys, [*args, *parts]))
+            changed, event, keys, args, parts = self._message_update(msg, raw, update, now)
+            seq = int(await self._run_batched("update_message", keys, [*args, *parts]))
             if seq >= 0:
                 if event is not None:
                     event.seq = seq
@@ -562,7 +562,7 @@ class RedisStore(RedisJobs):
         message doc moved)."""
         key, job_key = self._k("msg", message_id), self._k("job", job_id)
         for _ in range(_CAS_TRIES):
-            raw, job_raw = await self._r.mget([key, job_key])
+            raw, job_raw = await self._read_many([key, job_key])
             if raw is None:
                 await self.ack_job(job_id, token)
                 return None
@@ -578,7 +578,7 @@ class RedisStore(RedisJobs):
             msg = Message.from_dict(jsoncodec.loads(raw))
             changed, event, keys, args, parts = self._message_update(msg, _text(raw), update, now)
             keys += [job_key, *indexes]
-            reply = await self._run("complete_send", keys, [*args, held, job_id, *parts])
+            reply = await self._run_batched("complete_send", keys, [*args, held, job_id, *parts])
             seq = int(reply[0])
             if seq >= 0:
                 if event is not None:
@@ -591,7 +591,9 @@ class RedisStore(RedisJobs):
     ) -> tuple[Message, bool] | None:
         """Find the message by its carrier id and apply ``update`` (unless it moved to
         another connector since)."""
-        message_id = await self._r.hget(self._k("carrier", connector_id), carrier_id)
+        message_id = await self._run_batched(
+            "read_hget", [self._k("carrier", connector_id)], [carrier_id]
+        )
         if message_id is None:
             return None
         return await self._update(_text(message_id), update, now, connector_id)

@@ -76,6 +76,17 @@ class RedisJobs:
         @property
         def backend(self) -> RedisBackend: ...
 
+    # -- reads on the lane (the send path's: no connection checkout, shared round trip) --
+    async def _read(self, key: str) -> str | None:
+        """GET ``key`` in this tick's pipelined batch."""
+        raw = await self._run_batched("read_get", [key], [])
+        return None if raw is None else text(raw)
+
+    async def _read_many(self, keys: list[str]) -> list[str | None]:
+        """MGET ``keys`` in this tick's pipelined batch."""
+        raws = await self._run_batched("read_mget", keys, [])
+        return [None if raw is None else text(raw) for raw in raws]
+
     # -- the job bell --------------------------------------------------------------------
     def ring_job_bell(self) -> None:
         """One ring in this tick's pipelined batch (after the writes already in it, so
@@ -198,7 +209,7 @@ class RedisJobs:
         now_ms = to_ms(now)
         leased: list[Job] = []
         while len(leased) < limit and (due := await self._due(now_ms, limit - len(leased), kinds)):
-            raws = await self._r.mget([self._k("job", job_id) for job_id, _ in due])
+            raws = await self._read_many([self._k("job", job_id) for job_id, _ in due])
             tries: list[tuple[str, Job, bool]] = []
             other: list[Awaitable[object]] = []
             for (job_id, index), raw in zip(due, raws, strict=True):
@@ -225,11 +236,11 @@ class RedisJobs:
         return leased
 
     async def _holding(self, job_id: str, token: str) -> tuple[str, Job] | None:
-        raw = await self._r.get(self._k("job", job_id))
+        raw = await self._read(self._k("job", job_id))
         if raw is None:
             return None
         job = Job.from_dict(jsoncodec.loads(raw))
-        return (text(raw), job) if job.state == "leased" and job.token == token else None
+        return (raw, job) if job.state == "leased" and job.token == token else None
 
     async def renew_job(self, job_id: str, token: str, until: datetime) -> bool:
         """Extend the lease ``token`` holds to ``until``."""
@@ -247,7 +258,7 @@ class RedisJobs:
         for _ in range(CAS_TRIES):
             if (held := await self._holding(job_id, token)) is None:
                 return False
-            if await self._save_job(held[0], None, job_id, held[1].kind):
+            if await self._save_job(held[0], None, job_id, held[1].kind, batched=True):
                 return True
         raise RuntimeError(f"job {job_id}: too much contention")
 
@@ -260,7 +271,7 @@ class RedisJobs:
                 return None
             raw, job = held
             rules.schedule_retry(job, run_at, error, refund)
-            if await self._save_job(raw, job, job_id, job.kind):
+            if await self._save_job(raw, job, job_id, job.kind, batched=True):
                 return job.state
         raise RuntimeError(f"job {job_id}: too much contention")
 
