@@ -304,9 +304,9 @@ class RedisStore(RedisJobs):
         )
         keys = [self._k("convkey", team_id, member_number, remote_number)]
         keys += [self._k("conv", conv.id), self._k("team", team_id, "convs")]
-        conv_id = await self._run(
+        conv_id = _text(await self._run_batched(
             "conversation_for", keys, [conv.id, _dumps(conv.to_dict()), to_ms(now)]
-        )
+        ))  # fmt: skip
         if conv_id == conv.id:
             return conv
         found = await self.get_conversation(conv_id)
