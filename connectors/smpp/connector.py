@@ -13,7 +13,8 @@ binds                    1         transceiver sessions in parallel (throughput)
 bind_lease               15        seconds a process holds a bind slot without renewing it
                                    (a dead process's binds are taken over after this)
 window                   10        unanswered requests allowed per bind
-rate                     100       submit_sm per second over all binds; 0 = unlimited
+rate                     100       submit_sm per second over all binds (a process sends its
+                                   share by the bind slots it holds); 0 = unlimited
 long_messages            "udh"     ``udh`` (UDH 05 00 03), ``sar`` (SAR TLVs) or
                                    ``payload`` (the whole text in one message_payload)
 gsm7_packing             false     send (and read) data_coding 0 as packed septets
@@ -214,7 +215,15 @@ class SmppConnector:
             return False
         b.slot, b.renewed, self._last_claim = slot, loop.time(), loop.time()
         log.info("%s: bind slot %d of %d claimed", self.id, slot, self.opts.binds)
+        self._share_rate()
         return True
+
+    def _share_rate(self) -> None:
+        """``rate`` is for all binds: this process sends its share, by the slots it holds
+        (several processes together stay within it)."""
+        held = sum(1 for b in self._binds if b.slot is not None)
+        if self.opts.rate > 0 and held:
+            self._limiter.set_rate(self.opts.rate * held / self.opts.binds)
 
     async def _renew_slots(self) -> None:
         """Renew the slots held every third of ``bind_lease``; a slot lost (or not
@@ -239,6 +248,7 @@ class SmppConnector:
                 if not kept:
                     log.error("%s: bind slot %d lost; closing its session", self.id, b.slot)
                     b.slot = None
+                    self._share_rate()
                     if b.session is not None:
                         b.session.abort("bind slot lost to another process")
 

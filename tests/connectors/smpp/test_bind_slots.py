@@ -66,3 +66,21 @@ async def test_slots_held_elsewhere_leave_the_connector_waiting(
         await eventually(lambda: sim.bound == 0)
     finally:
         await c.aclose()
+
+
+async def test_the_rate_is_shared_by_the_slots_held(
+    context: ConnectorContext, sim: SmscSimulator
+) -> None:
+    shared = LocalCoordination()
+    assert await shared.claim_slot("smpp:sms1", 2, "another process", 3600) == 0
+    opts = {"host": "127.0.0.1", "port": sim.port, "system_id": "gw", "password": "secret",
+            "binds": 2, "rate": 100}  # fmt: skip
+    ctx = dataclasses.replace(context, shared=shared)
+    c = SmppConnector(ConnectorConfig("sms1", "smpp", frozenset({"sms"}), None, opts), ctx)
+    await c.start()
+    try:
+        assert sim.bound == 1
+        # One of the two slots: half of the 100 submit_sm per second.
+        assert c._limiter.interval == pytest.approx(1 / 50)
+    finally:
+        await c.aclose()
