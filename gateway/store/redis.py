@@ -476,8 +476,12 @@ class RedisStore(RedisJobs):
         return message, True
 
     async def get_message(self, message_id: str) -> Message | None:
-        """The message, or None."""
-        return await self._get(Message, "msg", message_id)
+        """The message, or None (read from the store, and kept for the next
+        compare-and-set of this process, see ``_remember``)."""
+        key = self._k("msg", message_id)
+        raw = await self._read(key)
+        self._remember(key, raw)
+        return Message.from_dict(jsoncodec.loads(raw)) if raw is not None else None
 
     async def list_messages(
         self, flt: MessageFilter, cursor: str | None, limit: int
@@ -513,8 +517,10 @@ class RedisStore(RedisJobs):
     ) -> tuple[Message, bool] | None:
         """``update_message``; with ``connector_id``, only while the message is on it."""
         key = self._k("msg", message_id)
+        raw = self._known(key)  # tried first; the script refuses it if it is stale
         for _ in range(_CAS_TRIES):
-            raw = await self._read(key)
+            if raw is None:
+                raw = await self._read(key)
             if raw is None:
                 return None
             msg = Message.from_dict(jsoncodec.loads(raw))
@@ -525,7 +531,9 @@ class RedisStore(RedisJobs):
             if seq >= 0:
                 if event is not None:
                     event.seq = seq
+                self._remember(key, str(args[1]))
                 return msg, changed
+            raw = None  # moved: read it again
         raise RuntimeError(f"message {message_id}: too much contention")
 
     def _message_update(
@@ -561,8 +569,11 @@ class RedisStore(RedisJobs):
         """Apply ``update`` to the message and ack the job, in one script (retried if the
         message doc moved)."""
         key, job_key = self._k("msg", message_id), self._k("job", job_id)
+        known = self._known(key), self._known(job_key)  # tried first (see _remember)
         for _ in range(_CAS_TRIES):
-            raw, job_raw = await self._read_many([key, job_key])
+            if None in known:
+                known = tuple(await self._read_many([key, job_key]))  # type: ignore[assignment]
+            raw, job_raw = known
             if raw is None:
                 await self.ack_job(job_id, token)
                 return None
@@ -583,7 +594,10 @@ class RedisStore(RedisJobs):
             if seq >= 0:
                 if event is not None:
                     event.seq = seq
+                self._remember(key, str(args[1]))
+                self._remember(job_key, None)
                 return msg, changed
+            known = (None, None)  # moved: read both again
         raise RuntimeError(f"message {message_id}: too much contention")
 
     async def update_by_carrier_id(

@@ -18,6 +18,7 @@ workers never lease one job, and a lease is one CAS per job, all in one round tr
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Awaitable, Collection
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 CAS_TRIES = 1000  # each failed compare-and-set means another caller made progress
 JOB_STATES = ("ready", "leased", "dead")
 _SCAN = 500  # ids read per round when a listing filters by kind
+DOCS_KEPT = 4096  # docs this process last wrote, kept for its next compare-and-set
 # Rings kept waiting at most: each wakes one idle worker (which then leases a whole
 # batch), so a few are enough, and a bell nobody listens to (API-only) stays small.
 BELL_MAX = 8
@@ -75,6 +77,29 @@ class RedisJobs:
 
         @property
         def backend(self) -> RedisBackend: ...
+
+    # -- the docs this process last read or wrote -----------------------------------------
+    # A compare-and-set needs the doc as stored; the send path reads a message (and its
+    # job) and writes it again a moment later, several times per message. The doc it
+    # wrote last is kept here and tried first: a stale one (another process wrote since)
+    # makes the script refuse, and the doc is read again. Decisions that must see the
+    # store as it is (get_message, get_job) always read it.
+    _docs: OrderedDict[str, str] | None = None
+
+    def _remember(self, key: str, raw: str | None) -> None:
+        docs = self._docs
+        if docs is None:
+            docs = self._docs = OrderedDict()
+        if raw is None:
+            docs.pop(key, None)
+            return
+        docs[key] = raw
+        docs.move_to_end(key)
+        if len(docs) > DOCS_KEPT:
+            docs.popitem(last=False)
+
+    def _known(self, key: str) -> str | None:
+        return self._docs.get(key) if self._docs is not None else None
 
     # -- reads on the lane (the send path's: no connection checkout, shared round trip) --
     async def _read(self, key: str) -> str | None:
@@ -139,7 +164,9 @@ class RedisJobs:
         ]
         doc = jsoncodec.dumps(job.to_dict()) if job else ""
         run = self._run_batched if batched else self._run
-        return bool(await run("save_job", keys, [raw, doc, job_id, state, score]))
+        saved = bool(await run("save_job", keys, [raw, doc, job_id, state, score]))
+        self._remember(keys[0], doc or None if saved else None)
+        return saved
 
     async def _park(self, raw: str, job: Job, score: int) -> bool:
         keys = [
