@@ -18,6 +18,11 @@ Two parts, each a row per configuration:
   (the gateway process, plus Redis on Redis) and the ratio of the later size's figure to
   the first's (goal: within 10 %).
 
+- ``cpu``: CPU per delivered message of ONE process, Redis vs SQLite side by side, the
+  send path in process (``outbound.submit`` → send job → SMPP to a simulator in the same
+  process → receipt → ``delivered``; no HTTP, Redis's own CPU not counted): the RATIO
+  line's goal is Redis at most SQLite's figure.
+
 Every run checks: 0 lost (every message answered 202 is ``delivered``), 0 duplicated
 (the SMSC accepted exactly one submit_sm per message), and never more binds at the SMSC
 at once than configured. A run that fails a check says so on its row and the command
@@ -25,7 +30,7 @@ exits 1.
 
 Usage::
 
-    .venv/bin/python -m bench.scale [--part processes,growth] [--messages 20000]
+    .venv/bin/python -m bench.scale [--part processes,growth,cpu] [--messages 20000]
         [--workers 1,2,3] [--api 1] [--binds 3] [--sizes 10000,500000]
         [--backends sqlite,redis] [--concurrency 64] [--receipt-delay 0.2]
 
@@ -427,6 +432,80 @@ async def part_growth(
     return results
 
 
+async def cpu_in_process(store: str, blobs: str, count: int) -> float:
+    """CPU-seconds per 1,000 delivered of ONE process (this one, its Redis not counted)
+    running the send path in process: ``outbound.submit`` → send job → SMPP (an SMSC
+    simulator in this process) → receipt → ``delivered``; no HTTP."""
+    from datetime import timedelta
+
+    from connectors.smpp.simulator import SmscSimulator
+    from gateway import outbound
+    from gateway.auth import Principal
+    from gateway.commands import SendRequest
+    from gateway.models import Channel
+    from gateway.process import worker
+
+    sim = SmscSimulator(system_id=SYSTEM_ID, password=PASSWORD, receipt_delay=0.05,
+                        record=False)  # fmt: skip
+    await sim.start()
+    from gateway.config import parse_settings
+    from gateway.process import open_runtime
+
+    rt = await open_runtime(parse_settings(settings_doc(store, blobs, sim.port, 2)))
+    stop = asyncio.Event()
+    try:
+        await rt.wait_started(30)
+        info = await seed_sender(rt)
+        principal = Principal(info["team_id"], info["member_id"], "bench")
+        jobs = asyncio.create_task(worker(rt).run(stop))
+        gate = asyncio.Semaphore(64)
+
+        async def send(n: int) -> str:
+            async with gate:
+                to = f"+49151{12340000 + n % CONTACTS}"
+                req = SendRequest(channel=Channel.SMS, from_=SENDER, to=to, text=TEXT)
+                accepted = await outbound.submit(rt, principal, req)
+                rt.wake_workers()
+                return accepted.message.id
+
+        async def batch(first: int, n: int) -> None:
+            after = await last_seq(rt.store)
+            ids = set(await asyncio.gather(*(send(i) for i in range(first, first + n))))
+            delivered = await follow_delivered(rt.store, after, ids, 60)
+            if delivered != ids:
+                raise SystemExit(f"cpu: {len(ids - delivered)} messages not delivered")
+
+        await batch(0, min(200, count))  # warm-up: imports, caches, connections
+        c0 = time.process_time()
+        await batch(10_000, count)
+        cpu = time.process_time() - c0
+        stop.set()
+        await asyncio.wait_for(jobs, timedelta(seconds=60).total_seconds())
+    finally:
+        stop.set()
+        await rt.aclose()
+        await sim.stop()
+    return cpu / count * 1000
+
+
+async def part_cpu(args: argparse.Namespace, redis_url: str | None, workdir: Path) -> None:
+    """Item 5: CPU per message of one process, Redis vs SQLite, side by side."""
+    figures: dict[str, float] = {}
+    for backend in args.backends:
+        here = workdir / f"cpu-{backend}"
+        here.mkdir()
+        store = with_prefix(redis_url) if backend == "redis" and redis_url else (
+            f"sqlite:///{here}/gateway.db")  # fmt: skip
+        figures[backend] = await cpu_in_process(store, str(here / "blobs"), args.messages)
+        print(f"  one process, {backend:<6} {figures[backend]:.3f} CPU-s per 1,000 delivered "
+              "(in process, no HTTP; Redis's own CPU not counted)", flush=True)  # fmt: skip
+    if {"sqlite", "redis"} <= figures.keys():
+        ratio = figures["redis"] / figures["sqlite"]
+        verdict = "GOAL MET" if ratio <= 1.0 else "GOAL MISSED"
+        print(f"RATIO one process CPU per message, redis vs sqlite: {ratio:.2f} (goal <= 1.00)"
+              f" -> {verdict}", flush=True)  # fmt: skip
+
+
 def _numbers(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
@@ -457,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
             results += asyncio.run(part_processes(args, redis_url, workdir))
         if "growth" in parts:
             results += asyncio.run(part_growth(args, redis_url, workdir))
+        if "cpu" in parts:
+            asyncio.run(part_cpu(args, redis_url, workdir))
     failed = [r for r in results if not r.ok]
     print(f"CHECKS {len(results) - len(failed)} of {len(results)} runs: 0 lost, 0 duplicated, "
           f"binds within the limit -> {'ALL OK' if not failed else 'FAILED'}")  # fmt: skip
