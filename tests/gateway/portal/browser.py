@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import uvicorn
 
 from gateway.api.app import create_app
-from gateway.config import parse_settings
+from gateway.config import ConnectorConfig, parse_settings
 from gateway.portal.settings import PortalSettings
 from gateway.process import open_runtime
 from gateway.runtime import Runtime
@@ -51,6 +51,7 @@ class LiveServer:
         workdir: Path,
         store: str | None = None,
         portal: PortalSettings | None = None,
+        connectors: tuple[ConnectorConfig, ...] = (),
         **settings: Any,
     ) -> None:
         self.sock = socket.socket()
@@ -67,7 +68,11 @@ class LiveServer:
             }
         )
         self.settings = dataclasses.replace(
-            base, connectors=fake_connectors(), public_url=self.url, poll_interval=0.05, **settings
+            base,
+            connectors=(*connectors, *fake_connectors()),
+            public_url=self.url,
+            poll_interval=0.05,
+            **settings,
         )
         if portal is not None:
             self.settings = self.settings.with_extension("portal", portal)
