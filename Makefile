@@ -79,10 +79,10 @@ $(SMSC_NODE)/node_modules/.installed: $(SMSC_NODE)/package.json $(SMSC_NODE)/pac
 	@touch $@
 
 $(VENV)/bin/python:
-	@command -v $(PYTHON) >/dev/null || { $(APT) update && $(APT) install -y python3 python3-venv; }
+	@command -v $(PYTHON) >/dev/null || { $(APT) update && $(APT) install -y --no-install-recommends python3 python3-venv; }
 	@# Debian's python3 has no ensurepip without python3-venv: the first attempt fails then.
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); $(APT) update \
-		&& $(APT) install -y python3-venv && $(PYTHON) -m venv $(VENV); }
+		&& $(APT) install -y --no-install-recommends python3-venv && $(PYTHON) -m venv $(VENV); }
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'

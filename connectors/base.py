@@ -32,6 +32,8 @@ from datetime import datetime
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gateway.coordination import Coordination, LocalCoordination
+
 if TYPE_CHECKING:
     import httpx
     from starlette.routing import BaseRoute
@@ -268,6 +270,14 @@ class ConnectorContext:
     public_url: str
     progress: MessageProgress | None = None
     screen: InboundScreen | None = None
+    # What every process sharing the store sees alike: carrier session slots, send rates
+    # and backoffs, inbound part sets (``gateway/coordination.py``). The runtime passes
+    # its store's; the default is this process's memory (one process, tests).
+    shared: Coordination = field(default_factory=LocalCoordination)
+    # Whether this process runs send jobs. False: an API-only process (``gateway serve
+    # --no-workers``); a connector holding carrier sessions that count against a limit
+    # (SMPP binds) leaves them to the processes that send.
+    sends: bool = True
 
 
 class Connector(Protocol):

@@ -163,20 +163,26 @@ def _exchange(sock: socket.socket, header: dict[str, Any], document: bytes,
                                                   + head, document), daemon=True)  # fmt: skip
     sender.start()
     chunks = []
+    reset = False
     try:
         while True:
             chunk = sock.recv(1 << 20)
             if not chunk:
                 break
             chunks.append(chunk)
-    except ConnectionError:  # the zygote died holding its end of the pair
-        chunks = []
+    except ConnectionError:
+        # The far end closed with some of the document unread: a child killed before it
+        # read everything (its deadline), whose trailer came first and is kept, or a
+        # zygote that died (no trailer).
+        reset = True
     sender.join()
     data = b"".join(chunks)
     if len(data) < TRAILER.size:
         raise ZygoteLost("the fax conversion sandbox went away")
     magic, how, code, _, cpu_us = TRAILER.unpack(data[-TRAILER.size :])
     if magic != MAGIC:
+        if reset:
+            raise ZygoteLost("the fax conversion sandbox went away")
         raise RuntimeError("the fax conversion sandbox answered garbage")
     body = data[: -TRAILER.size]
     status: bytes | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import phonenumbers
@@ -15,7 +16,7 @@ import phonenumbers
 from gateway.auth import create_key, revoke_key
 from gateway.clock import Clock, SystemClock
 from gateway.config import Settings
-from gateway.errors import Conflict, Forbidden, NotFound, ValidationError
+from gateway.errors import ConfigError, Conflict, Forbidden, NotFound, ValidationError
 from gateway.extensions import extension_commands
 from gateway.ids import new_id
 from gateway.models import Addon, ApiKey, Channel, Job, Member, Plan, Team, iso
@@ -399,9 +400,41 @@ async def _admin_jobs_retry(args: argparse.Namespace, store: Store, clock: Clock
     return job_view(job), text
 
 
+# The commands that may create a store (an operator's first steps: a team, an operator
+# key): every other one reads, or changes something that must exist already (a team, a
+# member, a job), so a missing SQLite file is a mistaken configuration, not a store to
+# create (opening an SQLite file creates it).
+CREATES_STORE = frozenset({("team", "create")})
+
+
+def creates_store(args: argparse.Namespace) -> bool:
+    """Whether this admin command may start a new store."""
+    if (args.object, args.action) in CREATES_STORE:
+        return True
+    return (args.object, args.action) == ("key", "create") and bool(
+        getattr(args, "operator", False)
+    )
+
+
+def require_store(url: str) -> None:
+    """Refuse an SQLite store whose file does not exist (``ConfigError``)."""
+    if not url.startswith("sqlite://"):
+        return
+    path = url.removeprefix("sqlite://")
+    if path in (":memory:", "/:memory:") or Path(path).exists():
+        return
+    raise ConfigError(
+        f"gateway.store: {path} does not exist (nothing was created; only 'team create' "
+        "and 'key create --operator' start a new store); name your gateway's configuration "
+        "with --config FILE or $GATEWAY_CONFIG (the demo prints the command for its store)"
+    )
+
+
 async def run(args: argparse.Namespace, settings: Settings, clock: Clock | None = None) -> Result:
     """Run one ``admin`` command against the configured store (``clock``: the system's);
     an extension's command runs on a host whose storage roles are open."""
+    if not creates_store(args):
+        require_store(settings.store)
     command = extension_commands().get((args.object, args.action))
     if command is not None:
         rt = await open_runtime(settings, start_connectors=False)

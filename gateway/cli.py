@@ -1,6 +1,7 @@
 """The ``gateway`` command: ``serve``, ``worker``, ``demo`` and ``admin …``.
 
-``serve`` runs the REST API together with job workers, ``worker`` runs job workers only
+``serve`` runs the REST API together with job workers (``--no-workers`` or
+``workers = 0``: the API only, for replicas beside workers), ``worker`` runs job workers only
 (scale them separately in production), ``demo`` serves a throwaway gateway with a demo
 team, and ``admin`` edits the directory (teams, members, API keys) and the job queue
 directly in the configured store (``gateway.admin``). Errors print ``error: <message>``
@@ -91,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="run the REST API and workers")
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"default {DEFAULT_HOST}")
     serve.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    serve.add_argument(
+        "--no-workers",
+        action="store_true",
+        dest="no_workers",
+        help="serve the API only, run no jobs (API replicas beside `gateway worker`; "
+        "also `workers = 0`)",
+    )
 
     commands.add_parser("worker", parents=[common], help="run job workers only")
 
@@ -212,28 +220,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- serving -----------------------------------------------------------------------------
-async def serve_runtime(rt: Runtime, host: str, port: int) -> None:
-    """Serve the API with job workers on ``host:port`` until SIGINT/SIGTERM."""
+async def serve_runtime(rt: Runtime, host: str, port: int, *, workers: bool = True) -> None:
+    """Serve the API on ``host:port`` until SIGINT/SIGTERM, with job workers unless
+    ``workers`` is False or the settings say ``workers = 0``."""
     from gateway.api.app import create_app
 
+    workers = workers and rt.settings.workers > 0
     # Open event streams (the portal's) would hold shutdown up for ever: they get a few
     # seconds to end, then are cut (browsers reconnect, to another process if need be).
     await serve_until_signal(
-        create_app(rt, workers=True), host, port, timeout_graceful_shutdown=GRACE_SECONDS
+        create_app(rt, workers=workers), host, port, timeout_graceful_shutdown=GRACE_SECONDS
     )
 
 
-async def _serve(settings: Settings, host: str, port: int) -> None:
-    """``gateway serve``."""
-    rt = await open_runtime(settings)
+async def _serve(settings: Settings, host: str, port: int, workers: bool) -> None:
+    """``gateway serve`` (``workers`` False: ``--no-workers``)."""
+    workers = workers and settings.workers > 0
+    rt = await open_runtime(settings, sends=workers)
     try:
-        await serve_runtime(rt, host, port)
+        if not workers:
+            log.info("serving the API only: this process runs no jobs")
+        await serve_runtime(rt, host, port, workers=workers)
     finally:
         await rt.aclose()
 
 
 async def _worker(settings: Settings) -> None:
     """``gateway worker``: run job workers until SIGINT/SIGTERM."""
+    if settings.workers < 1:
+        raise ConfigError("gateway.workers: `gateway worker` needs at least 1 (it runs jobs only)")
     rt = await open_runtime(settings)
     try:
         stop = asyncio.Event()
@@ -276,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(getattr(args, "config", None))
         if args.command == "serve":
             _logging()
-            asyncio.run(_serve(settings, args.host, args.port))
+            asyncio.run(_serve(settings, args.host, args.port, not args.no_workers))
         elif args.command == "worker":
             _logging()
             asyncio.run(_worker(settings))

@@ -18,6 +18,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -60,6 +61,33 @@ class SmtpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """[retention]: how long the logs that grow with traffic are kept (messages,
+    conversations and quota usage are kept for good). Pruned in the background by the
+    job workers, in small batches (``gateway/retention.py``)."""
+
+    events_days: float = 30.0  # the event log (webhook fan-out, the portal's live view)
+    webhook_deliveries_days: float = 30.0  # finished webhook deliveries and their attempts
+    idempotency_hours: float = 24.0  # how long a response is replayed for its key
+    batch: int = 500  # rows (or keys) deleted per store write
+
+    @property
+    def events(self) -> timedelta:
+        """The event log's retention."""
+        return timedelta(days=self.events_days)
+
+    @property
+    def webhook_deliveries(self) -> timedelta:
+        """The webhook delivery log's retention."""
+        return timedelta(days=self.webhook_deliveries_days)
+
+    @property
+    def idempotency(self) -> timedelta:
+        """How long an idempotent response is replayed."""
+        return timedelta(hours=self.idempotency_hours)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the gateway reads from its configuration."""
 
@@ -68,7 +96,9 @@ class Settings:
     public_url: str = "http://127.0.0.1:8080"
     timezone: str = "Europe/Berlin"
     region: str = "DE"
-    workers: int = 128  # jobs run at once per process (each mostly waits on a carrier)
+    # Jobs run at once per process (each mostly waits on a carrier); 0: this process runs
+    # no jobs (an API-only replica, as ``gateway serve --no-workers``).
+    workers: int = 128
     job_visibility_seconds: float = 120.0
     job_max_attempts: int = 10
     poll_interval: float = 0.2
@@ -78,6 +108,7 @@ class Settings:
     tariff: Tariff = field(default_factory=Tariff.default)
     smtp: SmtpConfig | None = None
     policy: Policy = DEFAULT_POLICY  # [policy]: the provider-wide outbound policy
+    retention: Retention = field(default_factory=Retention)
     # Each installed extension's section ([webhooks] …), parsed by the extension: by name.
     extensions: Mapping[str, object] = field(default_factory=lambda: extension_settings())
     source: str | None = None
@@ -107,7 +138,7 @@ class Settings:
 # Loaded here from the entry-point group, not through gateway.extensions: that module types
 # its hooks against this one's Settings (no circle); ep.load() gives the same objects.
 _EXTENSION_GROUP = "gateway.extensions"
-_CORE_SECTIONS = frozenset({"gateway", "connectors", "tariff", "smtp", "policy"})
+_CORE_SECTIONS = frozenset({"gateway", "connectors", "tariff", "smtp", "policy", "retention"})
 
 
 class SettingsSection(Protocol):
@@ -217,9 +248,11 @@ def _gateway(table: dict[str, Any], out: dict[str, Any]) -> None:
             raise ConfigError(f"gateway.timezone: unknown time zone {out['timezone']!r}") from None
     if "public_url" in out and not out["public_url"].startswith(("http://", "https://")):
         raise ConfigError("gateway.public_url: must start with http:// or https://")
-    for key in ("workers", "job_max_attempts", "max_attachment_bytes"):
+    for key in ("job_max_attempts", "max_attachment_bytes"):
         if key in out and out[key] < 1:
             raise ConfigError(f"gateway.{key}: must be at least 1")
+    if "workers" in out and out["workers"] < 0:
+        raise ConfigError("gateway.workers: must be 0 (no job workers) or more")
     if "plugins" in out:
         out["plugins"] = tuple(str(p) for p in out["plugins"])
 
@@ -327,6 +360,22 @@ def _policy(table: Any, region: str) -> Policy:
         raise ConfigError(f"policy.{exc.field}: {exc.message}") from None
 
 
+def _retention(table: Any) -> Retention:
+    if not isinstance(table, dict):
+        raise ConfigError("retention: expected a table")
+    values: dict[str, Any] = {}
+    for key in table:
+        if key not in Retention.__dataclass_fields__:
+            raise ConfigError(f"retention.{key}: unknown key")
+        kind: type | tuple[type, ...] = int if key == "batch" else (int, float)
+        if isinstance(table[key], bool):
+            raise ConfigError(f"retention.{key}: expected a number, got {table[key]!r}")
+        values[key] = typed(table, key, kind, "retention")
+        if not values[key] > 0:
+            raise ConfigError(f"retention.{key}: must be greater than 0")
+    return Retention(**values)
+
+
 def parse_settings(data: dict[str, Any], source: str | None = None) -> Settings:
     """Settings from an already-parsed TOML document (plus the environment)."""
     data = _interpolate(data, "config")
@@ -354,6 +403,8 @@ def parse_settings(data: dict[str, Any], source: str | None = None) -> Settings:
         values["smtp"] = _smtp(data["smtp"])
     if "policy" in data:
         values["policy"] = _policy(data["policy"], values.get("region", "DE"))
+    if "retention" in data:
+        values["retention"] = _retention(data["retention"])
     values["extensions"] = extension_settings(tables)
     return Settings(**values)
 

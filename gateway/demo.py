@@ -1,10 +1,11 @@
 """``gateway demo``: a throwaway gateway with a demo team, three members and an API key.
 
-Everything lives in a temporary directory (an SQLite store and a blob directory) that is
-deleted when the demo stops. ``create_demo`` does the setup on any store, so tests can
-check it without serving. The carriers are simulators found through the
-``gateway.simulators`` entry points (``connectors.base.DemoCarrier``: the SMSC and the
-WhatsApp Cloud API today), never imported by name.
+Everything lives in a temporary directory (an SQLite store, a blob directory and a
+configuration file naming them, for ``gateway admin``) that is deleted when the demo
+stops. ``create_demo`` does the setup on any store, so tests can check it without
+serving. The carriers are simulators found through the ``gateway.simulators`` entry
+points (``connectors.base.DemoCarrier``: the SMSC and the WhatsApp Cloud API), never
+imported by name.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+import socket
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from gateway.admin import create_member, create_team
 from gateway.auth import create_key
 from gateway.clock import Clock
 from gateway.config import ConnectorConfig, Settings, extension_settings
+from gateway.errors import ConfigError
 from gateway.models import Addon, ApiKey, Channel, Member, Plan, Team
 from gateway.numbers import normalize_landline, normalize_mobile
 from gateway.process import open_runtime
@@ -138,8 +142,26 @@ async def create_demo(store: Store, clock: Clock, settings: Settings) -> DemoInf
     return DemoInfo(team, tuple(members), api_key, secret)
 
 
+def gateway_command() -> str:
+    """The ``gateway`` command as a shell can run it from anywhere: the console script
+    beside this Python (``.venv/bin/gateway`` after ``make run``), which need not be on
+    ``PATH``."""
+    script = Path(sys.executable).parent / "gateway"
+    return shlex.quote(str(script)) if script.exists() else "gateway"
+
+
+def write_config(settings: Settings, workdir: str | Path) -> Path:
+    """A configuration file naming the demo's store and blobs (for ``gateway admin``)."""
+    path = Path(workdir) / "gateway.toml"
+    path.write_text(
+        f"[gateway]\nstore = {json.dumps(settings.store)}\nblobs = {json.dumps(settings.blobs)}\n"
+    )
+    return path
+
+
 def describe(info: DemoInfo, settings: Settings, workdir: str | None = None) -> str:
-    """The banner the demo prints: URL, key, members and ready-to-paste curl commands."""
+    """The banner's first part: URL, key, members, and commands to paste: send, read back,
+    and (with ``workdir``) ``gateway admin`` on the demo's store."""
     url = settings.public_url
     auth = shlex.quote(f"Authorization: Bearer {info.key}")
     sender = next((m for m in info.members if Addon.SMS in m.addons and m.mobile), None)
@@ -160,7 +182,7 @@ def describe(info: DemoInfo, settings: Settings, workdir: str | None = None) -> 
         lines.append(f"    {m.name:<15} {m.id}  {numbers}; add-ons {', '.join(sorted(m.addons))}")
     lines += [
         "",
-        "  Try it",
+        "  Try it (curl is not in a minimal Debian: apt-get install -y curl)",
         f"    curl -s {url}/v1/quota -H {auth}",
     ]
     if sender is not None:
@@ -173,14 +195,46 @@ def describe(info: DemoInfo, settings: Settings, workdir: str | None = None) -> 
             f"    curl -s {url}/v1/messages -H {auth} -H 'Content-Type: application/json' "
             f"-H 'Idempotency-Key: demo-1' -d {shlex.quote(body)}"
         )
+    lines += [
+        "  Read back the messages and conversations",
+        f"    curl -s {url}/v1/messages -H {auth}",
+        f"    curl -s {url}/v1/conversations -H {auth}",
+    ]
+    if workdir:
+        config = shlex.quote(str(Path(workdir) / "gateway.toml"))
+        lines += [
+            "  Administer the demo's store (another shell, while the demo runs)",
+            f"    {gateway_command()} admin --config {config} team show {info.team.id}",
+        ]
     if not settings.connectors:
         lines += [
             "",
             "  No carrier is connected in this demo yet: sending answers 422",
             "  channel_unavailable and nothing is queued.",
         ]
-    lines += ["", "  Stop with Ctrl-C.", ""]
+    lines.append("")
     return "\n".join(lines)
+
+
+def banner(first: str, parts: list[str]) -> str:
+    """The whole banner, printed in one piece: ``describe``'s part, the carriers' and the
+    extensions' parts, and how to stop last."""
+    text = "\n".join([first, *(p for p in parts if p)]).rstrip("\n")
+    return text + "\n\n  Stop with Ctrl-C.\n"
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse a port already in use before anything is set up or printed."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve the demo on {host}:{port} ({exc.strerror}): pick another "
+                f'port, e.g. make run DEMO_ARGS="--port 9000" (or gateway demo --port 9000)'
+            ) from None
 
 
 async def extension_demos(rt: Runtime, info: DemoInfo) -> list[str]:
@@ -200,7 +254,8 @@ async def run_demo(
     host: str, port: int, serve: Callable[[Runtime, str, int], Awaitable[None]]
 ) -> None:
     """Set up a throwaway demo with every installed carrier simulator, print how to use
-    it, and ``serve`` it until stopped."""
+    it, and ``serve`` it until stopped. A port in use is refused first (``ConfigError``)."""
+    check_port(host, port)
     with tempfile.TemporaryDirectory(prefix="gateway-demo-") as workdir:
         settings = demo_settings(workdir, host, port)
         started: list[DemoCarrier] = []
@@ -213,12 +268,14 @@ async def run_demo(
             rt = await open_runtime(settings)
             try:
                 info = await create_demo(rt.store, rt.clock, settings)
+                write_config(settings, workdir)
                 await rt.wait_started()
-                print(describe(info, settings, workdir), flush=True)
-                for carrier in started:
-                    print(carrier.banner(), flush=True)
-                for text in await extension_demos(rt, info):
-                    print(text, flush=True)
+                parts = [carrier.banner() for carrier in started]
+                parts += await extension_demos(rt, info)
+                # One write, after everything that logs while starting: no log line
+                # lands inside the banner (the log goes to stderr).
+                sys.stdout.write(banner(describe(info, settings, workdir), parts))
+                sys.stdout.flush()
                 await serve(rt, host, port)
             finally:
                 await rt.aclose()

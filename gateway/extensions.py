@@ -105,7 +105,8 @@ class Host(Protocol):
         ...
 
     def wake_workers(self) -> None:
-        """Tell this process's job workers that a job was enqueued (others poll)."""
+        """Tell the job workers that a job was enqueued (this process's, and an idle one
+        of another process sharing the store)."""
         ...
 
     @property

@@ -46,6 +46,9 @@ Housekeeping = Callable[[], Awaitable[object]]
 # extension's ``run``, bound to the runtime).
 Service = Callable[[asyncio.Event], Awaitable[None]]
 SWEEP_INTERVAL = 60.0
+# Longest wait for a ring of the job bell in one call (the listener then checks that its
+# leaser is still idle).
+BELL_WAIT = 1.0
 # An unexpected error in a handler: tried again after 5 s, 10 s, 20 s … at most an hour.
 ERROR_RETRY_FIRST = 5.0
 ERROR_RETRY_MAX = 3600.0
@@ -96,6 +99,7 @@ class Worker:
         self._running: set[asyncio.Task[None]] = set()
         self._leases: dict[str, _Lease] = {}
         self._full = False  # the leaser waits for a free slot (more may be due)
+        self._idle = asyncio.Event()  # the leaser waits for work with free slots
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; jobs in flight finish first."""
@@ -103,13 +107,20 @@ class Worker:
         heartbeat = asyncio.create_task(self._heartbeat(done), name="worker-heartbeat")
         housekeeping = asyncio.create_task(self._housekeeping(stop), name="worker-housekeeping")
         leaser = asyncio.create_task(self._lease_loop(stop), name="worker-leaser")
+        bell = None
+        if self.rt.store.shared:
+            bell = asyncio.create_task(self._bell(stop), name="worker-bell")
         services = [
             asyncio.create_task(_logged(name, run, stop), name=f"service-{name}")
             for name, run in self.services.items()
         ]
         try:
             await stop.wait()
-            self.rt.wake_workers()
+            self.rt.wake_here()
+            if bell is not None:
+                bell.cancel()  # it may be blocked in the store for a second
+                with contextlib.suppress(asyncio.CancelledError):
+                    await bell
             await leaser
             while self._running:
                 await asyncio.gather(*self._running)
@@ -120,6 +131,8 @@ class Worker:
         except asyncio.CancelledError:  # not a stop: take down every task started here
             for task in (leaser, heartbeat, housekeeping, *services, *self._running):
                 task.cancel()
+            if bell is not None:
+                bell.cancel()
             raise
 
     async def _lease_loop(self, stop: asyncio.Event) -> None:
@@ -152,13 +165,32 @@ class Worker:
             if more and len(self._running) < self.concurrency:
                 continue
             self._full = more or free == 0
+            if not self._full:
+                self._idle.set()
             await rt.wait_for_work(rt.settings.poll_interval)
+            self._idle.clear()
+
+    async def _bell(self, stop: asyncio.Event) -> None:
+        """While the leaser is idle with free slots, take rings of the store's job bell
+        (another process enqueued a job) and wake it."""
+        rt = self.rt
+        failing = Failing("waiting for the job bell", rt.settings.poll_interval, log)
+        while not stop.is_set():
+            await self._idle.wait()
+            try:
+                rung = await rt.store.wait_job_bell(BELL_WAIT)
+            except Exception as exc:
+                await asyncio.sleep(failing.failed(exc))
+                continue
+            failing.ok()
+            if rung:
+                rt.wake_here()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
         if self._full:
             self._full = False
-            self.rt.wake_workers()
+            self.rt.wake_here()
 
     async def _run_logged(self, job: Job) -> None:
         try:

@@ -15,7 +15,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from gateway import dispatch, forwarding
+from gateway import dispatch, forwarding, retention
 from gateway.config import Settings
 from gateway.errors import ConfigError
 from gateway.extensions import extensions
@@ -29,7 +29,7 @@ async def open_runtime(settings: Settings, **options: Any) -> Runtime:
     """``Runtime.create`` with the core's inbound path (``gateway.inbound``) as the sink
     of every connector and the storage roles of the installed extensions
     (``Extension.storage``) opened on its store; ``options``: ``clock``, ``http``,
-    ``start_connectors``."""
+    ``start_connectors``, ``sends``."""
     roles = [role for ext in extensions() for role in ext.storage()]
     return await Runtime.create(settings, Inbound, roles=roles, **options)
 
@@ -67,7 +67,7 @@ def worker(
     return Worker(
         rt,
         {**job_handlers(rt), **(extra or {})},
-        housekeeping=dispatch.housekeeping(rt),
+        housekeeping=[*dispatch.housekeeping(rt), *retention.housekeeping(rt)],
         services=services(rt),
         concurrency=concurrency,
         name=name,

@@ -108,11 +108,14 @@ class Runtime:
         clock: Clock | None = None,
         http: httpx.AsyncClient | None = None,
         start_connectors: bool = True,
+        sends: bool = True,
     ) -> Runtime:
         """Open the store and the storage ``roles`` (``gateway.process`` passes the
         installed extensions'), load plugins and build (and start) the configured
         connectors, which hand what carriers send them to ``sink(runtime)``
-        (``gateway.process`` passes the core's inbound path)."""
+        (``gateway.process`` passes the core's inbound path). ``sends`` False: this
+        process runs no send jobs (API only), its connectors hold no carrier sessions
+        that count against a limit shared by every process (SMPP binds)."""
         for module in settings.plugins:
             try:
                 importlib.import_module(module)
@@ -134,6 +137,8 @@ class Runtime:
                 hooks := ConnectorHooks(store, rt.clock, rt.directory, settings.policy)
             ),
             screen=hooks,
+            shared=store.coordination(),
+            sends=sends,
         )
         try:
             for role in roles:
@@ -228,7 +233,14 @@ class Runtime:
         return {cid: state.health() for cid, state in self.connectors.items()}
 
     def wake_workers(self) -> None:
-        """Tell this process's workers that a job is waiting (others poll)."""
+        """Tell the job workers that a job was enqueued: this process's at once, and one
+        idle worker of another process through the store's job bell (when the store is
+        shared)."""
+        self._wake.set()
+        self.store.ring_job_bell()
+
+    def wake_here(self) -> None:
+        """Wake this process's job workers only (a slot freed, a ring came, a stop)."""
         self._wake.set()
 
     async def wait_for_work(self, timeout: float) -> None:

@@ -165,3 +165,28 @@ def test_t38_bench_smoke() -> None:
     assert re.search(r"^\s+2\s+2\s+[\d.]+\s+[1-9]\d*\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+", out.stdout,
                      re.M), text
     assert re.search(r"^RATIO calls per core .* -> GOAL (MET|MISSED)$", out.stdout, re.M), text
+
+
+@pytest.mark.slow
+def test_scale_bench_smoke() -> None:
+    """Small runs of the three parts (1 and 2 worker processes plus an API-only process on
+    one Redis; two store sizes on both backends; one process's CPU per message, Redis vs
+    SQLite): figures and ratios are printed, and every run passes its checks (0 lost,
+    0 duplicated, binds within the limit)."""
+    cmd = [sys.executable, str(REPO / "bench" / "scale.py"), "--messages", "150",
+           "--workers", "1,2", "--binds", "2", "--sizes", "200,800",
+           "--concurrency", "16", "--part", "processes,growth,cpu"]  # fmt: skip
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    row = r"\s+150\s+[\d,]+\s+\d+\.\d\d   lost 0 dup 0 binds \d/\d -> OK$"
+    labels = ("1 worker \\+ 1 API", "2 worker \\+ 1 API", "sqlite, 200 in store",
+              "sqlite, 800 in store", "redis, 200 in store", "redis, 800 in store")  # fmt: skip
+    for label in labels:
+        assert re.search(rf"^{label}{row}", out.stdout, re.M), text
+    for store in ("sqlite", "redis"):
+        assert re.search(rf"^RATIO {store} CPU per message, 800 in store vs 200 in store: "
+                         r"\d+\.\d\d .*GOAL (MET|MISSED)$", out.stdout, re.M), text  # fmt: skip
+    assert re.search(r"^RATIO one process CPU per message, redis vs sqlite: \d+\.\d\d "
+                     r"\(goal <= 1\.00\) -> GOAL (MET|MISSED)$", out.stdout, re.M), text
+    assert "CHECKS 6 of 6 runs" in out.stdout and "ALL OK" in out.stdout, text

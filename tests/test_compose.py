@@ -68,5 +68,6 @@ def test_every_gateway_command_is_a_real_command(services: dict[str, Any]) -> No
     assert seen == {"api": "serve", "worker": "worker"}
     api = parser.parse_args(argv(services["api"])[1:])
     assert api.host == "0.0.0.0"
+    assert api.no_workers  # API replicas run no jobs; the worker service does
     published = [str(p) for p in services["api"]["ports"]]
     assert all(p.endswith(f":{api.port}") for p in published)

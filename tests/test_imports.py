@@ -30,6 +30,7 @@ PUBLIC_CORE = frozenset(
         "gateway.blobs",
         "gateway.clock",
         "gateway.commands",
+        "gateway.coordination",  # what processes sharing a store agree on (connectors)
         "gateway.config",  # ConnectorConfig, Settings, typed (extensions' section parsers)
         "gateway.errors",
         "gateway.events",  # the event types of the event log
@@ -41,6 +42,7 @@ PUBLIC_CORE = frozenset(
         "gateway.models",
         "gateway.numbers",
         "gateway.outbound",  # draft/submit: the one outbound path, for front doors (email-to-fax)
+        "gateway.retention",  # drain: extensions prune their own logs in small batches
         "gateway.retry",
         "gateway.serving",  # the one way to run uvicorn
         "gateway.services",  # what one extension offers another (WebhookAdmin, DocumentPreview)

@@ -67,6 +67,7 @@ from gateway import jsoncodec
 from gateway.events import QUOTA_THRESHOLD
 from gateway.extensions import Host
 from gateway.models import Event, iso
+from gateway.retention import drain
 from gateway.retry import Failing, retry_after_seconds
 from webhooks.client import AttemptError, Client
 from webhooks.endpoints import matches
@@ -146,6 +147,9 @@ def _target(url: str) -> Target:
     return parse_target(url)
 
 
+PRUNE_INTERVAL = 60.0  # seconds between retention sweeps of the delivery log
+
+
 class Engine:
     """Fans events out to deliveries and attempts them; see the module docstring.
 
@@ -192,6 +196,7 @@ class Engine:
         loops = [
             asyncio.create_task(self._fanout_loop(stop), name="webhooks-fanout"),
             asyncio.create_task(self._due_loop(stop), name="webhooks-due"),
+            asyncio.create_task(self._prune_loop(stop), name="webhooks-retention"),
         ]
         try:
             await stop.wait()
@@ -200,6 +205,22 @@ class Engine:
             await asyncio.gather(*loops, return_exceptions=True)
             await self.drain()
             await self.client.aclose()
+
+    async def prune_once(self) -> int:
+        """Delete the deliveries that finished longer ago than [retention]
+        ``webhook_deliveries_days``, in small batches; how many."""
+        keep = self.rt.settings.retention
+        before = self.rt.clock.now() - keep.webhook_deliveries
+        return await drain("webhook deliveries", self.hooks.prune_deliveries, before, keep.batch)
+
+    async def _prune_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.prune_once()
+            except Exception:
+                log.exception("pruning the webhook delivery log failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), PRUNE_INTERVAL)
 
     async def _fanout_loop(self, stop: asyncio.Event) -> None:
         failing = Failing("webhook fan-out", self.settings.poll_interval, log)

@@ -111,6 +111,11 @@ class WebhookStore(Protocol):
         stored afterwards."""
         ...
 
+    async def prune_deliveries(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` deliveries that finished (succeeded or failed) before
+        ``before``, with their attempt logs, oldest first (retention); how many."""
+        ...
+
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         """The delivery with its attempt log (oldest first), or None."""
         ...

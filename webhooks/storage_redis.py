@@ -9,6 +9,7 @@ trips (``call_batched``). Keys, with P the store's prefix:
     P:wh:version counter       P:wh:cursor hash seq|owner|lease   P:wh:due zset
     P:whd:{id} delivery hash   P:whd:{id}:log list      P:whep:{id}:whd zset (score seq)
     P:whlane:{lane} zset of the lane's pending deliveries (score seq)
+    P:wh:done zset of finished deliveries (score: when they finished, ms), for retention
 
 Times are the caller's ``now`` in ms, never Redis TIME.
 """
@@ -158,10 +159,11 @@ end
 return out
 """,
     # KEYS: 1 hash, 2 log, 3 due, 4 lane, 5 next in the lane's hash, 6 endpoint's
-    # failing since. ARGV: 1 id, 2 token, 3 status, 4 due ms ('' = none), 5 attempt
-    # record, 6 now ms, 7 next id ('' = none), 8 endpoint ok ('1', '0', ''), 9 log
-    # entries kept → {1, failing since ms or '', promoted id or ''}, {0} (lease lost)
-    # or {-1, next id} (the lane's next is not ARGV[7]: nothing written)
+    # failing since, 7 the finished deliveries (retention). ARGV: 1 id, 2 token,
+    # 3 status, 4 due ms ('' = none), 5 attempt record, 6 now ms, 7 next id ('' = none),
+    # 8 endpoint ok ('1', '0', ''), 9 log entries kept → {1, failing since ms or '',
+    # promoted id or ''}, {0} (lease lost) or {-1, next id} (the lane's next is not
+    # ARGV[7]: nothing written)
     "wh_finish": """
 if ARGV[2] == '' or redis.call('HGET', KEYS[1], 'tok') ~= ARGV[2] then return {0} end
 local ordered, final = KEYS[4] ~= KEYS[1], ARGV[3] ~= 'pending'
@@ -190,6 +192,7 @@ redis.call('ZADD', KEYS[3], ARGV[6], ARGV[7])
 promoted = ARGV[7]
   end
 end
+if final then redis.call('ZADD', KEYS[7], ARGV[6], ARGV[1]) end
 if ARGV[8] == '1' then
   redis.call('DEL', KEYS[6])
 elseif ARGV[8] == '0' then
@@ -197,7 +200,7 @@ elseif ARGV[8] == '0' then
 end
 return {1, redis.call('GET', KEYS[6]) or '', promoted}
 """,
-    # KEYS: hash, due, endpoint's deliveries; ARGV: id, fixed doc, seq, now ms
+    # KEYS: hash, due, endpoint's deliveries, finished ones; ARGV: id, fixed doc, seq, now ms
     # → the hash's d, st, n, due, tok, lane, last, up afterwards
     "wh_requeue": """
 local f = redis.call('HMGET', KEYS[1], 'st', 'due', 'tok')
@@ -209,12 +212,31 @@ if not f[1] then
 elseif f[1] ~= 'pending' then
   redis.call('HSET', KEYS[1], 'st', 'pending', 'n', 0, 'due', ARGV[4], 'lane', ARGV[1],
 'up', ARGV[4])
+  redis.call('ZREM', KEYS[4], ARGV[1])
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 elseif f[3] == '' and f[2] ~= '' then
   redis.call('HSET', KEYS[1], 'due', ARGV[4], 'up', ARGV[4])
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 end
 return redis.call('HMGET', KEYS[1], 'd', 'st', 'n', 'due', 'tok', 'lane', 'last', 'up')
+""",
+    # Retention. KEYS: done; ARGV: before ms, limit, P:whd: prefix, P:whep: prefix
+    # → deliveries deleted (a requeued one left the done zset; a deleted one is gone)
+    "wh_prune": """
+local n = 0
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], '-inf', '(' .. ARGV[1], 'BYSCORE',
+                               'LIMIT', 0, tonumber(ARGV[2]))) do
+  local key = ARGV[3] .. id
+  local f = redis.call('HMGET', key, 'st', 'd')
+  if f[1] and f[1] ~= 'pending' then
+    local ep = cjson.decode(f[2])['endpoint_id']
+    redis.call('ZREM', ARGV[4] .. ep .. ':whd', id)
+    redis.call('DEL', key, key .. ':log')
+    n = n + 1
+  end
+  redis.call('ZREM', KEYS[1], id)
+end
+return n
 """,
 }
 
@@ -391,6 +413,7 @@ class RedisWebhookStore:
             keys = [self._k("whd", delivery.id), self._k("whd", delivery.id, "log")]
             keys += [self._k("wh", "due"), lane, self._k("whd", nxt or delivery.id)]
             keys.append(self._k("whep", delivery.endpoint_id, "failing"))
+            keys.append(self._k("wh", "done"))
             args: list[str | int] = [delivery.id, delivery.token or "", outcome.status, due]
             args += [_dumps(outcome.attempt), to_ms(now), nxt, ok, WEBHOOK_LOG_KEEP]
             reply = await self._b.call_batched("wh_finish", keys, args)
@@ -421,9 +444,16 @@ class RedisWebhookStore:
         for d in deliveries:
             keys = [self._k("whd", d.id), self._k("wh", "due")]
             keys.append(self._k("whep", d.endpoint_id, "whd"))
+            keys.append(self._k("wh", "done"))
             args: list[str | int] = [d.id, _dumps(d.static_doc()), d.seq, to_ms(now)]
             calls.append(self._b.call_batched("wh_requeue", keys, args))
         return [self._delivery(fields) for fields in await asyncio.gather(*calls)]
+
+    async def prune_deliveries(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` deliveries finished before ``before``, with their logs
+        (one script: the oldest of the finished index)."""
+        args: list[str | int] = [to_ms(before), limit, self._k("whd", ""), self._k("whep", "")]
+        return int(await self._b.call("wh_prune", [self._k("wh", "done")], args))
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         """The delivery with its attempt log."""

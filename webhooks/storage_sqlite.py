@@ -53,7 +53,12 @@ CREATE TABLE IF NOT EXISTS webhook_state (
 """
 # Released steps never change: a new schema is a step appended (see Engine.migrate). The
 # first one adopts the tables that the core's schema created before the webhooks owned them.
-SCHEMA_STEPS = (_SCHEMA_1,)
+# 2: finished deliveries by age, for retention (``prune_deliveries``).
+_SCHEMA_2 = """
+CREATE INDEX IF NOT EXISTS webhook_deliveries_finished ON webhook_deliveries (updated_ms)
+    WHERE status != 'pending';
+"""
+SCHEMA_STEPS = (_SCHEMA_1, _SCHEMA_2)
 _DELIVERY_COLUMNS = "doc, lane, status, attempts, due_ms, token, last, updated_ms"
 _LANE_BUSY = "SELECT 1 FROM webhook_deliveries WHERE lane = ? AND status = 'pending' LIMIT 1"
 
@@ -196,6 +201,28 @@ class SqliteWebhookStore:
             db.execute("DELETE FROM webhook_deliveries WHERE endpoint_id = ?", (endpoint_id,))
             self._bump_version(db)
             return True
+
+        return await self._engine.write(work)
+
+    async def prune_deliveries(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` deliveries finished before ``before``, with their
+        attempts (one short write, by the index of finished deliveries)."""
+
+        def work(db: sqlite3.Connection) -> int:
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "SELECT id FROM webhook_deliveries WHERE status != 'pending' "
+                    "AND updated_ms < ? ORDER BY updated_ms LIMIT ?",
+                    (to_ms(before), limit),
+                )
+            ]
+            if not ids:
+                return 0
+            marks = ",".join("?" * len(ids))
+            db.execute(f"DELETE FROM webhook_attempts WHERE delivery_id IN ({marks})", ids)
+            db.execute(f"DELETE FROM webhook_deliveries WHERE id IN ({marks})", ids)
+            return len(ids)
 
         return await self._engine.write(work)
 

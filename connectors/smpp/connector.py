@@ -8,9 +8,13 @@ key                      default   meaning
 host, port               —, 2775   the SMSC
 system_id, password      —, ""     bind credentials (at most 15 / 8 characters)
 system_type              ""        bind_transceiver system_type
-binds                    1         transceiver sessions opened in parallel (throughput)
+binds                    1         transceiver sessions in parallel (throughput): the total
+                                   over every process sharing the store (bind slots)
+bind_lease               15        seconds a process holds a bind slot without renewing it
+                                   (a dead process's binds are taken over after this)
 window                   10        unanswered requests allowed per bind
-rate                     100       submit_sm per second over all binds; 0 = unlimited
+rate                     100       submit_sm per second over all binds (a process sends its
+                                   share by the bind slots it holds); 0 = unlimited
 long_messages            "udh"     ``udh`` (UDH 05 00 03), ``sar`` (SAR TLVs) or
                                    ``payload`` (the whole text in one message_payload)
 gsm7_packing             false     send (and read) data_coding 0 as packed septets
@@ -31,6 +35,17 @@ inbound_dedupe_window    600       seconds an identical inbound message counts a
                                    redelivery (see ``reassembly.py``); 0 = never
 =======================  ========  ==========================================================
 
+Bind slots: ``binds`` is what the carrier allows in all, so a process binds only on a
+slot of the store's ``Coordination`` (``ConnectorContext.shared``), which it renews every
+third of ``bind_lease``; a slot it cannot renew (the store says another process holds it
+now) ends its session. A process that dies stops renewing, and another takes its slots
+over after ``bind_lease``. Processes sharing one Redis store spread the binds: a process
+takes one slot at once and each further one only a ``bind_lease`` after its last, so that
+processes started together each get one first. A process that holds no slot is unhealthy
+for sends (the send job waits and any process may take it then); an API-only process
+(``ConnectorContext.sends`` False) binds nothing. On SQLite (one process) every slot is
+this process's at once.
+
 ``send()`` submits one submit_sm per part (see ``content.py``) and returns the first
 part's message id as ``carrier_id`` and every part's in ``part_ids``. command_status
 values are mapped in ``status.py``. While no bind is up, ``send()`` waits ``send_wait``
@@ -43,6 +58,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -94,12 +111,16 @@ class _Bind:
         "last_error",
         "next_try",
         "paused_until",
+        "renewed",
         "session",
+        "slot",
         "task",
     )
 
     def __init__(self, index: int) -> None:
         self.index = index
+        self.slot: int | None = None  # the bind slot held in the store (see the docstring)
+        self.renewed = 0.0  # loop time the slot was last claimed or renewed
         self.session: Session | None = None
         self.paused_until = 0.0
         self.last_error: str | None = None
@@ -132,6 +153,10 @@ class SmppConnector:
         self._inbound = InboundProcessor(self.id, ctx, self.opts, self._ids)
         self._limiter = RateLimiter(self.opts.rate)
         self._up: asyncio.Event | None = None
+        self._slots = f"smpp:{self.id}"
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._last_claim = float("-inf")
+        self._renewer: asyncio.Task[None] | None = None
         self._rr = 0
         self._started = False
         self._closing = False
@@ -141,22 +166,98 @@ class SmppConnector:
 
     # -- life cycle ----------------------------------------------------------------------
     async def start(self) -> None:
-        """Bind every session; at least one must come up (``NotReadyError``/``AuthError``)."""
+        """Bind a session on every bind slot this process could claim; at least one must
+        come up (``NotReadyError``/``AuthError``), unless other processes hold every slot
+        (then this one waits for a slot). An API-only process binds nothing."""
         if self._started:
             return
         self._closing = False
         self._up = asyncio.Event()
+        if not self.ctx.sends:
+            self._started = True
+            return
         self._inbound.start()
-        results = await asyncio.gather(
-            *(self._bind(b) for b in self._binds), return_exceptions=True
-        )
-        if not any(b.up for b in self._binds):
+        for b in self._binds:
+            if not await self._claim(b):
+                break
+        claimed = [b for b in self._binds if b.slot is not None]
+        results = await asyncio.gather(*(self._bind(b) for b in claimed), return_exceptions=True)
+        if claimed and not any(b.up for b in self._binds):
+            await self._release_slots()
             await self._inbound.aclose()
             raise self._start_error([r for r in results if isinstance(r, BaseException)])
         loop = asyncio.get_running_loop()
         for b in self._binds:
             b.task = loop.create_task(self._supervise(b), name=f"{self.id}-bind-{b.index}")
+        self._renewer = loop.create_task(self._renew_slots(), name=f"{self.id}-bind-slots")
         self._started = True
+
+    # -- bind slots (see the module docstring) -------------------------------------------
+    async def _claim(self, b: _Bind) -> bool:
+        """Hold a bind slot for ``b``: whether it has one now."""
+        if b.slot is not None:
+            return True
+        shared = self.ctx.shared
+        loop = asyncio.get_running_loop()
+        holds = any(x.slot is not None for x in self._binds)
+        recent = loop.time() - self._last_claim < self.opts.bind_lease
+        if shared.spans_processes and holds and recent:
+            return False  # leave other processes a slot first
+        try:
+            slot = await shared.claim_slot(
+                self._slots, self.opts.binds, self._owner, self.opts.bind_lease
+            )
+        except Exception as exc:
+            b.last_error = f"cannot claim a bind slot: {_describe(exc)}"
+            log.warning("%s: %s", self.id, b.last_error)
+            return False
+        if slot is None:
+            return False
+        b.slot, b.renewed, self._last_claim = slot, loop.time(), loop.time()
+        log.info("%s: bind slot %d of %d claimed", self.id, slot, self.opts.binds)
+        self._share_rate()
+        return True
+
+    def _share_rate(self) -> None:
+        """``rate`` is for all binds: this process sends its share, by the slots it holds
+        (several processes together stay within it)."""
+        held = sum(1 for b in self._binds if b.slot is not None)
+        if self.opts.rate > 0 and held:
+            self._limiter.set_rate(self.opts.rate * held / self.opts.binds)
+
+    async def _renew_slots(self) -> None:
+        """Renew the slots held every third of ``bind_lease``; a slot lost (or not
+        renewed within the lease, the store being unreachable) ends its session."""
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            await asyncio.sleep(self.opts.bind_lease / 3)
+            for b in self._binds:
+                if b.slot is None:
+                    continue
+                try:
+                    kept = await self.ctx.shared.renew_slot(
+                        self._slots, b.slot, self._owner, self.opts.bind_lease
+                    )
+                except Exception as exc:
+                    kept = loop.time() - b.renewed < self.opts.bind_lease * 2 / 3
+                    log.warning("%s: bind slot %d not renewed: %s", self.id, b.slot,
+                                _describe(exc))  # fmt: skip
+                else:
+                    if kept:
+                        b.renewed = loop.time()
+                if not kept:
+                    log.error("%s: bind slot %d lost; closing its session", self.id, b.slot)
+                    b.slot = None
+                    self._share_rate()
+                    if b.session is not None:
+                        b.session.abort("bind slot lost to another process")
+
+    async def _release_slots(self) -> None:
+        for b in self._binds:
+            if b.slot is not None:
+                with contextlib.suppress(Exception):
+                    await self.ctx.shared.release_slot(self._slots, b.slot, self._owner)
+                b.slot = None
 
     def _start_error(self, errors: list[BaseException]) -> ConnectorError:
         where = f"SMSC {self.opts.host}:{self.opts.port}"
@@ -201,6 +302,10 @@ class SmppConnector:
         loop = asyncio.get_running_loop()
         waits = 0  # since the last long-lived session
         while not self._closing:
+            if b.slot is None and b.session is None and not await self._claim(b):
+                b.next_try = loop.time() + self.opts.bind_lease / 3
+                await asyncio.sleep(self.opts.bind_lease / 3)
+                continue
             failed = None
             session = b.session
             if session is not None:
@@ -239,6 +344,11 @@ class SmppConnector:
     async def aclose(self) -> None:
         """Unbind every session and stop the background tasks."""
         self._closing = True
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+            self._renewer = None
         for b in self._binds:
             if b.task is not None:
                 b.task.cancel()
@@ -249,6 +359,7 @@ class SmppConnector:
         await asyncio.gather(*(s.unbind() for s in sessions), return_exceptions=True)
         for b in self._binds:
             b.session = None
+        await self._release_slots()
         await self._inbound.aclose()
         self._started = False
 
@@ -261,10 +372,18 @@ class SmppConnector:
         return {}
 
     def health(self) -> Health:
-        """Healthy while at least one bind is up."""
+        """Healthy while at least one bind is up (an API-only process: always)."""
+        if not self.ctx.sends:
+            return Health(True, "no binds in an API-only process (the workers hold them)")
         up = sum(b.up for b in self._binds)
         if up:
             return Health(True, f"{up}/{len(self._binds)} binds up")
+        if self._started and all(b.slot is None for b in self._binds):
+            return Health(
+                False,
+                f"every one of the {self.opts.binds} bind slots is held by another process",
+                retry_after=self.opts.bind_lease / 3,
+            )
         errors = {b.last_error for b in self._binds if b.last_error}
         detail = "no bind up" + (f": {'; '.join(sorted(errors))}" if errors else "")
         if any(b.auth_failed for b in self._binds):

@@ -20,7 +20,7 @@ from connectors.smpp import pdu as P
 from connectors.smpp import receipt
 from connectors.smpp.content import read_deliver
 from connectors.smpp.options import SmppOptions
-from connectors.smpp.reassembly import Assembled, InboundIds, Reassembler
+from connectors.smpp.reassembly import Assembled, InboundIds, Reassembler, SharedReassembler
 from connectors.smpp.session import Session
 from connectors.smpp.tracking import IdStyle, SubmittedIds
 
@@ -40,6 +40,16 @@ class InboundProcessor:
         self.reassembler = Reassembler(
             opts.reassembly_timeout, max(opts.reassembly_timeout, opts.inbound_dedupe_window)
         )
+        # Processes sharing one Redis store: a set's parts may arrive on the binds of
+        # several processes, so they are kept in the store (``SharedReassembler``).
+        self.shared: SharedReassembler | None = None
+        if ctx.shared.spans_processes:
+            self.shared = SharedReassembler(
+                ctx.shared,
+                f"smpp:{connector_id}:",
+                opts.reassembly_timeout,
+                max(opts.reassembly_timeout, opts.inbound_dedupe_window),
+            )
         self.mo_ids = InboundIds(opts.inbound_dedupe_window)
         self.id_style = IdStyle()
         self._queue: asyncio.Queue[tuple[Session, P.Pdu]] = asyncio.Queue()
@@ -128,7 +138,10 @@ class InboundProcessor:
             log.warning("%s: unreadable deliver_sm dropped: %s (%r)", self.connector_id, exc, pdu)
             return
         now = asyncio.get_running_loop().time()
-        whole = self.reassembler.add(received, now)
+        if self.shared is not None:
+            whole = await self.shared.add(received)
+        else:
+            whole = self.reassembler.add(received, now)
         if whole is not None:
             await self._deliver(whole, now)
 
@@ -151,7 +164,10 @@ class InboundProcessor:
             meta=meta,
         )
         await self.ctx.sink.inbound(message)
-        self.reassembler.done(a.key, now)
+        if self.shared is not None:
+            await self.shared.done(a)
+        else:
+            self.reassembler.done(a.key, now)
 
     async def _sweep(self) -> None:
         """Deliver what arrived of sets that stayed incomplete past the timeout."""
@@ -160,7 +176,16 @@ class InboundProcessor:
         while True:
             await asyncio.sleep(interval)
             now = loop.time()
-            for a in self.reassembler.expired(now):
+            try:
+                expired = (
+                    await self.shared.expired()
+                    if self.shared is not None
+                    else self.reassembler.expired(now)
+                )
+            except Exception:
+                log.exception("%s: cannot look for incomplete messages", self.connector_id)
+                continue
+            for a in expired:
                 log.warning(
                     "%s: concatenated message from %s incomplete after %.0f s "
                     "(missing parts %s); delivering what arrived",
@@ -175,3 +200,6 @@ class InboundProcessor:
                     log.exception(
                         "%s: incomplete message not stored; trying again", self.connector_id
                     )
+                    if self.shared is not None:
+                        with contextlib.suppress(Exception):
+                            await self.shared.failed(a)

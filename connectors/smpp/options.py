@@ -20,6 +20,7 @@ class SmppOptions:
     password: str = ""
     system_type: str = ""
     binds: int = 1
+    bind_lease: float = 15.0
     window: int = 10
     rate: float = 100.0
     long_messages: str = "udh"
@@ -47,6 +48,7 @@ _INT = {"port", "binds", "window", "throttle_retries", "inbound_workers"}
 _BYTE = {"source_ton", "source_npi", "dest_ton", "dest_npi", "registered_delivery"}
 _FLOAT = {
     "rate",
+    "bind_lease",
     "enquire_link_interval",
     "response_timeout",
     "connect_timeout",
@@ -61,6 +63,7 @@ _FLOAT = {
 _STR_MAX = {"host": 255, "system_id": 15, "password": 8, "system_type": 12, "service_type": 5}
 _POSITIVE = {
     "binds",
+    "bind_lease",
     "window",
     "inbound_workers",
     "port",

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from connectors.smpp.content import Received
+from gateway.coordination import Coordination, PartSet
 
 GAP = "[…]"
 # Memory bounds: beyond these, the oldest remembered sets / ids are forgotten first.
@@ -121,6 +122,69 @@ class Reassembler:
             if until > now:
                 break
             del self._finished[key]
+
+
+class SharedReassembler:
+    """The parts of concatenated inbound messages kept in the store's ``Coordination``
+    (several processes on one Redis: a part may arrive on any process's bind), with the
+    semantics of :class:`Reassembler`: the part that completes a set hands it to its
+    process alone; a set incomplete after ``timeout`` goes to one process's sweep; a
+    delivered set remembers its parts for ``remember`` seconds (redelivery or late part).
+    """
+
+    def __init__(self, shared: Coordination, prefix: str, timeout: float, remember: float) -> None:
+        self.shared = shared
+        self.prefix = prefix  # the connector's own names start with it
+        self.timeout = timeout
+        self.remember = remember
+
+    def _name(self, key: Key) -> str:
+        source, dest, ref, total = key
+        return f"{self.prefix}{source}\x1f{dest}\x1f{ref}\x1f{total}"
+
+    def _assembled(self, found: PartSet) -> Assembled:
+        source, dest, ref, total = found.name[len(self.prefix) :].split("\x1f")
+        key = (source, dest, int(ref), int(total))
+        s = _Set(source, dest, int(total), int(ref), 0.0, dict(found.parts))
+        return s.assemble(key)
+
+    async def add(self, r: Received) -> Assembled | None:
+        """Add one part; the whole message when this completed it (or it had one part)."""
+        c = r.concat
+        if c is None:
+            return Assembled(None, r.source, r.dest, r.text, 1)
+        key = (r.source, r.dest, c.ref, c.total)
+        state, found = await self.shared.add_part(
+            self._name(key), c.seq, c.total, r.text, self.remember
+        )
+        if state == "late":
+            return Assembled(None, r.source, r.dest, r.text, 1, c.ref, late_part=c.seq)
+        if found is None:  # held, or a duplicate
+            return None
+        return self._assembled(found)
+
+    def _set(self, a: Assembled) -> PartSet | None:
+        if a.key is None:
+            return None
+        held = set(range(1, a.segments + 1)) - set(a.missing)
+        return PartSet(self._name(a.key), a.segments, dict.fromkeys(held, ""))
+
+    async def done(self, a: Assembled) -> None:
+        """The gateway stored this set: drop its parts, remember which it held."""
+        found = self._set(a)
+        if found is not None:
+            await self.shared.finish_parts(found, self.remember)
+
+    async def expired(self, limit: int = 100) -> list[Assembled]:
+        """Sets incomplete after ``timeout``, each handed to this process alone."""
+        found = await self.shared.expired_parts(self.prefix, self.timeout, limit)
+        return [self._assembled(f) for f in found]
+
+    async def failed(self, a: Assembled) -> None:
+        """An expired set that could not be stored: swept again later."""
+        found = self._set(a)
+        if found is not None:
+            await self.shared.return_parts(found)
 
 
 class InboundIds:

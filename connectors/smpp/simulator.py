@@ -24,10 +24,12 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import signal
 from collections import deque
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from connectors.smpp import gsm7
 from connectors.smpp import pdu as P
@@ -72,6 +74,9 @@ class SmscSimulator:
         self.accepted = 0
         self.malformed = 0
         self.binds: list[tuple[str, int]] = []  # (system_id, status) of every bind
+        self.most_bound = 0  # the most connections bound at once
+        self.delivered_on: list[tuple[str, int]] = []  # (kind, id of the connection)
+        self._turn = 0  # deliveries rotate over the equally idle receivers
         self.deliver_results: list[tuple[str, int]] = []  # (kind, deliver_sm_resp status)
         self._ids = itertools.count(0x1A2B3C00)
         self._faults = Faults()
@@ -223,6 +228,7 @@ class SmscSimulator:
             conn.mode = {P.BIND_TRANSCEIVER: "trx", P.BIND_TRANSMITTER: "tx"}.get(
                 pdu.command_id, "rx"
             )
+            self.most_bound = max(self.most_bound, self.bound)
             self._flush_undelivered()
 
     def _submit(self, conn: Conn, pdu: P.Pdu) -> None:
@@ -313,10 +319,17 @@ class SmscSimulator:
         self.queue_delivery(Pending(fields, tlvs, "receipt"))
 
     def queue_delivery(self, pending: Pending) -> None:
-        """Deliver on the least busy receiving connection, or keep until one binds."""
+        """Deliver on the least busy receiving connection (taking turns among equally
+        idle ones, as an SMSC spreads its traffic over the binds), or keep until one
+        binds."""
         receivers = [c for c in self.conns if c.receives]
         if receivers:
-            min(receivers, key=lambda c: len(c.inflight)).deliver(pending)
+            least = min(len(c.inflight) for c in receivers)
+            idle = [c for c in receivers if len(c.inflight) == least]
+            self._turn += 1
+            chosen = idle[self._turn % len(idle)]
+            self.delivered_on.append((pending.kind, id(chosen)))
+            chosen.deliver(pending)
         else:
             self._undelivered.append(pending)
 
@@ -342,6 +355,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--receipt-delay", type=float, default=0.5)
     parser.add_argument("--no-receipt-tlvs", action="store_true", help="text receipts only")
     parser.add_argument("--receipt-stat", default="DELIVRD", choices=sorted(STATES))
+    parser.add_argument(
+        "--stats", metavar="FILE", help="on exit, write accepted submits and binds as JSON"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
@@ -365,6 +381,10 @@ def main(argv: list[str] | None = None) -> None:
         await stop.wait()
         await sim.stop()
         print(f"accepted {sim.accepted} submit_sm", flush=True)
+        if args.stats:
+            stats = {"accepted": sim.accepted, "most_bound": sim.most_bound,
+                     "binds": len(sim.binds)}  # fmt: skip
+            Path(args.stats).write_text(json.dumps(stats), encoding="utf-8")
 
     asyncio.run(serve())
 

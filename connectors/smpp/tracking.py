@@ -135,11 +135,15 @@ class RateLimiter:
         time: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self.tolerance = self.interval * max(0.0, rate / 20 - 1)
+        self.set_rate(rate)
         self._time = time
         self._sleep = sleep
         self._tat = 0.0
+
+    def set_rate(self, rate: float) -> None:
+        """Change the rate (0: unlimited) from the next acquisition on."""
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.tolerance = self.interval * max(0.0, rate / 20 - 1)
 
     async def acquire(self) -> None:
         """Wait for the next slot (immediately when the rate is unlimited)."""

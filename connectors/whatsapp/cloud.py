@@ -295,12 +295,16 @@ class WhatsAppCloudConnector:
         self.channels = frozenset({"whatsapp"})
         self.numbers: frozenset[str] | None = frozenset(self.options.phone_number_ids)
         self.numbers_by_id = {v: k for k, v in self.options.phone_number_ids.items()}
+        # Shared by every process on the store: one budget per number, one backoff per
+        # recipient (``throughput.py``).
         self.limiter = NumberLimiter(
             self.options.throughput,
             default_rate=self.options.default_throughput,
             burst=self.options.burst,
+            shared=ctx.shared,
+            prefix=f"wa:{self.id}:rate:",
         )
-        self.pairs = PairBackoff()
+        self.pairs = PairBackoff(ctx.shared, prefix=f"wa:{self.id}:pair:")
         self._auth_error: ConnectorError | None = None
         self._probe_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -340,7 +344,7 @@ class WhatsAppCloudConnector:
                 f"{message.from_} is not a business number of connector {self.id}",
                 code=ErrorCode.REJECTED,
             )
-        wait = self.pairs.remaining(pnid, message.to)
+        hits, wait = await self.pairs.state(pnid, message.to)
         if wait > 0:
             raise RetryableError(
                 f"pair rate limit: no message to {message.to} for another {wait:.0f} s",
@@ -351,7 +355,8 @@ class WhatsAppCloudConnector:
         body = await self._message_body(pnid, message)
         await self.limiter.acquire(pnid)
         answer = await self._graph("POST", f"/{pnid}/messages", json=body, recipient=message.to)
-        self.pairs.success(pnid, message.to)
+        if hits:
+            await self.pairs.success(pnid, message.to)
         messages = _dict(answer).get("messages")
         first = messages[0] if isinstance(messages, list) and messages else None
         wamid = _dict(first).get("id")
@@ -414,21 +419,23 @@ class WhatsAppCloudConnector:
         except httpx.HTTPError as exc:
             raise media.transport_failure(exc) from exc
         if response.status_code >= 300:
-            raise self._failed(
+            raise await self._failed(
                 parse_graph_error(response.status_code, _json_or_none(response)), path, recipient
             )
         self._auth_ok()
         return _json_or_none(response)
 
-    def _failed(self, err: GraphError, path: str, recipient: str | None) -> ConnectorError:
+    async def _failed(
+        self, err: GraphError, path: str, recipient: str | None
+    ) -> ConnectorError:
         """Apply what an error means beyond the message (health, pauses) and raise it."""
         rule = err.rule
         pnid = path.strip("/").split("/", 1)[0]
         retry_after = None
         if rule.backoff == errors.NUMBER_PAUSE and rule.retry_after:
-            self.limiter.pause(pnid, rule.retry_after)
+            await self.limiter.pause(pnid, rule.retry_after)
         elif rule.backoff == errors.PAIR_BACKOFF and recipient is not None:
-            retry_after = self.pairs.hit(pnid, recipient)
+            retry_after = await self.pairs.hit(pnid, recipient)
         exc = exception_for(err, retry_after)
         if isinstance(exc, AuthError):
             self._auth_failed(exc)

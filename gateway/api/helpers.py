@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -26,6 +26,9 @@ from gateway.errors import Forbidden, GatewayError, PayloadTooLarge, ValidationE
 from gateway.extensions import Host
 
 MAX_LIMIT = 200
+# Times a query may name: room on both sides for the arithmetic done with them (a replay
+# starts minutes before its ``since``; year 1 minus five minutes overflows).
+TIME_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))
 DEFAULT_LIMIT = 50
 
 H = TypeVar("H", bound=Host)
@@ -118,6 +121,14 @@ def time_param(request: Request, name: str) -> datetime | None:
         ) from None
     if when.tzinfo is None:
         raise ValidationError(f"'{name}' must include a time zone (Z or +01:00)", field=name)
+    try:  # comparing converts to UTC, which overflows at the ends of the calendar
+        ok = TIME_RANGE[0] <= when <= TIME_RANGE[1]
+    except OverflowError:
+        ok = False
+    if not ok:
+        raise ValidationError(
+            f"'{name}' must be between {TIME_RANGE[0]:%Y} and {TIME_RANGE[1]:%Y}", field=name
+        )
     return when
 
 

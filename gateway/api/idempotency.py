@@ -129,7 +129,12 @@ async def idempotent(
             await rt.store.idem_release(scope, key)
     else:
         await rt.store.idem_complete(
-            scope, key, response.status_code, bytes(response.body).decode(), rt.clock.now()
+            scope,
+            key,
+            response.status_code,
+            bytes(response.body).decode(),
+            rt.clock.now(),
+            rt.settings.retention.idempotency,
         )
     return response
 

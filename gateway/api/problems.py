@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -39,7 +40,9 @@ def problem(
         "detail": detail,
     }
     if instance:
-        body["instance"] = instance
+        # The decoded request path, encoded again: the document promises a URI reference
+        # (a path such as /v1/messages/%12ß arrives decoded).
+        body["instance"] = quote(instance, safe="/!$&'()*+,;=:@")
     body.update(extra)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status in (429, 503) and "retry_after" in extra:  # when to try again

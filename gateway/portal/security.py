@@ -195,6 +195,10 @@ class PortalGuard:
         lang = i18n.negotiate(headers.get("accept-language"), jar.get(LANG_COOKIE))
         i18n.activate(lang)
         scope["portal"] = portal
+        # Where the live tail stood before this page read anything: its event stream
+        # resumes from here, so an event between rendering and the stream's opening is
+        # not lost (None: the tail has not started; the stream starts where it stands).
+        scope["portal_live_since"] = portal.hub.seq
         scope["portal_lang"] = lang
         scope["portal_formats"] = i18n.Formats(lang, portal.rt.settings.tz)
         set_cookies: list[str] = []

@@ -150,6 +150,7 @@ def render(
         "fmt": request.scope.get("portal_formats") or i18n.Formats(lang, ZoneInfo("UTC")),
         "csrf": request.scope.get("portal_csrf", ""),
         "path": request.url.path,
+        "live_since": request.scope.get("portal_live_since"),
         "region_number": functools.partial(
             contact_label, region=viewer.team.region if viewer is not None else "DE"
         ),

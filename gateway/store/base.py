@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
+from gateway.coordination import Coordination
 from gateway.errors import RateLimited
 from gateway.models import (
     ApiKey,
@@ -156,6 +157,9 @@ class Limit(NamedTuple):  # a tuple: every send builds two
             window_seconds=seconds,
             retry_after=retry_after,
         )
+
+
+IDEM_KEEP = timedelta(hours=24)  # how long a response is replayed for its key (default)
 
 
 # -- end outbound policy -------------------------------------------------------------------
@@ -413,6 +417,26 @@ class Store(Protocol):
         """Add a job (state ``ready``, due at ``job.run_at``)."""
         ...
 
+    # The job bell: how a process that enqueued a job wakes an idle worker of another
+    # process at once (polling stays as the fallback). ``shared``: other processes may
+    # use this store's queue (Redis); a store only one process opens (SQLite) has no
+    # bell to ring or wait for.
+    shared: bool
+
+    def ring_job_bell(self) -> None:
+        """Wake one idle worker of any process (rings that come while one is on its way
+        are folded into one more ring); never raises, never waits."""
+        ...
+
+    async def wait_job_bell(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a ring; True when this caller took one."""
+        ...
+
+    def coordination(self) -> Coordination:
+        """What the processes sharing this store agree on (carrier session slots, send
+        rates, inbound part sets): ``gateway/coordination.py``."""
+        ...
+
     async def lease_job(
         self,
         now: datetime,
@@ -526,9 +550,25 @@ class Store(Protocol):
         ...
 
     async def idem_complete(
-        self, scope: str, key: str, status_code: int, body: str, now: datetime
+        self,
+        scope: str,
+        key: str,
+        status_code: int,
+        body: str,
+        now: datetime,
+        keep: timedelta = IDEM_KEEP,
     ) -> None:
-        """Store the response of the request that holds the claim."""
+        """Store the response of the request that holds the claim, replayed for ``keep``."""
+        ...
+
+    # -- retention (``gateway/retention.py`` calls these in small batches) ------------
+    async def prune_events(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest events, those created before ``before``
+        (the log's oldest first; it stops at the first newer one); how many it deleted."""
+        ...
+
+    async def prune_idempotency(self, now: datetime, limit: int) -> int:
+        """Delete up to ``limit`` idempotency records that expired by ``now``; how many."""
         ...
 
     async def idem_release(self, scope: str, key: str) -> None:

@@ -68,6 +68,7 @@ from gateway.models import (
 )
 from gateway.store import rules
 from gateway.store.base import (
+    IDEM_KEEP,
     IdemRecord,
     Limit,
     MessageExists,
@@ -84,7 +85,6 @@ from gateway.store.redis_jobs import text as _text
 from gateway.store.redis_scripts import SCRIPTS
 from gateway.store.rules import event_doc
 
-IDEM_KEEP = timedelta(hours=24)
 _Doc = TypeVar("_Doc", Team, Member, ApiKey, Attachment, Conversation, Message, Job)
 
 
@@ -94,7 +94,7 @@ def _dumps(doc: dict[str, Any]) -> str:
 
 def _gc_ms(ttl: timedelta) -> int:
     # A real expiry only collects garbage; the ``exp`` field compared with ``now`` decides.
-    return 2 * (max(ttl, IDEM_KEEP) // timedelta(milliseconds=1))
+    return 2 * max(ttl // timedelta(milliseconds=1), 60_000)
 
 
 def _threshold_parts(charge: Charge, pct: int, event_id: str, at: datetime) -> tuple[str, str]:
@@ -167,7 +167,7 @@ class RedisStore(RedisJobs):
         return await self._backend.lane.call(name, keys, args)
 
     async def _get(self, cls: type[_Doc], kind: str, ident: str) -> _Doc | None:
-        raw = await self._r.get(self._k(kind, ident))
+        raw = await self._read(self._k(kind, ident))
         return cls.from_dict(jsoncodec.loads(raw)) if raw is not None else None
 
     async def _many(self, cls: type[_Doc], kind: str, ids: Iterable[object]) -> list[_Doc]:
@@ -304,9 +304,9 @@ class RedisStore(RedisJobs):
         )
         keys = [self._k("convkey", team_id, member_number, remote_number)]
         keys += [self._k("conv", conv.id), self._k("team", team_id, "convs")]
-        conv_id = await self._run(
+        conv_id = _text(await self._run_batched(
             "conversation_for", keys, [conv.id, _dumps(conv.to_dict()), to_ms(now)]
-        )
+        ))  # fmt: skip
         if conv_id == conv.id:
             return conv
         found = await self.get_conversation(conv_id)
@@ -476,8 +476,12 @@ class RedisStore(RedisJobs):
         return message, True
 
     async def get_message(self, message_id: str) -> Message | None:
-        """The message, or None."""
-        return await self._get(Message, "msg", message_id)
+        """The message, or None (read from the store, and kept for the next
+        compare-and-set of this process, see ``_remember``)."""
+        key = self._k("msg", message_id)
+        raw = await self._read(key)
+        self._remember(key, raw)
+        return Message.from_dict(jsoncodec.loads(raw)) if raw is not None else None
 
     async def list_messages(
         self, flt: MessageFilter, cursor: str | None, limit: int
@@ -513,19 +517,23 @@ class RedisStore(RedisJobs):
     ) -> tuple[Message, bool] | None:
         """``update_message``; with ``connector_id``, only while the message is on it."""
         key = self._k("msg", message_id)
+        raw = self._known(key)  # tried first; the script refuses it if it is stale
         for _ in range(_CAS_TRIES):
-            raw = await self._r.get(key)
+            if raw is None:
+                raw = await self._read(key)
             if raw is None:
                 return None
             msg = Message.from_dict(jsoncodec.loads(raw))
             if connector_id is not None and msg.connector_id != connector_id:
                 return msg, False
-            changed, event, keys, args, parts = self._message_update(msg, _text(raw), update, now)
-            seq = int(await self._run("update_message", keys, [*args, *parts]))
+            changed, event, keys, args, parts = self._message_update(msg, raw, update, now)
+            seq = int(await self._run_batched("update_message", keys, [*args, *parts]))
             if seq >= 0:
                 if event is not None:
                     event.seq = seq
+                self._remember(key, str(args[1]))
                 return msg, changed
+            raw = None  # moved: read it again
         raise RuntimeError(f"message {message_id}: too much contention")
 
     def _message_update(
@@ -561,8 +569,11 @@ class RedisStore(RedisJobs):
         """Apply ``update`` to the message and ack the job, in one script (retried if the
         message doc moved)."""
         key, job_key = self._k("msg", message_id), self._k("job", job_id)
+        known = self._known(key), self._known(job_key)  # tried first (see _remember)
         for _ in range(_CAS_TRIES):
-            raw, job_raw = await self._r.mget([key, job_key])
+            if None in known:
+                known = tuple(await self._read_many([key, job_key]))  # type: ignore[assignment]
+            raw, job_raw = known
             if raw is None:
                 await self.ack_job(job_id, token)
                 return None
@@ -578,12 +589,15 @@ class RedisStore(RedisJobs):
             msg = Message.from_dict(jsoncodec.loads(raw))
             changed, event, keys, args, parts = self._message_update(msg, _text(raw), update, now)
             keys += [job_key, *indexes]
-            reply = await self._run("complete_send", keys, [*args, held, job_id, *parts])
+            reply = await self._run_batched("complete_send", keys, [*args, held, job_id, *parts])
             seq = int(reply[0])
             if seq >= 0:
                 if event is not None:
                     event.seq = seq
+                self._remember(key, str(args[1]))
+                self._remember(job_key, None)
                 return msg, changed
+            known = (None, None)  # moved: read both again
         raise RuntimeError(f"message {message_id}: too much contention")
 
     async def update_by_carrier_id(
@@ -591,7 +605,9 @@ class RedisStore(RedisJobs):
     ) -> tuple[Message, bool] | None:
         """Find the message by its carrier id and apply ``update`` (unless it moved to
         another connector since)."""
-        message_id = await self._r.hget(self._k("carrier", connector_id), carrier_id)
+        message_id = await self._run_batched(
+            "read_hget", [self._k("carrier", connector_id)], [carrier_id]
+        )
         if message_id is None:
             return None
         return await self._update(_text(message_id), update, now, connector_id)
@@ -703,6 +719,22 @@ class RedisStore(RedisJobs):
             out[-1].seq = int(seq)
         return out
 
+    async def prune_events(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest events created before ``before``: they
+        are read (one ZRANGE) and the old ones removed by score (events are only ever
+        appended with higher seqs, so nothing newer is in that range)."""
+        cutoff = iso(before)
+        rows = await self._r.zrange(self._k("events"), 0, limit - 1)
+        last = None
+        for row in rows:
+            seq, _, doc = _text(row).partition(" ")
+            if str(jsoncodec.loads(doc).get("created_at", "")) >= cutoff:
+                break
+            last = int(seq)
+        if last is None:
+            return 0
+        return int(await self._r.zremrangebyscore(self._k("events"), "-inf", last))
+
     async def events_at(self, seqs: Sequence[int]) -> list[Event]:
         """The events with these seqs, in seq order (one round trip)."""
         wanted = sorted(set(seqs))
@@ -741,11 +773,21 @@ class RedisStore(RedisJobs):
         return IdemRecord(fp, None, None, held or None)
 
     async def idem_complete(
-        self, scope: str, key: str, status_code: int, body: str, now: datetime
+        self,
+        scope: str,
+        key: str,
+        status_code: int,
+        body: str,
+        now: datetime,
+        keep: timedelta = IDEM_KEEP,
     ) -> None:
-        """Store the response for a claimed key (kept for 24 hours)."""
-        args: list[str | int] = [status_code, body, to_ms(now + IDEM_KEEP), _gc_ms(IDEM_KEEP)]
+        """Store the response for a claimed key (kept for ``keep``)."""
+        args: list[str | int] = [status_code, body, to_ms(now + keep), _gc_ms(keep)]
         await self._run("idem_complete", [self._k("idem", scope, key)], args)
+
+    async def prune_idempotency(self, now: datetime, limit: int) -> int:
+        """Nothing to do: every record's key expires in Redis by itself."""
+        return 0
 
     async def idem_release(self, scope: str, key: str) -> None:
         """Drop a claim."""

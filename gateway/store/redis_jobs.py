@@ -8,6 +8,8 @@ Keys (P = the prefix)::
     P:jobs:parked:{kind}       zset, score = when the job fell due: due jobs a worker set
                                aside for want of a handler of their kind (doc unchanged)
     P:jobs:parked              set of the kinds that ever had a parked job
+    P:jobs:bell                list: the job bell, one entry per ring (at most BELL_MAX);
+                               an idle worker of any process takes one with BLPOP
 
 Every change is a compare-and-set of the job's doc (``save_job``, ``park_job``), so two
 workers never lease one job, and a lease is one CAS per job, all in one round trip.
@@ -16,6 +18,7 @@ workers never lease one job, and a lease is one CAS per job, all in one round tr
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Awaitable, Collection
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,13 +26,20 @@ from typing import TYPE_CHECKING, Any
 from gateway import jsoncodec
 from gateway.models import Job, to_ms
 from gateway.store import rules
+from gateway.store.redis_shared import RedisCoordination
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
+    from gateway.store.redis_backend import RedisBackend
+
 CAS_TRIES = 1000  # each failed compare-and-set means another caller made progress
 JOB_STATES = ("ready", "leased", "dead")
 _SCAN = 500  # ids read per round when a listing filters by kind
+DOCS_KEPT = 4096  # docs this process last wrote, kept for its next compare-and-set
+# Rings kept waiting at most: each wakes one idle worker (which then leases a whole
+# batch), so a few are enough, and a bell nobody listens to (API-only) stays small.
+BELL_MAX = 8
 
 
 def text(value: object) -> str:
@@ -50,6 +60,10 @@ def job_slot(job: Job) -> tuple[str, int]:
 class RedisJobs:
     """The job methods of ``RedisStore``."""
 
+    # Every process on this Redis shares the queue: the job bell wakes their workers.
+    shared = True
+    _bell_state = 0  # 0: no ring on its way; 1: one is; 2: and another asked meanwhile
+
     if TYPE_CHECKING:  # RedisStore's plumbing
 
         @property
@@ -60,6 +74,79 @@ class RedisJobs:
         async def _run(self, name: str, keys: list[str], args: list[str | int]) -> Any: ...
 
         async def _run_batched(self, name: str, keys: list[str], args: list[str | int]) -> Any: ...
+
+        @property
+        def backend(self) -> RedisBackend: ...
+
+    # -- the docs this process last read or wrote -----------------------------------------
+    # A compare-and-set needs the doc as stored; the send path reads a message (and its
+    # job) and writes it again a moment later, several times per message. The doc it
+    # wrote last is kept here and tried first: a stale one (another process wrote since)
+    # makes the script refuse, and the doc is read again. Decisions that must see the
+    # store as it is (get_message, get_job) always read it.
+    _docs: OrderedDict[str, str] | None = None
+
+    def _remember(self, key: str, raw: str | None) -> None:
+        docs = self._docs
+        if docs is None:
+            docs = self._docs = OrderedDict()
+        if raw is None:
+            docs.pop(key, None)
+            return
+        docs[key] = raw
+        docs.move_to_end(key)
+        if len(docs) > DOCS_KEPT:
+            docs.popitem(last=False)
+
+    def _known(self, key: str) -> str | None:
+        return self._docs.get(key) if self._docs is not None else None
+
+    # -- reads on the lane (the send path's: no connection checkout, shared round trip) --
+    async def _read(self, key: str) -> str | None:
+        """GET ``key`` in this tick's pipelined batch."""
+        raw = await self._run_batched("read_get", [key], [])
+        return None if raw is None else text(raw)
+
+    async def _read_many(self, keys: list[str]) -> list[str | None]:
+        """MGET ``keys`` in this tick's pipelined batch."""
+        raws = await self._run_batched("read_mget", keys, [])
+        return [None if raw is None else text(raw) for raw in raws]
+
+    # -- the job bell --------------------------------------------------------------------
+    def ring_job_bell(self) -> None:
+        """One ring in this tick's pipelined batch (after the writes already in it, so
+        the job is stored when a worker wakes); while a ring is on its way, further
+        rings are folded into one more sent after it."""
+        if self._bell_state:
+            self._bell_state = 2
+            return
+        self._bell_state = 1
+        try:
+            done = self.backend.lane.post("ring_job_bell", [self._k("jobs", "bell")], [BELL_MAX])
+        except RuntimeError:  # the store is closed (or no loop runs): nobody to wake
+            self._bell_state = 0
+            return
+        done.add_done_callback(self._rang)
+
+    def _rang(self, done: asyncio.Future[Any]) -> None:
+        if not done.cancelled():
+            done.exception()  # a lost ring only delays a worker until it polls
+        again = self._bell_state == 2
+        self._bell_state = 0
+        if again:
+            self.ring_job_bell()
+
+    _coordination: RedisCoordination | None = None
+
+    def coordination(self) -> RedisCoordination:
+        """Shared by every process on this Redis (``redis_shared.py``)."""
+        if self._coordination is None:
+            self._coordination = RedisCoordination(self.backend)
+        return self._coordination
+
+    async def wait_job_bell(self, timeout: float) -> bool:
+        """Take one ring (BLPOP), waiting up to ``timeout`` seconds."""
+        return await self._r.blpop([self._k("jobs", "bell")], timeout) is not None
 
     def _parked(self, kind: str) -> str:
         return self._k("jobs", "parked", kind)
@@ -77,7 +164,9 @@ class RedisJobs:
         ]
         doc = jsoncodec.dumps(job.to_dict()) if job else ""
         run = self._run_batched if batched else self._run
-        return bool(await run("save_job", keys, [raw, doc, job_id, state, score]))
+        saved = bool(await run("save_job", keys, [raw, doc, job_id, state, score]))
+        self._remember(keys[0], doc or None if saved else None)
+        return saved
 
     async def _park(self, raw: str, job: Job, score: int) -> bool:
         keys = [
@@ -147,7 +236,7 @@ class RedisJobs:
         now_ms = to_ms(now)
         leased: list[Job] = []
         while len(leased) < limit and (due := await self._due(now_ms, limit - len(leased), kinds)):
-            raws = await self._r.mget([self._k("job", job_id) for job_id, _ in due])
+            raws = await self._read_many([self._k("job", job_id) for job_id, _ in due])
             tries: list[tuple[str, Job, bool]] = []
             other: list[Awaitable[object]] = []
             for (job_id, index), raw in zip(due, raws, strict=True):
@@ -174,11 +263,11 @@ class RedisJobs:
         return leased
 
     async def _holding(self, job_id: str, token: str) -> tuple[str, Job] | None:
-        raw = await self._r.get(self._k("job", job_id))
+        raw = await self._read(self._k("job", job_id))
         if raw is None:
             return None
         job = Job.from_dict(jsoncodec.loads(raw))
-        return (text(raw), job) if job.state == "leased" and job.token == token else None
+        return (raw, job) if job.state == "leased" and job.token == token else None
 
     async def renew_job(self, job_id: str, token: str, until: datetime) -> bool:
         """Extend the lease ``token`` holds to ``until``."""
@@ -196,7 +285,7 @@ class RedisJobs:
         for _ in range(CAS_TRIES):
             if (held := await self._holding(job_id, token)) is None:
                 return False
-            if await self._save_job(held[0], None, job_id, held[1].kind):
+            if await self._save_job(held[0], None, job_id, held[1].kind, batched=True):
                 return True
         raise RuntimeError(f"job {job_id}: too much contention")
 
@@ -209,7 +298,7 @@ class RedisJobs:
                 return None
             raw, job = held
             rules.schedule_retry(job, run_at, error, refund)
-            if await self._save_job(raw, job, job_id, job.kind):
+            if await self._save_job(raw, job, job_id, job.kind, batched=True):
                 return job.state
         raise RuntimeError(f"job {job_id}: too much contention")
 

@@ -92,12 +92,17 @@ class Lane:
 
     async def call(self, name: str, keys: list[str], args: list[str | int]) -> Any:
         """Run script ``name`` in this tick's batch; its reply (or its error)."""
+        return await self.post(name, keys, args)
+
+    def post(self, name: str, keys: list[str], args: list[str | int]) -> asyncio.Future[Any]:
+        """Put script ``name`` in this tick's batch without waiting: the future gets its
+        reply (or its error)."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Any] = loop.create_future()
         self._batch.append((name, keys, args, done, False))
         if len(self._batch) == 1:
             loop.call_soon(self._flush)
-        return await done
+        return done
 
     async def aclose(self) -> None:
         """Wait for the calls in flight, then give the connection back to the pool."""

@@ -31,9 +31,11 @@ from gateway.models import (
     StatusChange,
     Team,
     from_ms,
+    iso,
     to_ms,
 )
 from gateway.store.base import (
+    IDEM_KEEP,
     IdemRecord,
     Limit,
     MessageFilter,
@@ -118,9 +120,9 @@ CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, status_code INTEGER,
     body TEXT, expires_ms INTEGER NOT NULL, PRIMARY KEY (scope, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_ms);
 """
 
-IDEM_KEEP = timedelta(hours=24)
 T = TypeVar("T")
 
 
@@ -801,6 +803,27 @@ class SqliteStore(SqliteJobs):
             out.append(ev)
         return out
 
+    async def prune_events(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest events created before ``before`` (one
+        short write: the oldest ``limit`` rows by key)."""
+        cutoff = iso(before)
+
+        def work(db: sqlite3.Connection) -> int:
+            rows = db.execute(
+                "SELECT seq, json_extract(doc, '$.created_at') FROM events ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+            last = None
+            for seq, at in rows:
+                if at >= cutoff:
+                    break
+                last = seq
+            if last is None:
+                return 0
+            return db.execute("DELETE FROM events WHERE seq <= ?", (last,)).rowcount
+
+        return await self._write(work)
+
     async def events_at(self, seqs: Sequence[int]) -> list[Event]:
         """The events with these seqs, in seq order."""
         wanted = sorted(set(seqs))
@@ -847,16 +870,34 @@ class SqliteStore(SqliteJobs):
         return await self._write(work)
 
     async def idem_complete(
-        self, scope: str, key: str, status_code: int, body: str, now: datetime
+        self,
+        scope: str,
+        key: str,
+        status_code: int,
+        body: str,
+        now: datetime,
+        keep: timedelta = IDEM_KEEP,
     ) -> None:
-        """Store the response for a claimed key (kept for 24 hours)."""
+        """Store the response for a claimed key (kept for ``keep``)."""
 
         def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE idempotency SET status_code = ?, body = ?, expires_ms = ? "
                 "WHERE scope = ? AND key = ?",
-                (status_code, body, to_ms(now + IDEM_KEEP), scope, key),
+                (status_code, body, to_ms(now + keep), scope, key),
             )
+
+        return await self._write(work)
+
+    async def prune_idempotency(self, now: datetime, limit: int) -> int:
+        """Delete up to ``limit`` expired records (one short write, by the expiry index)."""
+
+        def work(db: sqlite3.Connection) -> int:
+            return db.execute(
+                "DELETE FROM idempotency WHERE (scope, key) IN (SELECT scope, key FROM "
+                "idempotency WHERE expires_ms <= ? ORDER BY expires_ms LIMIT ?)",
+                (to_ms(now), limit),
+            ).rowcount
 
         return await self._write(work)
 

@@ -12,6 +12,7 @@ still finish it), and counts and listings show it as ready.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import sqlite3
 from collections.abc import Callable, Collection
@@ -19,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from gateway import jsoncodec
+from gateway.coordination import LocalCoordination
 from gateway.models import Job, to_ms
 from gateway.store.rules import lease_or_bury, schedule_retry
 from gateway.store.sqlite_batch import encode, job_row
@@ -100,6 +102,25 @@ class SqliteJobs:
 
     def _jobs(self, sql: str, *args: Any) -> list[Job]:
         return [Job.from_dict(jsoncodec.loads(r[0])) for r in self._conn.execute(sql, args)]
+
+    # One process owns a SQLite store: its workers are woken in process (Runtime).
+    shared = False
+
+    def ring_job_bell(self) -> None:
+        """No other process to wake."""
+
+    async def wait_job_bell(self, timeout: float) -> bool:
+        """No ring ever comes: waits ``timeout``."""
+        await asyncio.sleep(timeout)
+        return False
+
+    _coordination: LocalCoordination | None = None
+
+    def coordination(self) -> LocalCoordination:
+        """This process's memory: it alone opens the store."""
+        if self._coordination is None:
+            self._coordination = LocalCoordination()
+        return self._coordination
 
     async def enqueue(self, job: Job) -> None:
         """Add a ready job."""

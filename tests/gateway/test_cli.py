@@ -265,6 +265,7 @@ def test_number_taken(store_url: str, capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_unknown_team(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    new_team(capsys)  # the store exists (a read never creates one: tests/gateway/test_demo.py)
     code, _, err = run(capsys, "admin", "member", "list", "--team", "team_nope")
     assert (code, err.strip()) == (1, "error: team team_nope does not exist")
 
@@ -418,6 +419,7 @@ def test_parser_accepts_every_command() -> None:
 
 def test_admin_jobs_list_and_retry(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     """``admin jobs`` on the configured store: empty, then a queued and a dead job."""
+    new_team(capsys)  # the store exists (a read never creates one)
     assert run_json(capsys, "admin", "jobs", "list") == {"jobs": [], "waiting_for_handler": {}}
     assert run(capsys, "admin", "jobs", "list")[1] == "no jobs\n"
 

@@ -75,7 +75,7 @@ from = "fax@example.com"
     ("data", "key"),
     [
         ({"gateway": {"timezone": "Mars/Base"}}, "gateway.timezone"),
-        ({"gateway": {"workers": 0}}, "gateway.workers"),
+        ({"gateway": {"workers": -1}}, "gateway.workers"),
         ({"gateway": {"workers": "4"}}, "gateway.workers"),
         ({"gateway": {"colour": "blue"}}, "gateway.colour"),
         ({"gateway": {"store": "mysql://x"}}, "gateway.store"),

@@ -400,3 +400,34 @@ async def test_list_deliveries_pages_and_filters(hooks: WebhookStore, clock: Fro
     assert page.items == [] and page.next_cursor is None
     first = (await hooks.list_deliveries(ep.id, "succeeded", None, 1)).items[0]
     assert first.status == "succeeded" and first.last_attempt is not None and first.log == []
+
+
+# -- retention ---------------------------------------------------------------------------
+async def test_prune_deliveries_keeps_pending_and_recent(
+    hooks: WebhookStore, clock: FrozenClock
+) -> None:
+    ep = endpoint(clock)
+    await hooks.create_endpoint(ep, 5)
+    old_ok, old_failed, old_retrying, requeued = (
+        delivery(ep, n, None, clock) for n in (1, 2, 3, 4)
+    )
+    leased = {d.id: d for d in await fan_out(hooks, clock, [old_ok, old_failed, old_retrying,
+                                                              requeued])}  # fmt: skip
+    await hooks.finish_delivery(leased[old_ok.id], ok(clock), clock.now())
+    await hooks.finish_delivery(leased[old_failed.id], failed(clock, final=True), clock.now())
+    await hooks.finish_delivery(leased[old_retrying.id], failed(clock, retry_in=3600), clock.now())
+    await hooks.finish_delivery(leased[requeued.id], ok(clock), clock.now())
+    clock.advance(days=31)
+    await hooks.requeue_deliveries([requeued], clock.now())  # pending again: kept
+    recent = delivery(ep, 5, None, clock)
+    (r,) = await fan_out(hooks, clock, [recent])
+    await hooks.finish_delivery(r, ok(clock), clock.now())
+    before = clock.now() - timedelta(days=30)
+    # In batches of one: two finished deliveries are old enough.
+    assert await hooks.prune_deliveries(before, 1) == 1
+    assert await hooks.prune_deliveries(before, 1) == 1
+    assert await hooks.prune_deliveries(before, 1) == 0
+    assert await hooks.get_delivery(old_ok.id) is None
+    assert await hooks.get_delivery(old_failed.id) is None
+    listed = await hooks.list_deliveries(ep.id, None, None, 10)
+    assert [d.seq for d in listed.items] == [5, 4, 3]  # recent, requeued, still retrying

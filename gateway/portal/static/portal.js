@@ -24,13 +24,23 @@
     });
   }
 
+  // Each refresh is sourced from the element it replaces: htmx keeps one request queue
+  // per source element (default: the body) and, while one request runs, queues one more
+  // and DROPS the rest. With the body as the source for all, a live inbound message's
+  // thread refresh was dropped whenever a status event's refreshes were still running
+  // (a slow server): the message never appeared. Per element, a dropped refresh is
+  // always covered by the queued one, which starts after it and fetches newer state.
+  function load(url, target, swap) {
+    window.htmx.ajax("GET", url, { source: target, target: target, swap: swap || "outerMorph" });
+  }
+
   function refresh(selector, swap, extra) {
     const el = document.querySelector(selector);
     if (!el || !window.htmx) return;
     let url = el.getAttribute("data-refresh");
     if (!url) return;
     if (extra) url += (url.indexOf("?") < 0 ? "?" : "&") + extra;
-    window.htmx.ajax("GET", url, { target: selector, swap: swap || "outerMorph" });
+    load(url, el, swap);
   }
 
   function handle(event) {
@@ -46,7 +56,7 @@
       refresh("#conversations", "outerMorph");
       const bubble = here && document.getElementById("m-" + event.message_id);
       if (bubble && window.htmx) {
-        window.htmx.ajax("GET", "/m/" + encodeURIComponent(event.message_id), { target: "#m-" + event.message_id, swap: "outerMorph" });
+        load("/m/" + encodeURIComponent(event.message_id), bubble);
       } else if (here) {
         refresh("#messages", "outerMorph");
       }
@@ -55,7 +65,7 @@
       const bubble = here && document.getElementById("m-" + event.message_id);
       if (bubble && window.htmx) {
         const q = "?page=" + encodeURIComponent(event.page || "") + "&pages=" + encodeURIComponent(event.pages || "");
-        window.htmx.ajax("GET", "/m/" + encodeURIComponent(event.message_id) + q, { target: "#m-" + event.message_id, swap: "outerMorph" });
+        load("/m/" + encodeURIComponent(event.message_id) + q, bubble);
         say(fill(body.dataset.sayFax, event));
       }
     }
@@ -66,7 +76,9 @@
     const url = body.dataset.live;
     if (!url || !window.EventSource) return;
     const indicator = document.getElementById("connection");
-    let lastId = null;
+    // The page shows the store as it was at this event: the stream resumes after it,
+    // so nothing that happened while the page loaded is missed.
+    let lastId = body.dataset.liveSince || null;
     const channel = window.BroadcastChannel ? new BroadcastChannel("portal-events") : null;
 
     function status(ok) {

@@ -66,6 +66,18 @@ async def sim() -> AsyncIterator[SmscSimulator]:
 
 
 @pytest.fixture
+async def smsc() -> AsyncIterator[SmscSimulator]:
+    """A running SMSC simulator as the gateway tests configure it (system_id "gateway",
+    receipts after 50 ms)."""
+    sim = SmscSimulator(system_id="gateway", password="secret", receipt_delay=0.05)
+    await sim.start()
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
+@pytest.fixture
 def sink() -> RecordingSink:
     """The recording sink."""
     return RecordingSink()

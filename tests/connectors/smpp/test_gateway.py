@@ -25,16 +25,6 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def smsc() -> AsyncIterator[SmscSimulator]:
-    sim = SmscSimulator(system_id="gateway", password="secret", receipt_delay=0.05)
-    await sim.start()
-    try:
-        yield sim
-    finally:
-        await sim.stop()
-
-
-@pytest.fixture
 async def runtime(
     url: str, tmp_path: Path, clock: FrozenClock, smsc: SmscSimulator
 ) -> AsyncIterator[Runtime]:

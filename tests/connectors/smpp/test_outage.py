@@ -38,16 +38,6 @@ RECONNECT_MAX = 0.5
 
 
 @pytest.fixture
-async def smsc() -> AsyncIterator[SmscSimulator]:
-    sim = SmscSimulator(system_id="gateway", password="secret", receipt_delay=0.05)
-    await sim.start()
-    try:
-        yield sim
-    finally:
-        await sim.stop()
-
-
-@pytest.fixture
 async def rt(
     url: str, tmp_path: Path, clock: FrozenClock, smsc: SmscSimulator
 ) -> AsyncIterator[Runtime]:

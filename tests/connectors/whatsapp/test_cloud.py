@@ -32,6 +32,7 @@ from connectors.whatsapp.webhook import sign
 from gateway.blobs import BlobStore
 from gateway.clock import FrozenClock
 from gateway.config import ConnectorConfig
+from gateway.coordination import LocalCoordination
 from gateway.errors import ConfigError
 from tests.conftest import free_port
 from tests.connectors.whatsapp.conftest import (
@@ -427,12 +428,14 @@ async def test_the_limiter_is_applied_per_business_number(
     connector: WhatsAppCloudConnector, sim: WhatsAppSimulator
 ) -> None:
     tick = Tick()
-    connector.limiter = NumberLimiter({}, default_rate=1000.0, burst=1, monotonic=tick)
+    connector.limiter = NumberLimiter(
+        {}, default_rate=1000.0, burst=1, shared=LocalCoordination(tick)
+    )
     for _ in range(3):
         await connector.send(out("x"))
     # Three slots were taken on this number's budget: the next waits 3 ms.
-    assert connector.limiter.reserve(META_PNID) == pytest.approx(0.003)
-    assert connector.limiter.reserve("another number") == 0.0
+    assert await connector.limiter.reserve(META_PNID) == pytest.approx(0.003)
+    assert await connector.limiter.reserve("another number") == 0.0
 
 
 # -- the error classes ---------------------------------------------------------------------
@@ -487,18 +490,20 @@ async def test_130429_pauses_the_business_number(
     connector: WhatsAppCloudConnector, sim: WhatsAppSimulator
 ) -> None:
     tick = Tick()
-    connector.limiter = NumberLimiter({}, default_rate=80.0, burst=1, monotonic=tick)
+    connector.limiter = NumberLimiter(
+        {}, default_rate=80.0, burst=1, shared=LocalCoordination(tick)
+    )
     sim.fail_next(130429)
     with pytest.raises(RetryableError):
         await connector.send(out())
-    assert connector.limiter.reserve(META_PNID) >= 1.0
+    assert await connector.limiter.reserve(META_PNID) >= 1.0
 
 
 async def test_131056_backs_off_the_recipient_4_to_the_n(
     connector: WhatsAppCloudConnector, sim: WhatsAppSimulator
 ) -> None:
     tick = Tick()
-    connector.pairs = PairBackoff(monotonic=tick)
+    connector.pairs = PairBackoff(LocalCoordination(tick), wall=tick)
     sim.fail_next(131056)
     with pytest.raises(RetryableError) as first:
         await connector.send(out())
@@ -517,7 +522,7 @@ async def test_131056_backs_off_the_recipient_4_to_the_n(
     assert second.value.retry_after == 16.0  # type: ignore[attr-defined]
     tick.t += 16
     await connector.send(out())  # success resets
-    assert connector.pairs.hits(META_PNID, USER) == 0
+    assert await connector.pairs.hits(META_PNID, USER) == 0
 
 
 @pytest.mark.parametrize("code", [190, 0, 3, 10, 200, 299, 131005])

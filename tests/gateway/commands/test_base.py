@@ -153,12 +153,17 @@ def test_numbers_beyond_64_bits_read_as_the_apis_json_parser_reads_them() -> Non
     assert request.template.components[0]["n"] == 1e20
 
 
+# Integers within 64 bits: beyond them the two paths differ on purpose (the API's parser
+# reads them as floats; see the test above), which is not what this property is about.
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
 @given(
     st.dictionaries(
         st.sampled_from(["first", "colour", "items", "inner", "choice", "later", "x"]),
         st.one_of(
-            st.none(), st.integers(), st.text(max_size=3), st.sampled_from(["red", "a", "b"]),
-            st.lists(st.integers(), max_size=3),
+            st.none(), INT64, st.text(max_size=3), st.sampled_from(["red", "a", "b"]),
+            st.lists(INT64, max_size=3),
             st.fixed_dictionaries({"name": st.sampled_from(["ok", "NO", 5])}),
         ),
     )

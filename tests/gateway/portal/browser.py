@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import os
 import socket
 import tempfile
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ import uvicorn
 
 from gateway.api.app import create_app
 from gateway.config import ConnectorConfig, parse_settings
+from gateway.demo import DemoInfo
 from gateway.portal.settings import PortalSettings
 from gateway.process import open_runtime
 from gateway.runtime import Runtime
@@ -137,3 +139,26 @@ class LiveServer:
             self.server.should_exit = True
         self.thread.join(30)
         self.sock.close()
+
+
+@contextlib.contextmanager
+def demo_gateway(workdir: Path) -> Iterator[tuple[LiveServer, DemoInfo]]:
+    """A live gateway set up like ``gateway demo``: its team, members and key. Webhooks
+    go to loopback addresses (as in the demo) but their first attempt is a day away:
+    nothing is delivered, whatever URLs a test registers."""
+    from gateway.demo import create_demo
+    from webhooks.settings import WebhookSettings
+
+    server = LiveServer(workdir)
+    hooks = WebhookSettings(allow_private_targets=True, retry_schedule=(86400.0,))
+    server.settings = server.settings.with_extension("webhooks", hooks)
+    server.start()
+    try:
+        assert server.loop is not None and server.rt is not None
+        rt = server.rt
+        info = asyncio.run_coroutine_threadsafe(
+            create_demo(rt.store, rt.clock, rt.settings), server.loop
+        ).result(30)
+        yield server, info
+    finally:
+        server.stop()

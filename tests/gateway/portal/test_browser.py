@@ -237,6 +237,53 @@ async def test_sign_in_read_reply_and_live_inbound(
     await context.close()
 
 
+async def test_live_inbound_appears_while_other_refreshes_are_slow(
+    browser: Browser, server: LiveServer, seeded: PortalSeed
+) -> None:
+    """A slow server must not cost the open thread a live message. A bubble's refreshes
+    are held back (one running, one waiting) when a message arrives in the thread: it
+    must still appear. htmx keeps one request queue per source element and drops what
+    exceeds one waiting request; with every refresh sourced from the page's body, the
+    thread's refresh was dropped behind the bubble's and the message never showed (the
+    full suite's flaky failure of the test above, where the reply's status refreshes were
+    slow)."""
+    assert server.rt is not None
+    rt = server.rt
+    contact = "+4917644444444"
+    first: Message = await inbound(server, "Erste Nachricht", sender=contact)
+    context = await new_context(browser, server, "en-GB")
+    page = await context.new_page()
+    await sign_in(page, seeded.seed.anna.email)
+    await page.goto(f"/c/{first.conversation_id}")
+    await expect(page.locator(".bubble.in .text").last).to_have_text("Erste Nachricht")
+
+    async def progress(n: int) -> None:  # a live event that refreshes the first bubble
+        data = {"message_id": first.id, "conversation_id": first.conversation_id,
+                "page": n, "pages": 9}  # fmt: skip
+        event = Event(new_id("evt"), "fax.page", first.team_id, data, rt.clock.now())
+        await server.call(rt.store.append_events([event]))
+        await expect(page.locator("#live")).to_contain_text(f"page {n} of 9")
+
+    await progress(1)  # the stream is open
+    release, held = asyncio.Event(), asyncio.Event()
+
+    async def slow(route: Any) -> None:
+        response = await route.fetch()  # answered now, handed to the page later
+        held.set()
+        await release.wait()
+        await route.fulfill(response=response)
+
+    await page.route("**/m/*", slow)
+    await progress(2)
+    await asyncio.wait_for(held.wait(), TIMEOUT / 1000)  # running, and held
+    await progress(3)  # waiting behind it
+    await inbound(server, "Hier und jetzt", sender=contact)
+    await expect(page.locator("#live")).to_contain_text("New message from")
+    release.set()
+    await expect(page.locator(".bubble.in .text").last).to_have_text("Hier und jetzt")
+    await context.close()
+
+
 async def test_script_text_is_shown_as_text(
     browser: Browser, server: LiveServer, seeded: PortalSeed
 ) -> None:

@@ -171,3 +171,33 @@ async def test_a_message_received_by_another_process_arrives(
     finally:
         one.stop()
         two.stop()
+
+
+async def test_a_page_resumes_from_the_event_it_was_rendered_at(
+    live: LiveServer, client: httpx.AsyncClient
+) -> None:
+    """A message arriving between a page's rendering and its stream's opening is not lost:
+    the page carries the tail's position (``data-live-since``), the script opens its
+    stream from there (``?last_event_id=``), and the stream replays what came since."""
+    import re
+
+    seed = await seeded(live)
+    await sign_in(client, seed.seed.anna.email)
+    async with await open_stream(client) as response:  # starts the process's tail
+        await Stream(response).next_frame()
+    since = None
+    for _ in range(200):  # until the tail has read its starting point
+        page = (await client.get("/")).text
+        found = re.search(r'data-live-since="(\d+)"', page)
+        if found:
+            since = found.group(1)
+            break
+        await asyncio.sleep(0.05)
+    assert since is not None
+    meanwhile = await arrive(live, "while the page was loading")
+    async with client.stream("GET", f"/events?last_event_id={since}") as response:
+        stream = Stream(response)
+        await stream.next_frame()  # retry
+        frame = await stream.next_frame()
+        assert frame["data"]["type"] == "message.received"
+        assert frame["data"]["message_id"] == meanwhile.id

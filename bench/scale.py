@@ -1,0 +1,548 @@
+"""Scale-out benchmark: several gateway processes on one Redis, and a store that grows.
+
+Two parts, each a row per configuration:
+
+- ``processes`` (a): 1, 2 and 3 ``gateway worker`` processes plus ``--api`` API-only
+  processes (``gateway serve --no-workers``) on one Redis, an SMPP ``smpp`` connector with
+  ``--binds`` binds in all (bind slots), and the gateway's SMSC simulator in a process of
+  its own. The client POSTs ``--messages`` one-part SMS over the API processes and waits
+  until every accepted message is ``delivered`` (it follows the event log). Printed:
+  delivered per second and CPU-seconds per 1,000 delivered over all gateway processes
+  **and Redis** (``INFO cpu``). On a 2-core machine judge it by CPU per message staying
+  flat as processes are added, not by throughput.
+- ``growth`` (b): one ``gateway serve`` (API and workers) on each backend, with
+  ``--sizes`` messages already in the store (10,000 and 500,000 by default), seeded fast
+  in this process through the one outbound path (``outbound.submit``, no HTTP; their send
+  jobs are then leased and acked, so the queue is empty: the messages stay ``accepted``)
+  before the gateway starts; then the same load. Printed: CPU-seconds per 1,000 delivered
+  (the gateway process, plus Redis on Redis) and the ratio of the later size's figure to
+  the first's (goal: within 10 %).
+
+- ``cpu``: CPU per delivered message of ONE process, Redis vs SQLite side by side, the
+  send path in process (``outbound.submit`` → send job → SMPP to a simulator in the same
+  process → receipt → ``delivered``; no HTTP, Redis's own CPU not counted): the RATIO
+  line's goal is Redis at most SQLite's figure.
+
+Every run checks: 0 lost (every message answered 202 is ``delivered``), 0 duplicated
+(the SMSC accepted exactly one submit_sm per message), and never more binds at the SMSC
+at once than configured. A run that fails a check says so on its row and the command
+exits 1.
+
+Usage::
+
+    .venv/bin/python -m bench.scale [--part processes,growth,cpu] [--messages 20000]
+        [--workers 1,2,3] [--api 1] [--binds 3] [--sizes 10000,500000]
+        [--backends sqlite,redis] [--concurrency 64] [--receipt-delay 0.2]
+
+Honours ``REDIS_URL`` (a key prefix of its own per run); otherwise it starts a throwaway
+redis-server on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if not __package__:  # run as a script (bench/scale.py): make the package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import REPO, SENDER, free_port, seed_sender, stop_process, wait_port
+
+TEXT = "Ihr Code lautet 481516. Er gilt 10 Minuten. Bitte nicht weitergeben."
+CONTACTS = 1000
+SYSTEM_ID, PASSWORD = "bench", "secret"
+BIND_LEASE = 2.0  # seconds: binds spread over the worker processes quickly
+GROWTH_GOAL = 1.10  # the later size's CPU per message within 10 % of the first's
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Result:
+    """One configuration's figures and checks."""
+
+    label: str
+    accepted: int
+    delivered: int
+    seconds: float
+    cpu: float  # gateway processes and Redis, CPU-seconds
+    submits: int
+    most_bound: int
+    binds: int
+
+    @property
+    def lost(self) -> int:
+        """Accepted but never delivered."""
+        return self.accepted - self.delivered
+
+    @property
+    def duplicated(self) -> int:
+        """submit_sm beyond one per accepted message."""
+        return max(0, self.submits - self.accepted)
+
+    @property
+    def ok(self) -> bool:
+        """0 lost, 0 duplicated, never more binds than configured."""
+        return self.lost == 0 and self.duplicated == 0 and self.most_bound <= self.binds
+
+    @property
+    def per_1000(self) -> float:
+        """CPU-seconds per 1,000 delivered."""
+        return self.cpu / max(self.delivered, 1) * 1000
+
+    def row(self) -> str:
+        rate = self.delivered / self.seconds if self.seconds else 0.0
+        checks = "OK" if self.ok else "FAILED"
+        return (
+            f"{self.label:<28} {self.delivered:>8,} {rate:>10,.0f} {self.per_1000:>12.2f}"
+            f"   lost {self.lost} dup {self.duplicated} binds {self.most_bound}/{self.binds}"
+            f" -> {checks}"
+        )
+
+
+HEADER = f"{'configuration':<28} {'delivered':>8} {'deliv/s':>10} {'CPU-s/1000':>12}   checks"
+
+
+# -- processes ---------------------------------------------------------------------------
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """``REDIS_URL`` when set, else a throwaway redis-server on a free loopback port."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit("redis-server is not installed (apt-get install redis-server)")
+    workdir = tempfile.mkdtemp(prefix="scale-redis-")
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir, "--save", "",
+         "--appendonly", "yes", "--appendfsync", "everysec", "--protected-mode", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_port(port, proc)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop_process(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def with_prefix(url: str) -> str:
+    """``url`` with a fresh key prefix (runs never see each other's keys)."""
+    sep = "&" if "?" in url else "?"
+    return f"{url}{sep}prefix=scale{uuid.uuid4().hex[:10]}"
+
+
+def settings_doc(store: str, blobs: str, smsc_port: int, binds: int) -> dict[str, Any]:
+    """The configuration every gateway process of a run gets."""
+    smpp = {"id": "smsc", "kind": "smpp", "channels": ["sms"], "host": "127.0.0.1",
+            "port": smsc_port, "system_id": SYSTEM_ID, "password": PASSWORD, "binds": binds,
+            "window": 64, "rate": 0, "bind_lease": BIND_LEASE}  # fmt: skip
+    return {
+        "gateway": {"store": store, "blobs": blobs, "poll_interval": 0.2},
+        "connectors": [smpp],
+        # One sender to 1000 recipients at full speed: the flood limits would refuse most.
+        "policy": {"member_limit": False, "destination_limit": False},
+    }
+
+
+def toml(doc: dict[str, Any]) -> str:
+    """The little TOML these documents need (tables, arrays of tables, scalars)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return str(v)
+
+    out = []
+    for name, table in doc.items():
+        for item in table if isinstance(table, list) else [table]:
+            out.append(f"[[{name}]]" if isinstance(table, list) else f"[{name}]")
+            out += [f"{k} = {value(v)}" for k, v in item.items()]
+    return "\n".join(out) + "\n"
+
+
+class Run:
+    """The processes of one configuration: SMSC, gateway processes; CPU and cleanup."""
+
+    def __init__(self, workdir: Path, store: str, binds: int, receipt_delay: float) -> None:
+        self.workdir = workdir
+        self.store = store
+        self.binds = binds
+        self.smsc_port = free_port()
+        self.stats = workdir / "smsc.json"
+        self.smsc = subprocess.Popen(
+            [sys.executable, "-m", "connectors.smpp.simulator", "--port", str(self.smsc_port),
+             "--system-id", SYSTEM_ID, "--password", PASSWORD, "--receipt-delay",
+             str(receipt_delay), "--stats", str(self.stats)],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_port(self.smsc_port, self.smsc)
+        self.config = workdir / "gateway.toml"
+        doc = settings_doc(store, str(workdir / "blobs"), self.smsc_port, binds)
+        self.config.write_text(toml(doc), encoding="utf-8")
+        self.gateways: list[subprocess.Popen[bytes]] = []
+        self.api_ports: list[int] = []
+
+    def start(self, *args: str, port: int | None = None) -> None:
+        """One ``gateway …`` process of this run."""
+        log = (self.workdir / f"gateway{len(self.gateways)}.log").open("ab")
+        cmd = [sys.executable, "-m", "gateway.cli", *args, "--config", str(self.config)]
+        if port is not None:
+            cmd += ["--port", str(port)]
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=log)
+        self.gateways.append(proc)
+        if port is not None:
+            wait_port(port, proc)
+            self.api_ports.append(port)
+
+    def cpu(self) -> float:
+        """CPU-seconds the gateway processes used so far."""
+        total = 0
+        for proc in self.gateways:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / TICK
+
+    def stop(self) -> dict[str, int]:
+        """Stop everything; the SMSC's counts (accepted submits, most binds at once)."""
+        for proc in self.gateways:
+            stop_process(proc, timeout=60)
+        stop_process(self.smsc)
+        return dict(json.loads(self.stats.read_text())) if self.stats.exists() else {}
+
+
+async def redis_cpu(url: str | None) -> float:
+    """CPU-seconds Redis used so far (0 without Redis)."""
+    if url is None:
+        return 0.0
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url.split("?")[0])
+    try:
+        info = await client.info("cpu")
+    finally:
+        await client.aclose()
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+# -- the store: seeding, following the event log -------------------------------------------
+async def open_rt(store: str, blobs: str, smsc_port: int, binds: int) -> Any:
+    """A runtime on ``store`` (connectors built, not started) for seeding and watching."""
+    import connectors.smpp.connector  # noqa: F401  (registers kind "smpp")
+    from gateway.config import parse_settings
+    from gateway.process import open_runtime
+
+    settings = parse_settings(settings_doc(store, blobs, smsc_port, binds))
+    return await open_runtime(settings, start_connectors=False)
+
+
+async def seed_messages(rt: Any, info: dict[str, Any], count: int) -> None:
+    """``count`` SMS through the one outbound path, in process (no HTTP); their send
+    jobs are then leased and acked: the queue is empty, the messages stay accepted."""
+    from datetime import timedelta
+
+    from gateway import outbound
+    from gateway.auth import Principal
+    from gateway.commands import SendRequest
+    from gateway.models import Channel
+
+    principal = Principal(info["team_id"], info["member_id"], "seed")
+    contacts = itertools.cycle(f"+49151{12340000 + i}" for i in range(CONTACTS))
+
+    async def one() -> None:
+        req = SendRequest(channel=Channel.SMS, from_=SENDER, to=next(contacts), text=TEXT)
+        await outbound.submit(rt, principal, req)
+
+    for start in range(0, count, 500):
+        await asyncio.gather(*(one() for _ in range(min(500, count - start))))
+    while jobs := await rt.store.lease_jobs(
+        rt.clock.now(), "seed", timedelta(minutes=10), 1000, kinds={"send"}
+    ):
+        await asyncio.gather(*(rt.store.ack_job(j.id, j.token or "") for j in jobs))
+
+
+async def last_seq(store: Any) -> int:
+    """The event log's last seq."""
+    seq = 0
+    while batch := await store.list_events(seq, 5000):
+        seq = batch[-1].seq
+    return seq
+
+
+async def follow_delivered(store: Any, after: int, ids: set[str], timeout: float) -> set[str]:
+    """Read the event log from ``after`` until every one of ``ids`` is delivered (or
+    ``timeout`` passes without progress); the delivered ones."""
+    from gateway.events import MESSAGE_STATUS
+
+    delivered: set[str] = set()
+    quiet_since = time.monotonic()
+    while delivered < ids and time.monotonic() - quiet_since < timeout:
+        batch = await store.list_events(after, 5000)
+        if not batch:
+            await asyncio.sleep(0.1)
+            continue
+        quiet_since = time.monotonic()
+        after = batch[-1].seq
+        for ev in batch:
+            data = ev.data
+            if ev.type == MESSAGE_STATUS and data.get("status") == "delivered" and (
+                data.get("id") in ids
+            ):
+                delivered.add(str(data["id"]))
+    return delivered
+
+
+# -- the client --------------------------------------------------------------------------
+async def post_all(ports: Sequence[int], key: str, count: int, concurrency: int) -> set[str]:
+    """POST ``count`` SMS over the API processes (round robin); the ids answered 202."""
+    import httpx
+
+    clients = [
+        httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{p}", headers={"Authorization": f"Bearer {key}"},
+            timeout=60, limits=httpx.Limits(max_connections=concurrency),
+        )
+        for p in ports
+    ]  # fmt: skip
+    ids: set[str] = set()
+    counter = itertools.count()
+
+    async def worker() -> None:
+        while (n := next(counter)) < count:
+            body = {"channel": "sms", "from": SENDER, "to": f"+49151{12340000 + n % CONTACTS}",
+                    "text": TEXT}  # fmt: skip
+            resp = await clients[n % len(clients)].post("/v1/messages", json=body)
+            if resp.status_code == 202:
+                ids.add(resp.json()["id"])
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    finally:
+        for c in clients:
+            await c.aclose()
+    return ids
+
+
+async def measure(run: Run, rt: Any, info: dict[str, Any], args: argparse.Namespace,
+                  label: str, redis_url: str | None) -> Result:  # fmt: skip
+    """The load on a started run: CPU from the first POST to the last delivered."""
+    after = await last_seq(rt.store)
+    cpu0, rcpu0, t0 = run.cpu(), await redis_cpu(redis_url), time.monotonic()
+    ids = await post_all(run.api_ports, info["key"], args.messages, args.concurrency)
+    delivered = await follow_delivered(rt.store, after, ids, args.drain)
+    seconds = time.monotonic() - t0
+    cpu = run.cpu() - cpu0 + await redis_cpu(redis_url) - rcpu0
+    smsc = run.stop()
+    submits, most = int(smsc.get("accepted", -1)), int(smsc.get("most_bound", 0))
+    return Result(label, len(ids), len(delivered), seconds, cpu, submits, most, run.binds)
+
+
+async def wait_binds(rt: Any, binds: int, timeout: float = 120) -> None:
+    """Until the worker processes hold every bind slot (they spread one lease apart)."""
+    deadline = time.monotonic() + timeout
+    co = rt.store.coordination()
+    while await co.slots_held("smpp:smsc", binds) < binds and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+
+
+async def part_processes(args: argparse.Namespace, redis_url: str, workdir: Path) -> list[Result]:
+    """(a) 1, 2, 3 … worker processes plus API-only processes on one Redis."""
+    results = []
+    for workers in args.workers:
+        store = with_prefix(redis_url)
+        here = workdir / f"w{workers}"
+        here.mkdir()
+        run = Run(here, store, args.binds, args.receipt_delay)
+        rt = await open_rt(store, str(run.workdir / "blobs"), run.smsc_port, args.binds)
+        try:
+            info = await seed_sender(rt)
+            for _ in range(args.api):
+                run.start("serve", "--no-workers", port=free_port())
+            for _ in range(workers):
+                run.start("worker")
+            await wait_binds(rt, args.binds)
+            label = f"{workers} worker + {args.api} API"
+            results.append(await measure(run, rt, info, args, label, store))
+        finally:
+            run.stop()
+            await rt.aclose()
+        print(results[-1].row(), flush=True)
+    return results
+
+
+async def part_growth(
+    args: argparse.Namespace, redis_url: str | None, workdir: Path
+) -> list[Result]:
+    """(b) CPU per message with ``sizes`` messages already in the store, per backend."""
+    results = []
+    for backend in args.backends:
+        for size in args.sizes:
+            here = workdir / f"{backend}{size}"
+            here.mkdir()
+            if backend == "redis":
+                assert redis_url is not None
+                store = with_prefix(redis_url)
+            else:
+                store = f"sqlite:///{here}/gateway.db"
+            run = Run(here, store, 1, args.receipt_delay)
+            rt = await open_rt(store, str(here / "blobs"), run.smsc_port, 1)
+            try:
+                info = await seed_sender(rt)
+                t0 = time.monotonic()
+                await seed_messages(rt, info, size)
+                seeded = time.monotonic() - t0
+                print(f"  ({backend}: {size:,} messages seeded in {seeded:.0f} s)", flush=True)
+                if backend == "sqlite":  # one process owns the file: hand it over
+                    await rt.aclose()
+                run.start("serve", port=free_port())
+                if backend == "sqlite":
+                    rt = await open_rt(store, str(here / "blobs"), run.smsc_port, 1)
+                label = f"{backend}, {size:,} in store"
+                red = store if backend == "redis" else None
+                results.append(await measure(run, rt, info, args, label, red))
+            finally:
+                run.stop()
+                await rt.aclose()
+            print(results[-1].row(), flush=True)
+        first, *later = [r for r in results if r.label.startswith(backend)]
+        for r in later:
+            ratio = r.per_1000 / first.per_1000 if first.per_1000 else 0.0
+            verdict = "GOAL MET" if ratio <= GROWTH_GOAL else "GOAL MISSED"
+            print(f"RATIO {backend} CPU per message, {r.label.split(', ')[1]} vs "
+                  f"{first.label.split(', ')[1]}: {ratio:.2f} (goal <= {GROWTH_GOAL:.2f}) "
+                  f"-> {verdict}", flush=True)  # fmt: skip
+    return results
+
+
+async def cpu_in_process(store: str, blobs: str, count: int) -> float:
+    """CPU-seconds per 1,000 delivered of ONE process (this one, its Redis not counted)
+    running the send path in process: ``outbound.submit`` → send job → SMPP (an SMSC
+    simulator in this process) → receipt → ``delivered``; no HTTP."""
+    from datetime import timedelta
+
+    from connectors.smpp.simulator import SmscSimulator
+    from gateway import outbound
+    from gateway.auth import Principal
+    from gateway.commands import SendRequest
+    from gateway.models import Channel
+    from gateway.process import worker
+
+    sim = SmscSimulator(system_id=SYSTEM_ID, password=PASSWORD, receipt_delay=0.05,
+                        record=False)  # fmt: skip
+    await sim.start()
+    from gateway.config import parse_settings
+    from gateway.process import open_runtime
+
+    rt = await open_runtime(parse_settings(settings_doc(store, blobs, sim.port, 2)))
+    stop = asyncio.Event()
+    try:
+        await rt.wait_started(30)
+        info = await seed_sender(rt)
+        principal = Principal(info["team_id"], info["member_id"], "bench")
+        jobs = asyncio.create_task(worker(rt).run(stop))
+        gate = asyncio.Semaphore(64)
+
+        async def send(n: int) -> str:
+            async with gate:
+                to = f"+49151{12340000 + n % CONTACTS}"
+                req = SendRequest(channel=Channel.SMS, from_=SENDER, to=to, text=TEXT)
+                accepted = await outbound.submit(rt, principal, req)
+                rt.wake_workers()
+                return accepted.message.id
+
+        async def batch(first: int, n: int) -> None:
+            after = await last_seq(rt.store)
+            ids = set(await asyncio.gather(*(send(i) for i in range(first, first + n))))
+            delivered = await follow_delivered(rt.store, after, ids, 60)
+            if delivered != ids:
+                raise SystemExit(f"cpu: {len(ids - delivered)} messages not delivered")
+
+        await batch(0, min(200, count))  # warm-up: imports, caches, connections
+        c0 = time.process_time()
+        await batch(10_000, count)
+        cpu = time.process_time() - c0
+        stop.set()
+        await asyncio.wait_for(jobs, timedelta(seconds=60).total_seconds())
+    finally:
+        stop.set()
+        await rt.aclose()
+        await sim.stop()
+    return cpu / count * 1000
+
+
+async def part_cpu(args: argparse.Namespace, redis_url: str | None, workdir: Path) -> None:
+    """Item 5: CPU per message of one process, Redis vs SQLite, side by side."""
+    figures: dict[str, float] = {}
+    for backend in args.backends:
+        here = workdir / f"cpu-{backend}"
+        here.mkdir()
+        store = with_prefix(redis_url) if backend == "redis" and redis_url else (
+            f"sqlite:///{here}/gateway.db")  # fmt: skip
+        figures[backend] = await cpu_in_process(store, str(here / "blobs"), args.messages)
+        print(f"  one process, {backend:<6} {figures[backend]:.3f} CPU-s per 1,000 delivered "
+              "(in process, no HTTP; Redis's own CPU not counted)", flush=True)  # fmt: skip
+    if {"sqlite", "redis"} <= figures.keys():
+        ratio = figures["redis"] / figures["sqlite"]
+        verdict = "GOAL MET" if ratio <= 1.0 else "GOAL MISSED"
+        print(f"RATIO one process CPU per message, redis vs sqlite: {ratio:.2f} (goal <= 1.00)"
+              f" -> {verdict}", flush=True)  # fmt: skip
+
+
+def _numbers(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the parts asked for; 1 when a run failed a check."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--part", default="processes,growth")
+    p.add_argument("--messages", type=int, default=20_000)
+    p.add_argument("--workers", type=_numbers, default=[1, 2, 3])
+    p.add_argument("--api", type=int, default=1)
+    p.add_argument("--binds", type=int, default=3)
+    p.add_argument("--sizes", type=_numbers, default=[10_000, 500_000])
+    p.add_argument("--backends", default="sqlite,redis")
+    p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--receipt-delay", type=float, default=0.2)
+    p.add_argument("--drain", type=float, default=60.0, help="seconds without progress")
+    args = p.parse_args(argv)
+    args.backends = [b for b in args.backends.split(",") if b]
+    parts = set(args.part.split(","))
+    print(f"scale: {args.messages:,} messages per run, {os.cpu_count()} CPUs; CPU-s/1000 "
+          "counts every gateway process and Redis", flush=True)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="scale-") as tmp, redis_server() as redis_url:
+        workdir = Path(tmp)
+        results: list[Result] = []
+        print(HEADER, flush=True)
+        if "processes" in parts:
+            results += asyncio.run(part_processes(args, redis_url, workdir))
+        if "growth" in parts:
+            results += asyncio.run(part_growth(args, redis_url, workdir))
+        if "cpu" in parts:
+            asyncio.run(part_cpu(args, redis_url, workdir))
+    failed = [r for r in results if not r.ok]
+    print(f"CHECKS {len(results) - len(failed)} of {len(results)} runs: 0 lost, 0 duplicated, "
+          f"binds within the limit -> {'ALL OK' if not failed else 'FAILED'}")  # fmt: skip
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
