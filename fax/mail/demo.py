@@ -83,7 +83,6 @@ async def demo(host: Host, members: Sequence[Member]) -> str:
     faxers = [m for m in members if m.fax and "fax" in m.addons]
     letter = await asyncio.to_thread(write_letter, folder.parent / "letter.pdf")
     lines = [
-        "",
         "  Fax by email",
         f"    SMTP receiver: 127.0.0.1:{receiver} (recipients <fax number>@{DOMAIN})",
         f"    Mail the gateway sends (status mails, received faxes) is kept in {folder}",
@@ -99,7 +98,7 @@ async def demo(host: Host, members: Sequence[Member]) -> str:
         lines.append(f"    {sender.name} faxes it to {whom} with:")
         for command in try_commands(receiver, sender.email, to, letter):
             lines.append(f"    {command}")
-    return "\n".join(lines)
+    return "\n".join([*lines, ""])
 
 
 def write_letter(path: Path) -> Path:
