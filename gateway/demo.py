@@ -67,8 +67,10 @@ DEMO_MEMBERS = (
         "Clara Hoffmann",
         "clara.hoffmann@example.com",
         "+4915112345673",
-        None,
-        frozenset({Addon.WHATSAPP}),
+        # A second fax member: Anna's fax to her number loops through the fax simulator
+        # back to the gateway, so the demo shows a sent and a received fax (and its mail).
+        "+4930123456703",
+        frozenset({Addon.WHATSAPP, Addon.FAX}),
     ),
 )
 

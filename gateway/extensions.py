@@ -49,11 +49,13 @@ if TYPE_CHECKING:
     import httpx
     from starlette.routing import BaseRoute
 
+    from connectors.base import Connector
     from gateway.blobs import BlobStore
     from gateway.clock import Clock
     from gateway.config import Settings
+    from gateway.directory import Directory
     from gateway.metrics import Metrics
-    from gateway.models import JobHandler, Member
+    from gateway.models import Channel, JobHandler, Member
     from gateway.services import ChannelJobs, ServiceKey
     from gateway.store.base import Store
     from gateway.store.roles import Role
@@ -105,6 +107,17 @@ class Host(Protocol):
     def wake_workers(self) -> None:
         """Tell the job workers that a job was enqueued (this process's, and an idle one
         of another process sharing the store)."""
+        ...
+
+    @property
+    def directory(self) -> Directory:
+        """Teams, members and conversations (cached reads of the store)."""
+        ...
+
+    def route(self, channel: Channel | str, sender: str) -> Connector | None:
+        """The connector a send from ``sender`` on ``channel`` goes through (None: none
+        serves it). With ``directory``, what ``gateway.outbound`` needs: an extension
+        that sends (email-to-fax) passes its ``Host`` to ``outbound.submit``."""
         ...
 
 

@@ -356,9 +356,26 @@ class Message:
             out["fallback"] = self.fallback
         if self.meta and self.direction == Direction.OUTBOUND:
             out.update(outbound_extras(self.meta))
+        fax = fax_view(self.meta) if self.channel == Channel.FAX else None
+        if fax:
+            out["fax"] = fax
         if self.error:
             out["error"] = self.error
         return out
+
+
+# What a fax message's view shows of ``meta["fax"]`` (the fax channel writes it: pages and
+# progress, the attachments it made, the transmission report, the retry schedule).
+FAX_VIEW_KEYS = ("pages", "pages_sent", "phase", "tiff", "pdf", "thumbnail", "report",
+                 "tries", "dials", "next_try", "retry_reason", "cover")  # fmt: skip
+
+
+def fax_view(meta: dict[str, Any]) -> dict[str, Any]:
+    """The ``fax`` object of a fax message's view (keys without a value left out)."""
+    section = meta.get("fax")
+    if not isinstance(section, dict):
+        return {}
+    return {k: section[k] for k in FAX_VIEW_KEYS if section.get(k) is not None}
 
 
 def outbound_extras(meta: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from gateway import events, window
 from gateway.auth import Principal
 from gateway.commands import MAX_ATTACHMENTS, MAX_TEXT, FaxCover, SendRequest
 from gateway.errors import ChannelUnavailable, NotFound, ValidationError
-from gateway.extensions import preparation_kind
+from gateway.extensions import Host, preparation_kind
 from gateway.ids import new_id
 from gateway.models import (
     Attachment,
@@ -43,7 +43,6 @@ from gateway.models import (
 from gateway.numbers import normalize
 from gateway.policy import effective_policy, require_addon, screen, send_limits, sender_member
 from gateway.quota import build_charge, period_of
-from gateway.runtime import Runtime
 from gateway.store.base import Limit, MessageExists
 from gateway.units import sms_info
 
@@ -88,7 +87,7 @@ class Draft:
         return out
 
 
-async def draft(rt: Runtime, principal: Principal, request: SendRequest) -> Draft:
+async def draft(rt: Host, principal: Principal, request: SendRequest) -> Draft:
     """Check an outbound request and compute its units; writes nothing."""
     channel = request.channel
     team = await rt.directory.team(principal.team_id)
@@ -191,7 +190,7 @@ class Accepted(NamedTuple):
 
 
 async def submit(
-    rt: Runtime, principal: Principal, request: SendRequest, *, message_id: str | None = None
+    rt: Host, principal: Principal, request: SendRequest, *, message_id: str | None = None
 ) -> Accepted:
     """Accept an outbound message: stored, charged, queued and announced atomically.
 

@@ -34,7 +34,7 @@ from gateway.models import Channel, Member, Team, addon_allows, iso
 from gateway.store.base import Limit, Store
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.extensions import Host
 
 
 async def sender_member(
@@ -137,10 +137,10 @@ class PolicyBook:
         return effective
 
 
-_BOOKS: weakref.WeakKeyDictionary[Runtime, PolicyBook] = weakref.WeakKeyDictionary()
+_BOOKS: weakref.WeakKeyDictionary[Host, PolicyBook] = weakref.WeakKeyDictionary()
 
 
-def book(rt: Runtime) -> PolicyBook:
+def book(rt: Host) -> PolicyBook:
     """The policy book of ``rt`` (one per runtime, made on first use)."""
     found = _BOOKS.get(rt)
     if found is None:
@@ -148,7 +148,7 @@ def book(rt: Runtime) -> PolicyBook:
     return found
 
 
-async def effective_policy(rt: Runtime, team: Team) -> Policy:
+async def effective_policy(rt: Host, team: Team) -> Policy:
     """The team's effective policy, on the provider's current defaults."""
     return (await book(rt).effective(team, rt.settings.policy)).policy
 

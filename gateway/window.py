@@ -47,6 +47,7 @@ from gateway.store.base import Reroute, StatusUpdate
 from gateway.units import sms_info
 
 if TYPE_CHECKING:
+    from gateway.extensions import Host
     from gateway.runtime import Runtime
 
 WINDOW = timedelta(hours=24)
@@ -86,7 +87,7 @@ def of_conversation(conversation: Conversation | None, now: datetime) -> Window:
     return window_at(last, now)
 
 
-async def current(rt: Runtime, team_id: str, member_number: str, remote_number: str) -> Window:
+async def current(rt: Host, team_id: str, member_number: str, remote_number: str) -> Window:
     """The window between a member's number and a contact, as stored right now.
 
     Read from the store on every call (the directory caches a conversation's identity,
@@ -96,7 +97,7 @@ async def current(rt: Runtime, team_id: str, member_number: str, remote_number: 
     return of_conversation(conversation, rt.clock.now())
 
 
-def sms_sender(rt: Runtime, member: Member) -> tuple[str | None, str | None]:
+def sms_sender(rt: Host, member: Member) -> tuple[str | None, str | None]:
     """The number an SMS fallback of ``member`` goes from (their mobile number, whatever
     number carries their WhatsApp), or None and why there is no SMS fallback."""
     if member.mobile is None:

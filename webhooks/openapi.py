@@ -624,7 +624,13 @@ def _webhooks() -> dict[str, Any]:
     kinds: list[tuple[str, str, dict[str, Any]]] = [
         (MESSAGE_CREATED, "An outbound message was accepted.", message),
         (MESSAGE_RECEIVED, "An inbound message arrived.", message),
-        (MESSAGE_STATUS, "A message's status changed.", message),
+        (
+            MESSAGE_STATUS,
+            "A message's status changed. A fax that failed for now (busy, no answer) comes "
+            "back to `queued` with `fax.next_try` and `fax.retry_reason`: the next try "
+            "and why.",
+            message,
+        ),
         (
             QUOTA_THRESHOLD,
             "A member's usage passed a threshold (80 %, 100 %) of an included amount.",

@@ -89,6 +89,11 @@ class Verdict:
         return self.kind in ("protocol", "no_answer") and self.carrier_code is not None \
             and self.carrier_code.startswith("t30:")
 
+    @property
+    def words(self) -> str:
+        """The outcome as a sender reads it ("not sent yet: the line was busy")."""
+        return _WORDS.get(self.kind, self.message)
+
     def retry_after(self, opts: SipT38Options) -> float:
         """The wait before the next attempt."""
         if self.kind == "busy":
@@ -97,6 +102,13 @@ class Verdict:
             return opts.retry_no_answer
         return opts.retry_protocol
 
+
+_WORDS: Final[dict[Kind, str]] = {
+    "busy": "the line was busy",
+    "no_answer": "no fax machine answered",
+    "protocol": "the transmission broke off",
+    "retry": "the call could not be made",
+}
 
 _SIP: Final[dict[EndCause, tuple[Kind, str]]] = {
     EndCause.BUSY: ("busy", ErrorCode.UNREACHABLE),

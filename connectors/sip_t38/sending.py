@@ -155,7 +155,8 @@ class Sender:
             if state.first_dial is None:
                 state.first_dial = iso(self.context.clock.now())
             state.dials += 1
-            await self._progress(message.id, {"phase": "dialling", **state.meta()})
+            await self._progress(message.id, {"phase": "dialling", **state.meta(),
+                                               "next_try": None, "retry_reason": None})
             try:
                 call = await self.ua.call(message.to, media, from_user=message.from_,
                                           ring_timeout=opts.ring_timeout)
@@ -192,7 +193,8 @@ class Sender:
             pages = pages_before + result.pages_transferred
             state.pages_sent = pages
             fax = {**(message.meta.get("fax") or {}), **state.meta(), "pages": pages,
-                   "phase": None, "report": {**fax_report, "pages": pages}}
+                   "phase": None, "next_try": None, "retry_reason": None,
+                   "report": {**fax_report, "pages": pages}}
             return SendResult(carrier_id=call.call_id, meta={"fax": fax})
         error = result.error
         assert error is not None
@@ -210,7 +212,8 @@ class Sender:
             self.fallback[message.to] = state.step
         wait = verdict.retry_after(opts)
         now = self.context.clock.now()
-        fax: dict[str, Any] = {**state.meta(), "phase": None}
+        fax: dict[str, Any] = {**state.meta(), "phase": None, "next_try": None,
+                               "retry_reason": None}
         if fax_report is not None:
             fax["report"] = fax_report
         exhausted = (state.tries >= opts.max_tries and "tries")  \
@@ -225,7 +228,10 @@ class Sender:
                 f"gave up after {state.tries} tries and {state.dials} dials "
                 f"({exhausted} exhausted); last: {verdict.message}")
             raise PermanentError(why, code=verdict.code, carrier_code=verdict.carrier_code)
+        # Read by the message's view (``fax``), so the ``message.status`` event of the move
+        # back to ``queued`` says why and when the next try is (status mails, the portal).
         fax["next_try"] = iso(now + timedelta(seconds=wait))
+        fax["retry_reason"] = verdict.words
         await self._progress(message.id, fax)
         raise RetryableError(verdict.message, retry_after=wait, code=verdict.code,
                              carrier_code=verdict.carrier_code, scheduled=True)

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
+import shlex
+import shutil
 import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import img2pdf
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from PIL import Image, ImageDraw, ImageFont
 
 from fax.mail.settings import FaxMailSettings
 from gateway.config import SmtpConfig
@@ -75,15 +80,55 @@ async def demo(host: Host, members: Sequence[Member]) -> str:
     # The demo's runtime takes new settings before it serves (Host only reads them).
     object.__setattr__(host, "settings", dataclasses.replace(settings, smtp=smtp,
                                                             extensions=extensions))  # fmt: skip
-    faxer = next((m for m in members if m.fax and "fax" in m.addons), None)
+    faxers = [m for m in members if m.fax and "fax" in m.addons]
+    letter = await asyncio.to_thread(write_letter, folder.parent / "letter.pdf")
     lines = [
         "  Fax by email",
-        f"    SMTP receiver: 127.0.0.1:{receiver} (recipients <number>@{DOMAIN})",
-        f"    Mail the gateway sends is kept in {folder}",
+        f"    SMTP receiver: 127.0.0.1:{receiver} (recipients <fax number>@{DOMAIN})",
+        f"    Mail the gateway sends (status mails, received faxes) is kept in {folder}",
+        f"    A letter to fax: {letter}",
     ]
-    if faxer is not None:
-        lines.append(
-            f"    swaks --server 127.0.0.1:{receiver} --from {faxer.email} "
-            f"--to 4940123456@{DOMAIN} --attach @letter.pdf"
-        )
-    return "\n".join(lines)
+    if faxers:
+        sender = faxers[0]
+        # To another member's fax: it goes out to the fax simulator, which sends it back
+        # as a fax that member receives, mailed to them as a PDF.
+        other = next((m for m in faxers[1:]), None)
+        to = f"{(other.fax if other and other.fax else '+4940123456').lstrip('+')}@{DOMAIN}"
+        whom = f"{other.name}'s fax number" if other else "a fax machine of the simulator"
+        lines.append(f"    {sender.name} faxes it to {whom} with:")
+        for command in try_commands(receiver, sender.email, to, letter):
+            lines.append(f"    {command}")
+    return "\n".join([*lines, ""])
+
+
+def write_letter(path: Path) -> Path:
+    """A one-page A4 PDF letter to fax in the demo."""
+    page = Image.new("L", (1240, 1754), 255)  # A4 at 150 dpi
+    draw = ImageDraw.Draw(page)
+    font = ImageFont.load_default(size=36)
+    for n, line in enumerate(("Demo GmbH", "", "A fax sent by email through the gateway demo.",
+                              "", "Mit freundlichen Grüßen", "Anna Schmidt")):  # fmt: skip
+        draw.text((150, 200 + 60 * n), line, fill=0, font=font)
+    draw.rectangle((150, 700, 1090, 1100), outline=0, width=6)
+    buffer = io.BytesIO()
+    page.save(buffer, "PNG", dpi=(150, 150))
+    path.write_bytes(img2pdf.convert(buffer.getvalue()))
+    return path
+
+
+def try_commands(port: int, sender: str, to: str, letter: Path) -> list[str]:
+    """Commands that mail ``letter`` to the receiver: swaks when it is installed, and a
+    Python one-liner that needs nothing beyond python3."""
+    out = []
+    if shutil.which("swaks"):
+        out.append(f"swaks --server 127.0.0.1:{port} --from {sender} --to {to} "
+                   f"--attach @{shlex.quote(str(letter))}")  # fmt: skip
+    script = (  # double quotes inside: the shell's single quotes wrap it as it is
+        'import smtplib, email.message as m; e = m.EmailMessage(); '
+        f'e["From"] = "{sender}"; e["To"] = "{to}"; e["Subject"] = "Fax"; '
+        f'e.add_attachment(open("{letter}", "rb").read(), maintype="application", '
+        'subtype="pdf", filename="letter.pdf"); '
+        f'smtplib.SMTP("127.0.0.1", {port}).send_message(e)'
+    )
+    out.append(f"python3 -c {shlex.quote(script)}")
+    return out

@@ -123,7 +123,7 @@ async def check_recipient(host: Host, member: Member, number: str) -> None:
         raise Refused(550, "5.7.1", f"member {member.name} has no fax number")
     request = SendRequest(channel=Channel.FAX, from_=member.fax, to=number, text="check")
     try:
-        await outbound.draft(host, _principal(member), request)  # type: ignore[arg-type]
+        await outbound.draft(host, _principal(member), request)
     except GatewayError as exc:
         raise Refused(550, "5.7.1", f"fax to {number} refused: {exc.detail}") from None
 
@@ -263,12 +263,7 @@ async def intake_job(host: Host, job: Job) -> None:
             cover=FaxCover(note=note) if note else None,
         )
         try:
-            await outbound.submit(
-                host,  # type: ignore[arg-type]  # the runtime, typed as the extensions' Host
-                _principal(member),
-                request,
-                message_id=msg_id,
-            )
+            await outbound.submit(host, _principal(member), request, message_id=msg_id)
         except GatewayError as exc:
             # Allowed at RCPT, refused now (the policy or the credit changed meanwhile):
             # the sender hears it by mail.

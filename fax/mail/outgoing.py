@@ -3,9 +3,9 @@
 * Fax-to-email: a received fax as a PDF to the member and the addresses of their
   forwarding rules (one mail; the forwarding addresses as Bcc), with the caller's number,
   the remote station id (CSI), the pages and the time in subject and body.
-* Status mails to the sender of an email-to-fax: accepted (pages), sent (the
-  transmission report, page 1 inline, the PDF attached), failed (the reason in words and
-  the next try, if there is one).
+* Status mails to the sender of an email-to-fax: accepted (pages), not sent yet (the
+  reason in words and the next try, after each attempt that failed for now), sent (the
+  transmission report, page 1 inline, the PDF attached), failed (the reason in words).
 
 Every mail is sent from a job: a relay that cannot take it now (``TemporaryMailError``)
 means the job runs again later (``Retry``), up to the job's attempts; a refusal for good
@@ -147,8 +147,10 @@ async def mail_received_fax(
 
 # -- status mails to the sender of an email-to-fax ------------------------------------------
 def status_email(host: Host, msg: Message, kind: str, to: str, sender: str,
-                 pdf: bytes | None = None, png: bytes | None = None) -> EmailMessage:  # fmt: skip
-    """The ``accepted``, ``sent`` or ``failed`` mail about the fax ``msg`` to ``to``."""
+                 pdf: bytes | None = None, png: bytes | None = None, *,
+                 retry: tuple[str, str] | None = None) -> EmailMessage:  # fmt: skip
+    """The ``accepted``, ``retry`` (``retry``: the reason in words and the ISO time of the
+    next try), ``sent`` or ``failed`` mail about the fax ``msg`` to ``to``."""
     section = _dict(msg.meta.get("fax"))
     pages = section.get("pages")
     origin = section.get("mail")
@@ -168,6 +170,15 @@ def status_email(host: Host, msg: Message, kind: str, to: str, sender: str,
                            ("duration_s", "Duration (s)"), ("result", "Result")):  # fmt: skip
             if report.get(key) is not None:
                 lines.append(f"  {label}: {report[key]}")
+    elif kind == "retry" and retry is not None:
+        reason, next_try = retry
+        when = parse_iso(next_try).astimezone(host.settings.tz)
+        subject = f"Fax to {msg.to} not sent yet"
+        lines = [f"{about[0].upper()}{about[1:]} was not sent yet: {reason}.",
+                 f"Next try: {when:%Y-%m-%d %H:%M} ({host.settings.timezone})."]  # fmt: skip
+        if section.get("pages_sent"):
+            lines.append(f"Pages sent so far: {section['pages_sent']} of {pages}; the next "
+                         "try goes on from the first page not confirmed.")  # fmt: skip
     else:
         error = msg.error or {}
         reason = str(error.get("message") or error.get("code") or "unknown reason")
@@ -187,7 +198,8 @@ def status_email(host: Host, msg: Message, kind: str, to: str, sender: str,
     email["To"] = to
     email["Subject"] = subject
     email["Date"] = format_datetime(host.clock.now())
-    email["Message-ID"] = _message_id(f"status:{msg.id}:{kind}:{to}", sender)
+    ref = f"{kind}:{retry[1]}" if retry is not None else kind
+    email["Message-ID"] = _message_id(f"status:{msg.id}:{ref}:{to}", sender)
     email["Auto-Submitted"] = "auto-replied"
     email["X-Gateway-Message-Id"] = msg.id
     text = "\n".join(lines) + "\n"

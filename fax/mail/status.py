@@ -1,12 +1,16 @@
 """Status mails to the sender of an email-to-fax: accepted (with its pages, once it is
-converted), sent (the report, page 1 inline, the PDF), failed (the reason).
+converted), not sent yet (after each failed attempt that will be tried again: the reason
+and the next try, from the ``message.status`` event of its move back to ``queued``, whose
+``fax`` shows ``next_try`` and ``retry_reason``), sent (the report, page 1 inline, the
+PDF), failed (the reason).
 
 The watcher (:func:`watch`, part of the ``fax_mail`` background service) follows the
 store's event log from a cursor kept in the settings (``fax_mail_status_cursor``): a
 ``message.status`` event of a fax that came by mail (it has an origin document,
 ``intake.ORIGIN``) becomes a ``fax_mail_status`` job; the job sends the mail through the
 ``[smtp]`` relay (``outgoing.deliver``, retried while the relay cannot take it) and notes
-it in the origin document, so each kind of mail goes out once per fax.
+it in the origin document, so each kind of mail goes out once per fax (a "not sent yet"
+mail once per retry).
 """
 
 from __future__ import annotations
@@ -47,10 +51,19 @@ async def scan(host: Host) -> int:
             message_id = str(data.get("id"))
             if await host.store.get_setting(ORIGIN.format(message_id)) is None:
                 continue  # not a fax that came by mail
-            job_id = f"job_faxstatus_{message_id}_{kind}"
+            payload: dict[str, object] = {"message_id": message_id, "kind": kind}
+            fax = data.get("fax")
+            fax = fax if isinstance(fax, dict) else {}
+            if kind == "accepted" and fax.get("next_try"):
+                # Back to queued after a failed attempt: one mail per retry, with the
+                # reason and the time of the next try as the event saw them.
+                dials = fax.get("dials", 0)
+                payload.update(kind="retry", key=f"retry-{dials}", next_try=fax["next_try"],
+                               reason=fax.get("retry_reason") or "the call failed")
+            key = str(payload.get("key", payload["kind"]))
+            job_id = f"job_faxstatus_{message_id}_{key}"
             if await host.store.get_job(job_id) is None:
                 now = host.clock.now()
-                payload = {"message_id": message_id, "kind": kind}
                 attempts = host.settings.job_max_attempts
                 await host.store.enqueue(Job(job_id, JOB_KIND, payload, now, attempts,
                                              created_at=now))  # fmt: skip
@@ -84,12 +97,15 @@ async def _blob_of(host: Host, attachment_id: object) -> bytes | None:
 
 async def status_job(host: Host, job: Job) -> None:
     """Send one status mail about a fax that came by mail (once per kind)."""
-    message_id, kind = str(job.payload["message_id"]), str(job.payload["kind"])
+    p = job.payload
+    message_id, kind = str(p["message_id"]), str(p["kind"])
+    key = str(p.get("key", kind))
     scope = ORIGIN.format(message_id)
     origin = await host.store.get_setting(scope)
     msg = await host.store.get_message(message_id)
-    if origin is None or msg is None or kind in origin.get("mailed", []):
+    if origin is None or msg is None or key in origin.get("mailed", []):
         return
+    retry = (str(p["reason"]), str(p["next_try"])) if kind == "retry" else None
     smtp = host.settings.smtp
     sender = smtp.sender if smtp else "gateway@localhost"
     pdf = png = None
@@ -98,8 +114,9 @@ async def status_job(host: Host, job: Job) -> None:
         assert isinstance(section, dict)
         pdf = await _blob_of(host, section.get("pdf"))
         png = await _blob_of(host, section.get("thumbnail"))
-    email = outgoing.status_email(host, msg, kind, str(origin["sender"]), sender, pdf, png)
-    if await outgoing.deliver(host, job, email, f"{kind} mail about fax {message_id}"):
-        origin["mailed"] = [*origin.get("mailed", []), kind]
+    email = outgoing.status_email(host, msg, kind, str(origin["sender"]), sender, pdf, png,
+                                  retry=retry)  # fmt: skip
+    if await outgoing.deliver(host, job, email, f"{key} mail about fax {message_id}"):
+        origin["mailed"] = [*origin.get("mailed", []), key]
         await host.store.put_setting(scope, origin)
 

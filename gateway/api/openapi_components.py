@@ -225,6 +225,7 @@ def schemas() -> dict[str, Any]:
         },
         **_rules(requests),
         **_window(),
+        **_fax(),
         "Problem": {
             "type": "object",
             "description": "An RFC 9457 problem document; further members may appear.",
@@ -326,6 +327,7 @@ def _message_properties() -> dict[str, Any]:
             "description": "As requested: a WhatsApp message that falls back to SMS.",
         },
         **_window_message_properties(),
+        "fax": ref("FaxProgress"),
         "error": ref("MessageError"),
     }
 
@@ -356,6 +358,51 @@ def _window_message_properties() -> dict[str, Any]:
             "type": "string",
             "enum": ["whatsapp_window_closed"],
             "description": "Only when the SMS fallback was used: why.",
+        },
+    }
+
+
+def _fax() -> dict[str, Any]:
+    """A fax message's pages, progress, documents, report and retry schedule."""
+    count = {"type": "integer", "minimum": 0}
+    return {
+        "FaxProgress": {
+            "type": "object",
+            "description": "Fax messages only: what the fax channel knows of this fax. A "
+            "send that failed for now (busy, no answer, a broken-off transmission) goes "
+            "back to `queued` with `next_try` and `retry_reason`: its `message.status` "
+            "event (status `queued`) says when the fax will be tried again and why.",
+            "properties": {
+                "pages": {**count, "description": "Pages of the fax."},
+                "pages_sent": {**count, "description": "Pages the far end confirmed."},
+                "phase": {"type": "string", "enum": ["converting", "dialling", "sending"]},
+                "tiff": {"type": "string", "description": "Attachment id: the TIFF-F pages."},
+                "pdf": {"type": "string", "description": "Attachment id: the fax as PDF."},
+                "thumbnail": {"type": "string", "description": "Attachment id: page 1 (PNG)."},
+                "report": {
+                    "type": "object",
+                    "description": "The transmission report (both directions).",
+                    "properties": {
+                        "pages": count,
+                        "bit_rate": {"type": "integer"},
+                        "ecm": {"type": "boolean"},
+                        "resolution": {"type": "string", "enum": ["fine", "standard"]},
+                        "remote_csi": {"type": "string"},
+                        "duration_s": {"type": "number"},
+                        "result": {"type": "string", "description": "The T.30 result in words."},
+                        "t30_code": {"type": "integer"},
+                    },
+                },
+                "tries": {**count, "description": "Answered calls that failed so far."},
+                "dials": {**count, "description": "Calls made so far."},
+                "next_try": timestamp("When a fax that failed for now is tried again"),
+                "retry_reason": {
+                    "type": "string",
+                    "description": "Why the last attempt failed, in words (e.g. `the line "
+                    "was busy`); with `next_try`.",
+                },
+                "cover": {"type": "object", "description": "The cover page as requested."},
+            },
         },
     }
 

@@ -99,10 +99,12 @@ def paths() -> dict[str, Any]:
                 "**Fax**: `to` is a fax number; the fax is the optional `cover` page, then the "
                 "`text` as a page, then the `attachments` (PDF, PNG, JPEG, TIFF; upload them "
                 "first) in order. The documents are converted after the answer: the message "
-                "goes `accepted` → `queued` (with `meta.fax.pages`, and the `tiff`, `pdf` and "
-                "`thumbnail` attachments) → `sending` (with `meta.fax.pages_sent`) → `sent`, "
-                "or `failed` with the reason (an encrypted, broken or too long document; the "
-                "unit is given back). One unit per fax.",
+                "goes `accepted` → `queued` (with `fax.pages`, and the `tiff`, `pdf` and "
+                "`thumbnail` attachments) → `sending` (with `fax.pages_sent`; a `fax.page` "
+                "event per confirmed page) → `sent` (with `fax.report`), back to `queued` "
+                "with `fax.next_try` and `fax.retry_reason` when the line was busy or the "
+                "call failed for now, or `failed` with the reason (an encrypted, broken or "
+                "too long document; the unit is given back). One unit per fax.",
                 parameters=[param("IdempotencyKey")],
                 request_body=_send_body("The message to send."),
             ),

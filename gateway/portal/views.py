@@ -2,7 +2,9 @@
 per channel, fax progress, attachments and the WhatsApp window.
 
 Fax messages carry their progress in ``meta["fax"]`` (``pages``, ``pages_sent``,
-``phase`` — ``converting`` / ``dialling`` / ``sending`` —, ``next_try``, and the
+``phase`` — ``converting`` / ``dialling`` / ``sending`` —, ``next_try`` with
+``retry_reason`` while a fax that failed for now waits for its next try, the ``tiff`` the
+conversion made, and the
 attachment ids ``thumbnail`` (page 1 as PNG) and ``pdf``); top-level ``meta["pages"]`` /
 ``meta["pages_sent"]`` are read too. Without a thumbnail a fax shows as an icon.
 """
@@ -43,7 +45,9 @@ def fax_meta(message: Message) -> dict[str, Any]:
 class Tick:
     """A message's status as its channel can tell it."""
 
-    kind: str  # pending | sent | delivered | read | failed | received | progress
+    # pending | sent | delivered | read | failed | received | progress | retry (a fax
+    # that failed for now and will be tried again: no "Retry" button, it retries itself)
+    kind: str
     label: str
     detail: str | None = None  # the failure's reason, the next try
 
@@ -53,7 +57,8 @@ def _int(value: object) -> int | None:
 
 
 def fax_progress(message: Message, fmt: Formats, live_page: int | None = None) -> Tick:
-    """Converting, dialling, page k of n, sent, failed with the reason and the next try."""
+    """Converting, queued, dialling, page k of n, sent; failed for now with the reason
+    and the next try (queued again); failed with the reason."""
     meta = fax_meta(message)
     pages = _int(meta.get("pages"))
     sent = _int(meta.get("pages_sent")) or 0
@@ -72,7 +77,17 @@ def fax_progress(message: Message, fmt: Formats, live_page: int | None = None) -
         return Tick("progress", _("Page {k} of {n}").format(k=page, n=pages))
     if message.status == Status.SENDING or phase == "dialling":
         return Tick("pending", _("Dialling"))
-    return Tick("pending", _("Converting"))
+    if message.status == Status.QUEUED and meta.get("next_try"):
+        # An attempt failed for now (busy, no answer): why, and when the next one is.
+        reason = meta.get("retry_reason")
+        parts = [reason] if isinstance(reason, str) and reason else []
+        with contextlib.suppress(ValueError):
+            when = fmt.datetime(parse_iso(str(meta["next_try"])))
+            parts.append(_("next try {time}").format(time=when))
+        return Tick("retry", _("Failed, next try"), "; ".join(parts) or None)
+    if phase == "converting" or message.status == Status.ACCEPTED or not meta.get("tiff"):
+        return Tick("pending", _("Converting"))
+    return Tick("pending", _("Queued"))  # converted, waiting for its send job or a line
 
 
 def _failure(message: Message, fmt: Formats, meta: dict[str, Any] | None = None) -> str | None:

@@ -19,7 +19,7 @@ from gateway.models import Attachment
 from gateway.outbound import submit
 from gateway.process import open_runtime, worker
 from gateway.store.base import MessageFilter
-from tests.connectors.sip_t38.conftest import KIND, REMOTE, TICKER
+from tests.connectors.sip_t38.conftest import KIND, REMOTE, TICKER, converted
 from tests.fax.t38.support import make_tiff
 
 pytestmark = pytest.mark.anyio
@@ -55,6 +55,7 @@ async def test_demo_fax_both_ways(tmp_path: Path) -> None:
             body = {"channel": "fax", "from": anna.fax, "to": REMOTE, "attachments": [att.id]}
             principal = Principal(info.team.id, None, "test")
             sent = await submit(rt, principal, convert(SendRequest, body))
+            await converted(rt, sent.message.id)
             assert await worker(rt).run_once()
             msg = await rt.store.get_message(sent.message.id)
             assert msg is not None and msg.status == "sent", msg

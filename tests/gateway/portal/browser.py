@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import uvicorn
 
 from gateway.api.app import create_app
-from gateway.config import parse_settings
+from gateway.config import ConnectorConfig, parse_settings
 from gateway.demo import DemoInfo
 from gateway.portal.settings import PortalSettings
 from gateway.process import open_runtime
@@ -53,6 +53,7 @@ class LiveServer:
         workdir: Path,
         store: str | None = None,
         portal: PortalSettings | None = None,
+        connectors: tuple[ConnectorConfig, ...] = (),
         **settings: Any,
     ) -> None:
         self.sock = socket.socket()
@@ -69,7 +70,11 @@ class LiveServer:
             }
         )
         self.settings = dataclasses.replace(
-            base, connectors=fake_connectors(), public_url=self.url, poll_interval=0.05, **settings
+            base,
+            connectors=(*connectors, *fake_connectors()),
+            public_url=self.url,
+            poll_interval=0.05,
+            **settings,
         )
         if portal is not None:
             self.settings = self.settings.with_extension("portal", portal)

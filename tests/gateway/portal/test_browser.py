@@ -18,8 +18,13 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from connectors.base import InboundMessage
+from connectors.base import InboundMessage, register
+from connectors.sip_t38.connector import SipT38Connector
+from connectors.sip_t38.demo import free_port as free_sip_port
+from fax.simulator import FaxSimulator
+from fax.t38.ticker import SimulatedTicker
 from gateway.clock import SystemClock
+from gateway.config import ConnectorConfig
 from gateway.events import MESSAGE_CREATED
 from gateway.ids import new_id
 from gateway.inbound import Inbound
@@ -41,14 +46,55 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+# Anna's faxes go out through a real ``sip_t38`` connector to the fax simulator, both on
+# a simulated media clock of their own (in the live server's loop).
+FAX_TICKER = SimulatedTicker()
+FAX_KIND = "sip_t38_portal"
+register(FAX_KIND, lambda config, context: SipT38Connector(config, context, ticker=FAX_TICKER))
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def fax_ports() -> tuple[int, int]:
+    """The SIP ports of the fax simulator and of the gateway's connector."""
+    return free_sip_port(), free_sip_port()
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, fax_ports: tuple[int, int]
+) -> Iterator[LiveServer]:
     """The gateway with the portal, serving on a free loopback port."""
-    live = LiveServer(tmp_path_factory.mktemp("portal-browser")).start()
+    sim_port, gateway_port = fax_ports
+    fax = ConnectorConfig(
+        "fax1",
+        FAX_KIND,
+        frozenset({"fax"}),
+        frozenset({FAX_A}),
+        {"proxy": f"sip:127.0.0.1:{sim_port}", "listen": f"127.0.0.1:{gateway_port}"},
+    )
+    live = LiveServer(tmp_path_factory.mktemp("portal-browser"), connectors=(fax,)).start()
     try:
         yield live
     finally:
         live.stop()
+
+
+@pytest.fixture(scope="module")
+def fax_sim(server: LiveServer, fax_ports: tuple[int, int]) -> Iterator[FaxSimulator]:
+    """The far end of Anna's faxes, running in the live server's loop."""
+    sim_port, gateway_port = fax_ports
+    sim = FaxSimulator(
+        gateway=f"sip:127.0.0.1:{gateway_port}",
+        listen=f"127.0.0.1:{sim_port}",
+        ticker=FAX_TICKER,
+        station_id="REMOTE FAX",
+    )
+    assert server.loop is not None
+    asyncio.run_coroutine_threadsafe(sim.start(), server.loop).result(30)
+    try:
+        yield sim
+    finally:
+        asyncio.run_coroutine_threadsafe(sim.stop(), server.loop).result(30)
 
 
 @pytest.fixture(scope="module")
@@ -303,7 +349,8 @@ async def test_window_closes_and_sms_goes_instead(
 
 
 async def test_fax_upload_and_live_page_progress(
-    browser: Browser, server: LiveServer, seeded: PortalSeed, tmp_path: Path
+    browser: Browser, server: LiveServer, seeded: PortalSeed, tmp_path: Path,
+    fax_sim: FaxSimulator,
 ) -> None:
     assert server.rt is not None
     rt = server.rt
@@ -372,14 +419,20 @@ async def test_fax_upload_and_live_page_progress(
         )
     )
     await expect(bubble).to_contain_text("Sent, 3 pages")
-    # Upload an image to fax: shown before sending, then sent.
+    # Upload an image to fax: shown before sending, then converted and sent through the
+    # sip_t38 connector to the fax simulator, the bubble following it live.
     png = tmp_path / "page.png"
     png.write_bytes(png_bytes())
     await page.locator("#fax-files-input").set_input_files(str(png))
     await expect(page.locator("#fax-files img")).to_have_count(1)
     await shot(page, "fax-thread-en-360")
     await page.get_by_role("button", name="Send", exact=True).click()
-    await expect(page.locator(".bubble.out").last.locator("img")).to_have_count(1)
+    sent = page.locator(".bubble.out").last
+    await expect(sent.locator("img")).to_have_count(1)
+    await expect(sent).to_contain_text("Sent, 1 page")
+    [got] = await server.call(fax_sim.wait_received())
+    assert got.ok and got.number == fax_to
+    assert got.result is not None and got.result.pages_transferred == 1
     await context.close()
 
 

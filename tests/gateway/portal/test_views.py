@@ -60,6 +60,9 @@ def test_failures_say_why_and_when_the_next_try_is() -> None:
     ("status", "meta", "live", "label"),
     [
         ("accepted", {}, None, "Converting"),
+        ("queued", {"fax": {"phase": "converting"}}, None, "Converting"),
+        # Converted (its TIFF stored), waiting for the send job: no longer converting.
+        ("queued", {"fax": {"pages": 3, "pages_sent": 0, "tiff": "att_t"}}, None, "Queued"),
         ("queued", {"fax": {"pages": 3, "phase": "dialling"}}, None, "Dialling"),
         ("sending", {"fax": {"pages": 3, "pages_sent": 0}}, None, "Dialling"),
         ("sending", {"fax": {"pages": 3, "pages_sent": 1}}, None, "Page 2 of 3"),
@@ -70,6 +73,17 @@ def test_failures_say_why_and_when_the_next_try_is() -> None:
 )
 def test_fax_progress(status: str, meta: dict[str, object], live: int | None, label: str) -> None:
     assert tick(msg("fax", status, meta=meta, text=None), FMT, live).label == label
+
+
+def test_a_fax_that_failed_for_now_says_why_and_when_the_next_try_is() -> None:
+    meta = {"fax": {"pages": 3, "tiff": "att_t", "next_try": "2026-03-15T12:05:00.000Z",
+                    "retry_reason": "the line was busy", "dials": 1}}  # fmt: skip
+    t = tick(msg("fax", "queued", meta=meta, text=None), FMT)
+    assert (t.kind, t.label) == ("retry", "Failed, next try")  # no Retry button: it retries
+    assert t.detail == "the line was busy; next try 15 Mar 2026, 13:05:00"
+    # Dialling again: the old schedule no longer shows.
+    dialling = tick(msg("fax", "sending", meta=meta, text=None), FMT)
+    assert dialling.label == "Dialling"
 
 
 def test_a_received_fax_shows_its_pages_thumbnail_and_pdf() -> None:
