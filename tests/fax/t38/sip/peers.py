@@ -9,6 +9,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from connectors.sip_t38.demo import free_port
 from fax.t38.sdp import LocalMedia, Negotiated
 from fax.t38.sip.media import SdpMediaHandler
 from fax.t38.sip.message import SipRequest, SipResponse
@@ -18,20 +19,6 @@ from fax.t38.sip.ua import UserAgent
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 SIPP_DEADLINE = 40.0
-
-
-def free_port() -> int:
-    """A loopback port free for both UDP and TCP right now."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = int(u.getsockname()[1])
-            with socket.socket() as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
 
 
 class PortHandler(SdpMediaHandler):
