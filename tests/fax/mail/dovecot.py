@@ -58,6 +58,17 @@ service imap-login {{
 """
 
 
+def open_root() -> None:
+    """Let unprivileged processes walk from ``/`` (dovecot's auth and mail processes run as
+    ``dovenull`` and ``dovecot``). A Debian system's root directory is 0755; a chroot
+    unpacked into a ``mktemp -d`` directory (as ``../shared/tools/fresh-debian-test``
+    builds one) keeps that directory's 0700, where no daemon that drops root can open
+    anything. Only then, and only as root, is the root directory given its usual mode."""
+    mode = os.stat("/").st_mode
+    if os.getuid() == 0 and mode & 0o005 != 0o005:
+        os.chmod("/", (mode & 0o7777) | 0o755)
+
+
 class Dovecot:
     """``start()`` runs dovecot in the foreground (its own process group); ``stop()``."""
 
@@ -72,6 +83,7 @@ class Dovecot:
         """Write the configuration and start; returns once IMAP answers."""
         for sub in ("run", "state", "mail", "home"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        open_root()
         me = pwd.getpwuid(os.getuid())
         # Dovecot refuses uid 0 for mail: as root, the mail belongs to the dovecot user.
         owner = pwd.getpwnam("dovecot") if os.getuid() == 0 else me
