@@ -7,6 +7,7 @@ inbound fax for that member (the simulator loops the members' fax numbers).
 from __future__ import annotations
 
 import socket
+import sys
 from collections.abc import Sequence
 
 from connectors.base import DemoNumber
@@ -55,7 +56,9 @@ class FaxDemo:
             f"  Fax          simulated fax machines (SIP + T.38) at {self.sim.uri}",
             "               (every number answers; a fax to a demo member's fax number",
             "               also arrives as an inbound fax for that member). Fax a TIFF-F",
-            "               to a member: python -m fax.simulator send --gateway "
+            # The virtualenv's interpreter: a minimal Debian has no ``python``, and the
+            # system's python3 does not see the gateway's packages.
+            f"               to a member: {sys.executable} -m fax.simulator send --gateway "
             f"sip:127.0.0.1:{self.gateway_port} --to <member's fax> pages.tif",
             "",
         ])
