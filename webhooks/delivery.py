@@ -236,6 +236,10 @@ class Engine:
             if read < FANOUT_BATCH:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
+            else:
+                # Behind on a long event log: let the process's requests in between
+                # batches (the SQLite store answers without suspending).
+                await asyncio.sleep(0)
 
     async def _due_loop(self, stop: asyncio.Event) -> None:
         failing = Failing("leasing due webhook deliveries", self.settings.poll_interval, log)

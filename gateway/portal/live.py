@@ -192,7 +192,12 @@ class Hub:
                 try:
                     more = await self.step()
                     failing.ok()
-                    if not more:
+                    if more:
+                        # The SQLite store answers without suspending: catching up on a
+                        # long event log (a process started behind it) would otherwise
+                        # hold the loop for seconds, and the API's requests with it.
+                        await asyncio.sleep(0)
+                    else:
                         wait = max(0.0, min(self.poll_interval, beat - loop.time()))
                         stopped = asyncio.ensure_future(self._stop.wait())
                         grown = asyncio.ensure_future(waiter.wait(self.seq or 0, wait))
@@ -226,6 +231,7 @@ class Hub:
                 if not await indexer.index_step(self.store, self.portal):
                     break
                 cursor = await self.portal.index_cursor()
+                await asyncio.sleep(0)  # see _run: a long catch-up must not starve requests
         for event in events:
             await self._hand_out(event)
         self.seq = events[-1].seq
