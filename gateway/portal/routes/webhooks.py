@@ -26,6 +26,14 @@ def _admin(portal: Portal) -> WebhookAdmin | None:
     return service(portal.rt, WEBHOOK_ADMIN)
 
 
+def _required(portal: Portal) -> WebhookAdmin:
+    """The webhooks extension's admin service; 404 when it is not installed."""
+    hooks = _admin(portal)
+    if hooks is None:
+        raise NotFound("webhooks are not installed")
+    return hooks
+
+
 async def _context(
     portal: Portal, team_id: str, secret: str | None = None, error: GatewayError | None = None
 ) -> dict[str, Any]:
@@ -53,9 +61,7 @@ async def create(request: Request) -> Response:
     portal = await portal_of(request)
     viewer = admin_of(request)
     form = await read_form(request)
-    hooks = _admin(portal)
-    if hooks is None:
-        raise NotFound("webhooks are not installed")
+    hooks = _required(portal)
     try:
         _, secret = await hooks.create_endpoint(
             viewer.team.id,
@@ -75,9 +81,7 @@ async def set_enabled(request: Request) -> Response:
     portal = await portal_of(request)
     viewer = admin_of(request)
     form = await read_form(request)
-    hooks = _admin(portal)
-    if hooks is None:
-        raise NotFound("webhooks are not installed")
+    hooks = _required(portal)
     await hooks.set_enabled(viewer.team.id, request.path_params["id"], form.get("enabled") == "1")
     return see_other("/admin/webhooks", request)
 
@@ -87,9 +91,7 @@ async def delete(request: Request) -> Response:
     portal = await portal_of(request)
     viewer = admin_of(request)
     await read_form(request)
-    hooks = _admin(portal)
-    if hooks is None:
-        raise NotFound("webhooks are not installed")
+    hooks = _required(portal)
     await hooks.delete_endpoint(viewer.team.id, request.path_params["id"])
     return see_other("/admin/webhooks", request)
 
@@ -104,9 +106,7 @@ async def deliveries(request: Request) -> Response:
     """GET /admin/webhooks/{id}: the endpoint's delivery log (``status``, ``cursor``)."""
     portal = await portal_of(request)
     viewer = admin_of(request)
-    hooks = _admin(portal)
-    if hooks is None:
-        raise NotFound("webhooks are not installed")
+    hooks = _required(portal)
     endpoint_id = request.path_params["id"]
     found = [e for e in await hooks.list_endpoints(viewer.team.id) if e["id"] == endpoint_id]
     if not found:
@@ -137,9 +137,7 @@ async def retry(request: Request) -> Response:
     portal = await portal_of(request)
     viewer = admin_of(request)
     await read_form(request)
-    hooks = _admin(portal)
-    if hooks is None:
-        raise NotFound("webhooks are not installed")
+    hooks = _required(portal)
     endpoint_id = request.path_params["id"]
     await hooks.retry_delivery(viewer.team.id, endpoint_id, request.path_params["delivery_id"])
     return see_other(f"/admin/webhooks/{endpoint_id}?retried=1", request)
