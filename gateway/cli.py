@@ -229,7 +229,11 @@ async def serve_runtime(rt: Runtime, host: str, port: int, *, workers: bool = Tr
     # Open event streams (the portal's) would hold shutdown up for ever: they get a few
     # seconds to end, then are cut (browsers reconnect, to another process if need be).
     await serve_until_signal(
-        create_app(rt, workers=workers), host, port, timeout_graceful_shutdown=GRACE_SECONDS
+        create_app(rt, workers=workers),
+        host,
+        port,
+        timeout_graceful_shutdown=GRACE_SECONDS,
+        timeout_keep_alive=rt.settings.keep_alive_seconds,
     )
 
 

@@ -102,6 +102,11 @@ class Settings:
     job_visibility_seconds: float = 120.0
     job_max_attempts: int = 10
     poll_interval: float = 0.2
+    # How long the API keeps an idle HTTP/1.1 connection open. Longer than the clients' and
+    # proxies' own idle limits (httpx 5 s, nginx 60 s, cloud load balancers 60 s): the side
+    # that closes an idle connection must be the client, or a request it sends just as the
+    # server closes is reset (seen under load with uvicorn's 5 s default).
+    keep_alive_seconds: float = 75.0
     max_attachment_bytes: int = 20 * 1024 * 1024
     plugins: tuple[str, ...] = ()
     connectors: tuple[ConnectorConfig, ...] = ()
@@ -234,6 +239,7 @@ def _gateway(table: dict[str, Any], out: dict[str, Any]) -> None:
         "job_visibility_seconds": (int, float),
         "job_max_attempts": int,
         "poll_interval": (int, float),
+        "keep_alive_seconds": (int, float),
         "max_attachment_bytes": int,
         "plugins": list,
     }
@@ -251,6 +257,8 @@ def _gateway(table: dict[str, Any], out: dict[str, Any]) -> None:
     for key in ("job_max_attempts", "max_attachment_bytes"):
         if key in out and out[key] < 1:
             raise ConfigError(f"gateway.{key}: must be at least 1")
+    if "keep_alive_seconds" in out and out["keep_alive_seconds"] <= 0:
+        raise ConfigError("gateway.keep_alive_seconds: must be more than 0")
     if "workers" in out and out["workers"] < 0:
         raise ConfigError("gateway.workers: must be 0 (no job workers) or more")
     if "plugins" in out:

@@ -15,6 +15,7 @@ def test_defaults() -> None:
     assert s.store.startswith("sqlite:///") and s.timezone == "Europe/Berlin"
     assert s.tariff.included == {"sms": 100, "whatsapp": 1000, "fax": 100}
     assert s.connectors == () and s.smtp is None
+    assert s.keep_alive_seconds == 75  # beyond the 60 s idle limit of common proxies
 
 
 def test_full_file_with_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -77,6 +78,8 @@ from = "fax@example.com"
         ({"gateway": {"timezone": "Mars/Base"}}, "gateway.timezone"),
         ({"gateway": {"workers": -1}}, "gateway.workers"),
         ({"gateway": {"workers": "4"}}, "gateway.workers"),
+        ({"gateway": {"keep_alive_seconds": 0}}, "gateway.keep_alive_seconds"),
+        ({"gateway": {"keep_alive_seconds": "long"}}, "gateway.keep_alive_seconds"),
         ({"gateway": {"colour": "blue"}}, "gateway.colour"),
         ({"gateway": {"store": "mysql://x"}}, "gateway.store"),
         ({"gateway": {"public_url": "gw.example.com"}}, "gateway.public_url"),

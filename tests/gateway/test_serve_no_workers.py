@@ -26,11 +26,12 @@ LOOKS = 40  # poll intervals the API-only serve is watched for
 
 
 def start_serve(
-    tmp_path: Path, url: str, workers: int, *flags: str
+    tmp_path: Path, url: str, workers: int, *flags: str, gateway: str = ""
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """``gateway serve`` as a real process on a free port, with its store at ``url``."""
+    """``gateway serve`` as a real process on a free port, with its store at ``url``
+    (``gateway``: more lines for its ``[gateway]`` table)."""
     config = tmp_path / "gateway.toml"
-    config.write_text(f"[gateway]\nworkers = {workers}\npoll_interval = {POLL}\n")
+    config.write_text(f"[gateway]\nworkers = {workers}\npoll_interval = {POLL}\n{gateway}")
     env = {**os.environ, "GATEWAY_STORE": url, "GATEWAY_BLOBS": str(tmp_path / "blobs")}
     port = free_port()
     cmd = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config),
