@@ -59,7 +59,7 @@ import socket
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -87,8 +87,27 @@ from webhooks.targets import Target, TargetError, TargetRefused, parse_target
 log = logging.getLogger("webhooks")
 FANOUT_BATCH = 1000
 FANOUT_LEASE = timedelta(seconds=10)
+# Seconds the fan-out holder waits for the log's announcement at most (it renews its lease
+# at half of FANOUT_LEASE), and between a non-holder's looks at the lease (a dead holder's
+# lease runs FANOUT_LEASE anyway): idle processes cost next to nothing.
+FANOUT_IDLE = 1.0
+FANOUT_STANDBY = FANOUT_LEASE.total_seconds() / 4
+# Idle looks for due deliveries back off from poll_interval to this (seconds): a retry
+# comes due at most this late; fresh events and promoted lanes wake the loop at once.
+DUE_IDLE_MAX = 0.5
 EVENT_CACHE = 20_000
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+async def _until(work: Coroutine[Any, Any, Any], stop: asyncio.Event, timeout: float) -> None:
+    """Await ``work`` until it ends, ``stop`` is set or ``timeout`` passes, whichever is first."""
+    tasks = {asyncio.ensure_future(work), asyncio.ensure_future(stop.wait())}
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def delivery_id(event_id: str, endpoint_id: str) -> str:
@@ -170,6 +189,7 @@ class Engine:
         self._checked = 0.0
         self._events: OrderedDict[int, Event] = OrderedDict()
         self._cursor: int | None = None
+        self._holding = False  # whether this process held the fan-out lease at its last look
         self._lease_until: datetime | None = None
         self._wake = asyncio.Event()
         metrics = rt.metrics
@@ -224,25 +244,31 @@ class Engine:
 
     async def _fanout_loop(self, stop: asyncio.Event) -> None:
         failing = Failing("webhook fan-out", self.settings.poll_interval, log)
-        while not stop.is_set():
-            try:
-                read = await self.fanout_once()
-            except Exception as exc:
-                wait = failing.failed(exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait)
-                continue
-            failing.ok()
-            if read < FANOUT_BATCH:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
-            else:
-                # Behind on a long event log: let the process's requests in between
-                # batches (the SQLite store answers without suspending).
-                await asyncio.sleep(0)
+        waiter = self.rt.store.event_waiter()
+        try:
+            while not stop.is_set():
+                try:
+                    read = await self.fanout_once()
+                    failing.ok()
+                    if read >= FANOUT_BATCH:
+                        # Behind on a long event log: let the process's requests in between
+                        # batches (the SQLite store answers without suspending).
+                        await asyncio.sleep(0)
+                        continue
+                    if not self._holding:
+                        await _until(stop.wait(), stop, FANOUT_STANDBY)
+                    elif self._cursor is None:  # the cursor or the endpoints moved
+                        await _until(stop.wait(), stop, self.settings.poll_interval)
+                    else:  # caught up: until the log grows
+                        await _until(waiter.wait(self._cursor, FANOUT_IDLE), stop, FANOUT_IDLE)
+                except Exception as exc:
+                    await _until(stop.wait(), stop, failing.failed(exc))
+        finally:
+            await waiter.aclose()
 
     async def _due_loop(self, stop: asyncio.Event) -> None:
         failing = Failing("leasing due webhook deliveries", self.settings.poll_interval, log)
+        idle = self.settings.poll_interval
         while not stop.is_set():
             try:
                 leased = await self.deliver_due()
@@ -254,8 +280,15 @@ class Engine:
             failing.ok()
             if leased == 0 or self.free == 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+                    await asyncio.wait_for(self._wake.wait(), idle)
+                woken = self._wake.is_set()
                 self._wake.clear()
+                # Nothing due and nobody rang: look less often, up to DUE_IDLE_MAX.
+                quiet = not leased and not woken
+                floor = self.settings.poll_interval
+                idle = min(max(idle * 2, floor), max(DUE_IDLE_MAX, floor)) if quiet else floor
+            else:
+                idle = self.settings.poll_interval
 
     async def drain(self) -> None:
         """Wait until every attempt started so far has finished."""
@@ -294,6 +327,7 @@ class Engine:
             or now >= self._lease_until - (FANOUT_LEASE / 2)
         ):
             cursor = await self.hooks.lease_fanout(self.owner, now, FANOUT_LEASE)
+            self._holding = cursor is not None
             if cursor is None:  # another process fans out
                 self._cursor = None
                 return 0

@@ -4,7 +4,11 @@ event streams of the members the events are about.
 The tail reads the log (so a message received by another process on the same Redis
 store shows up too), first lets the inbox index catch up with it (``indexer.py``), then
 hands each event to the streams of its member as one pre-built server-sent-event frame:
-the JSON is encoded once per event, whatever the number of streams. Between looks it
+the JSON is encoded once per event, whatever the number of streams. One process indexes:
+its tail holds the store's ``portal:indexer`` slot (a lease it renews; another process
+takes over :data:`INDEX_LEASE` after it died). The others hand out only what that one
+indexed, and a tail with no open stream there reads nothing at all: N processes cost one
+index, not N racing for the same compare-and-set. Between looks it
 waits on the store's ``EventWaiter`` (Redis announces every append; SQLite is looked at
 every few milliseconds), at most ``poll_interval``. Every ``heartbeat_seconds`` each
 stream gets a heartbeat (and checks that its session still exists). A stream that cannot
@@ -18,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +30,7 @@ from typing import Any
 import phonenumbers
 
 from gateway import jsoncodec
+from gateway.coordination import Coordination
 from gateway.models import Event
 from gateway.portal import indexer
 from gateway.portal.storage import PortalStore
@@ -33,6 +39,12 @@ from gateway.store.base import Store
 
 log = logging.getLogger("gateway.portal.live")
 QUEUE_LIMIT = 256  # frames a slow stream may lag behind before it is closed
+INDEX_SLOT = "portal:indexer"
+INDEX_LEASE = 10.0  # seconds: how long after the indexing process died another takes over
+# Seconds between a resting tail's looks at the index cursor (its position, which pages
+# rendered meanwhile resume from; it does not skip ahead when a stream opens, so nothing
+# is lost, and a stream gets at most this much of the past again).
+RESTING_LOOK = 1.0
 FAX_PAGE = "fax.page"
 LIVE_TYPES = frozenset({*indexer.MESSAGE_EVENTS, FAX_PAGE})
 
@@ -132,6 +144,7 @@ class Hub:
         region: str,
         poll_interval: float,
         heartbeat: float = 15.0,
+        shared: Coordination | None = None,
     ) -> None:
         self.store = store
         self.portal = portal
@@ -143,6 +156,14 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self._members: dict[str, str] = {}  # message id → member (events without one)
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()  # a stream opened: a resting tail starts reading
+        # None: this tail always indexes (a store one process opens, or a test's hub).
+        self._shared = shared
+        self._owner = f"hub-{uuid.uuid4().hex[:12]}"
+        self.indexing = shared is None  # whether this tail holds the indexer slot
+        self._lease_checked = -INDEX_LEASE
+        self._resting = False  # what the last step found: nothing to do until a stream opens
+        self._blocked = False  # ... or events the indexing process has not indexed yet
 
     @property
     def streams(self) -> int:
@@ -171,6 +192,7 @@ class Hub:
         self.start()
         sub = Subscription(member_id)
         self._subs.setdefault(member_id, set()).add(sub)
+        self._wake.set()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -183,7 +205,7 @@ class Hub:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        waiter = self.portal.event_waiter()
+        waiter = self.store.event_waiter()
         beat = loop.time() + self.heartbeat
         # While the store is down: one traceback, then a line per failure, backing off.
         failing = Failing("the portal's event tail", self.poll_interval, log)
@@ -197,6 +219,15 @@ class Hub:
                         # long event log (a process started behind it) would otherwise
                         # hold the loop for seconds, and the API's requests with it.
                         await asyncio.sleep(0)
+                    elif self._resting or self._blocked:
+                        # Resting: until a stream opens or the indexer slot is due for a
+                        # look. Blocked: the log is ahead of the index, so the waiter
+                        # would answer at once; look again after a poll interval.
+                        wait = RESTING_LOOK if self._resting else self.poll_interval
+                        wait = max(0.0, min(wait, beat - loop.time()))
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), wait)
+                        self._wake.clear()
                     else:
                         wait = max(0.0, min(self.poll_interval, beat - loop.time()))
                         stopped = asyncio.ensure_future(self._stop.wait())
@@ -215,16 +246,50 @@ class Hub:
                             sub.offer(HEARTBEAT)
         finally:
             await waiter.aclose()
+            if self.indexing and self._shared is not None:
+                with contextlib.suppress(Exception):  # it expires by itself otherwise
+                    await self._shared.release_slot(INDEX_SLOT, 0, self._owner)
+                self.indexing = False
+
+    async def _hold_index(self) -> bool:
+        """Whether this tail indexes: it takes the indexer slot when free and renews it,
+        looking every third of the lease."""
+        shared = self._shared
+        now = asyncio.get_running_loop().time()
+        if shared is None or now - self._lease_checked < INDEX_LEASE / 3:
+            return self.indexing
+        self._lease_checked = now
+        if self.indexing:
+            self.indexing = await shared.renew_slot(INDEX_SLOT, 0, self._owner, INDEX_LEASE)
+        if not self.indexing:
+            taken = await shared.claim_slot(INDEX_SLOT, 1, self._owner, INDEX_LEASE)
+            self.indexing = taken is not None
+            if self.indexing:
+                log.info("this process indexes the portal's inbox (%s)", self._owner)
+        return self.indexing
 
     async def step(self) -> bool:
         """Index and hand out the next events; True when more may be waiting."""
-        if self.seq is None:
+        self._resting = self._blocked = False
+        indexing = await self._hold_index()
+        if self.seq is None or (not indexing and not self._subs):
+            # Not indexing and no stream here: read nothing, only note where the index
+            # stands (a page rendered now resumes its stream from there).
             self.seq = await self.portal.index_cursor()
+            if not indexing and not self._subs:
+                self._resting = True
+                return False
         events = await self.store.list_events(self.seq, indexer.BATCH)
         if not events:
             return False
         cursor = await self.portal.index_cursor()
-        if cursor < events[-1].seq:
+        if cursor < events[-1].seq and not indexing:
+            # The indexing process has not come this far: hand out what it indexed.
+            events = [e for e in events if e.seq <= cursor]
+            if not events:
+                self._blocked = True
+                return False
+        elif cursor < events[-1].seq:
             # Behind: catch the index up to these events first (another process may
             # be doing the same; the cursor's compare-and-set keeps it exact).
             while cursor < events[-1].seq:

@@ -377,19 +377,6 @@ def snippet(text: str | None) -> str | None:
     return flat if len(flat) <= SNIPPET else flat[: SNIPPET - 1] + "…"
 
 
-class EventWaiter(Protocol):
-    """Waits for the store's event log to grow (the live tail's idle time)."""
-
-    async def wait(self, after_seq: int, timeout: float) -> None:
-        """Return once an event after ``after_seq`` may exist, or after ``timeout``
-        seconds (early returns are allowed: the caller looks at the log anyway)."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release what the waiter holds (a subscription)."""
-        ...
-
-
 class PortalStore(Protocol):
     """The portal's data (see the module docstring). Every method is atomic on its own."""
 
@@ -523,8 +510,3 @@ class PortalStore(Protocol):
         """The failed message was retried (or dismissed): no longer marks the conversation."""
         ...
 
-    def event_waiter(self) -> EventWaiter:
-        """A waiter on the store's event log: on Redis woken by the log's own
-        announcements (every append publishes), on SQLite (one process) by looking at the
-        log's last seq every few milliseconds."""
-        ...

@@ -3,7 +3,6 @@ check-and-write one Lua script (``storage_redis_scripts.py`` lists the keys)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Sequence
 from datetime import datetime
@@ -37,38 +36,6 @@ def _s(value: str | bytes) -> str:
 
 def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
-
-
-class RedisEventWaiter:
-    """Waits for the log's announcements (``append_events`` publishes the last seq on the
-    channel named like the seq counter's key)."""
-
-    def __init__(self, backend: RedisBackend) -> None:
-        self._b = backend
-        self.channel = backend.key("events", "seq")
-        self._pubsub: Any = None
-
-    async def wait(self, after_seq: int, timeout: float) -> None:
-        """Return when an event after ``after_seq`` is announced (or already there)."""
-        loop = asyncio.get_running_loop()
-        if self._pubsub is None:
-            self._pubsub = self._b.client.pubsub(ignore_subscribe_messages=True)
-            await self._pubsub.subscribe(self.channel)
-        # Subscribed first, then looked: an append in between is not missed.
-        last = await self._b.client.get(self.channel)
-        if last is not None and int(last) > after_seq:
-            return
-        deadline = loop.time() + timeout
-        while (left := deadline - loop.time()) > 0:
-            message = await self._pubsub.get_message(timeout=left)
-            if message is not None and int(message["data"]) > after_seq:
-                return
-
-    async def aclose(self) -> None:
-        """End the subscription."""
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
-            self._pubsub = None
 
 
 class RedisPortalStore:
@@ -319,10 +286,6 @@ class RedisPortalStore:
     async def unread_total(self, member_id: str) -> int:
         """Conversations with something unread."""
         return int(await self.client.zcard(f"{self.p}inbox:{member_id}:unread"))
-
-    def event_waiter(self) -> RedisEventWaiter:
-        """A waiter on the log's announcements."""
-        return RedisEventWaiter(self._b)
 
     async def clear_failed(self, conversation_id: str, message_id: str) -> None:
         """The message no longer marks the conversation as failed."""

@@ -3,7 +3,6 @@ the store's engine (so portal writes share the core's group commits)."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
@@ -85,31 +84,6 @@ def split_cursor(cursor: str | None) -> tuple[int, str] | None:
 def make_cursor(summary: Summary) -> str:
     """The cursor that continues after ``summary``."""
     return f"{int(summary.last_at.timestamp() * 1000)}:{summary.conversation_id}"
-
-
-LOOK_EVERY = 0.005  # seconds between looks at the event log's last seq (one indexed read)
-
-
-class SqliteEventWaiter:
-    """Waits for the core's ``events`` table to grow (the one process writes it)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    async def wait(self, after_seq: int, timeout: float) -> None:
-        """Return when the log's last seq passes ``after_seq``, or after ``timeout``."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            row = self.engine.conn.execute("SELECT MAX(seq) FROM events").fetchone()
-            if row[0] is not None and row[0] > after_seq:
-                return
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                return
-            await asyncio.sleep(min(left, LOOK_EVERY))
-
-    async def aclose(self) -> None:
-        """Nothing held."""
 
 
 class SqlitePortalStore:
@@ -509,10 +483,6 @@ class SqlitePortalStore:
             (member_id,),
         ).fetchone()
         return int(row[0])
-
-    def event_waiter(self) -> SqliteEventWaiter:
-        """A waiter looking at the log every few milliseconds."""
-        return SqliteEventWaiter(self.engine)
 
     async def clear_failed(self, conversation_id: str, message_id: str) -> None:
         """The message no longer marks the conversation as failed."""

@@ -75,6 +75,7 @@ async def portal_for(rt: Runtime) -> Portal:
                 rt.settings.region,
                 settings.poll_interval,
                 settings.heartbeat_seconds,
+                shared=rt.store.coordination(),
             )
             portal = Portal(rt, store, settings, hub)
             _PORTALS[rt] = portal

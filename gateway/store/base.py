@@ -163,6 +163,19 @@ IDEM_KEEP = timedelta(hours=24)  # how long a response is replayed for its key (
 
 
 # -- end outbound policy -------------------------------------------------------------------
+class EventWaiter(Protocol):
+    """Waits for the store's event log to grow (a read model's idle time)."""
+
+    async def wait(self, after_seq: int, timeout: float) -> None:
+        """Return once an event after ``after_seq`` may exist, or after ``timeout``
+        seconds (early returns are allowed: the caller looks at the log anyway)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the waiter holds (a subscription)."""
+        ...
+
+
 class Store(Protocol):
     """Persistent state of the gateway: directory, messages, ledger, jobs, events."""
 
@@ -422,6 +435,11 @@ class Store(Protocol):
     # use this store's queue (Redis); a store only one process opens (SQLite) has no
     # bell to ring or wait for.
     shared: bool
+
+    def event_waiter(self) -> EventWaiter:
+        """A new waiter on the event log (what the read models that follow the log wait
+        on between looks; ``gateway/store/event_waiters.py``). Close it when done."""
+        ...
 
     def ring_job_bell(self) -> None:
         """Wake one idle worker of any process (rings that come while one is on its way

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import jsoncodec
 from gateway.models import Job, to_ms
 from gateway.store import rules
+from gateway.store.event_waiters import RedisEventWaiter
 from gateway.store.redis_shared import RedisCoordination
 
 if TYPE_CHECKING:
@@ -135,6 +136,10 @@ class RedisJobs:
         self._bell_state = 0
         if again:
             self.ring_job_bell()
+
+    def event_waiter(self) -> RedisEventWaiter:
+        """Woken by every process's appends (``event_waiters.py``)."""
+        return RedisEventWaiter(self.backend)
 
     _coordination: RedisCoordination | None = None
 

@@ -91,6 +91,13 @@ class Engine:
         self._pending: list[tuple[asyncio.Future[Any], Any, BaseException | None]] | None = None
         self._batches: dict[Runner, list[tuple[Any, asyncio.Future[Any]]]] = {}
         self._checkpointer: _Checkpointer | None = None
+        self._committed: asyncio.Future[None] | None = None  # see committed()
+
+    def committed(self) -> asyncio.Future[None]:
+        """A future done at the next COMMIT (what waiters on the event log wait for)."""
+        if self._committed is None or self._committed.done():
+            self._committed = asyncio.get_running_loop().create_future()
+        return self._committed
 
     def open(self, schema: str) -> None:
         """Open the file (creating its directory and the schema)."""
@@ -256,6 +263,9 @@ class Engine:
             self._fail(exc)
             return
         pending, self._pending = self._pending, None
+        committed, self._committed = self._committed, None
+        if committed is not None and not committed.done():
+            committed.set_result(None)
         for done, value, error in pending:
             if done.done():
                 continue

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from gateway import jsoncodec
 from gateway.coordination import LocalCoordination
 from gateway.models import Job, to_ms
+from gateway.store.event_waiters import SqliteEventWaiter
 from gateway.store.rules import lease_or_bury, schedule_retry
 from gateway.store.sqlite_batch import encode, job_row
 from gateway.store.sqlite_engine import Engine
@@ -113,6 +114,10 @@ class SqliteJobs:
         """No ring ever comes: waits ``timeout``."""
         await asyncio.sleep(timeout)
         return False
+
+    def event_waiter(self) -> SqliteEventWaiter:
+        """Woken by this process's commits (``event_waiters.py``)."""
+        return SqliteEventWaiter(self._engine)
 
     _coordination: LocalCoordination | None = None
 
