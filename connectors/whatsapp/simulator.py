@@ -18,7 +18,7 @@ In-process (tests, ``gateway demo``)::
         sim.status_modes = {"duplicates", "out_of_order", "skip_delivered"}
         sim.batch_size = 10              # statuses per webhook POST
         await sim.flush()                # POST the pending status webhooks now
-        sim.sends, sim.deliveries        # what it accepted/refused, what it posted
+        sim.sends, sim.deliveries        # what it accepted/refused (and when), what it posted
 
 ``sim.app`` is the bare ASGI app (e.g. for ``httpx.ASGITransport``).
 
@@ -74,6 +74,7 @@ import re
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -204,6 +205,9 @@ class SentMessage:
     at: datetime
     wamid: str | None = None
     error: int | None = None
+    # When the request arrived (time.monotonic(), real time whatever ``clock`` says):
+    # what rate limits are checked against.
+    received: float = field(default_factory=time.monotonic)
 
 
 @dataclass(slots=True)
@@ -696,6 +700,7 @@ class WhatsAppSimulator:
         return kind, None, ""
 
     async def _messages(self, request: Request) -> Response:
+        received = time.monotonic()
         if not self._authorized(request):
             return _error(190)
         pnid = request.path_params["pnid"]
@@ -728,10 +733,10 @@ class WhatsAppSimulator:
         if code is None and window_closed and self.window_errors == "sync":
             code, details = 131047, ""
         if code is not None:
-            self.sends.append(SentMessage(pnid, wa, kind, body, now, None, code))
+            self.sends.append(SentMessage(pnid, wa, kind, body, now, None, code, received=received))
             return _error(code, details or None)
         wamid = new_wamid()
-        self.sends.append(SentMessage(pnid, wa, kind, body, now, wamid))
+        self.sends.append(SentMessage(pnid, wa, kind, body, now, wamid, received=received))
         if window_closed:
             self._queue(pnid, wamid, wa, "failed", 131047)
         elif self._async_faults:
