@@ -138,6 +138,8 @@ class RedisStore(RedisJobs):
 
     async def aclose(self) -> None:
         """Close the connection pool (after the calls already sent)."""
+        if self._announcements is not None:
+            await self._announcements.aclose()
         await self._backend.aclose()
 
     async def ping(self) -> None:
@@ -532,6 +534,7 @@ class RedisStore(RedisJobs):
                 if event is not None:
                     event.seq = seq
                 self._remember(key, str(args[1]))
+                self._remember_carrier(msg, args, parts)
                 return msg, changed
             raw = None  # moved: read it again
         raise RuntimeError(f"message {message_id}: too much contention")
@@ -561,6 +564,18 @@ class RedisStore(RedisJobs):
         args.append(event_doc(event) if event else "")
         parts: list[str | int] = list(update.part_ids) if carrier else []
         return changed, event, keys, args, parts
+
+    def _remember_carrier(
+        self, msg: Message, args: list[str | int], parts: list[str | int]
+    ) -> None:
+        """Note the carrier ids just recorded for ``msg`` (ARGV 3 and the parts): the
+        receipts for them mostly come back to this process, which then finds the message
+        without a round trip. A carrier id names one message for good, and the update
+        still checks that the message is on that connector."""
+        if args[2]:
+            for carrier_id in (args[2], *parts):
+                key = self._k("carrier", msg.connector_id or "-", str(carrier_id))
+                self._remember(key, msg.id)
 
     # -- the send and receipt paths: one script each ------------------------------------
     async def complete_send(
@@ -596,6 +611,7 @@ class RedisStore(RedisJobs):
                     event.seq = seq
                 self._remember(key, str(args[1]))
                 self._remember(job_key, None)
+                self._remember_carrier(msg, args, parts)
                 return msg, changed
             known = (None, None)  # moved: read both again
         raise RuntimeError(f"message {message_id}: too much contention")
@@ -605,9 +621,11 @@ class RedisStore(RedisJobs):
     ) -> tuple[Message, bool] | None:
         """Find the message by its carrier id and apply ``update`` (unless it moved to
         another connector since)."""
-        message_id = await self._run_batched(
-            "read_hget", [self._k("carrier", connector_id)], [carrier_id]
-        )
+        message_id = self._known(self._k("carrier", connector_id, carrier_id))
+        if message_id is None:
+            message_id = await self._run_batched(
+                "read_hget", [self._k("carrier", connector_id)], [carrier_id]
+            )
         if message_id is None:
             return None
         return await self._update(_text(message_id), update, now, connector_id)

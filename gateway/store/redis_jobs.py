@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import jsoncodec
 from gateway.models import Job, to_ms
 from gateway.store import rules
-from gateway.store.event_waiters import RedisEventWaiter
+from gateway.store.event_waiters import Announcements, RedisEventWaiter
 from gateway.store.redis_shared import RedisCoordination
 
 if TYPE_CHECKING:
@@ -137,9 +137,13 @@ class RedisJobs:
         if again:
             self.ring_job_bell()
 
+    _announcements: Announcements | None = None
+
     def event_waiter(self) -> RedisEventWaiter:
         """Woken by every process's appends (``event_waiters.py``)."""
-        return RedisEventWaiter(self.backend)
+        if self._announcements is None:
+            self._announcements = Announcements(self.backend)
+        return RedisEventWaiter(self._announcements)
 
     _coordination: RedisCoordination | None = None
 
