@@ -406,7 +406,7 @@ async def part_processes(args: argparse.Namespace, redis_url: str, workdir: Path
                 run.start("worker")
             await wait_binds(rt, args.binds)
             label = f"{workers} worker + {args.api} API"
-            results.append(await measure(run, rt, info, args, label, store))
+            results.append(await measure(run, rt, info, args, label, store, args.rate))
         finally:
             run.stop()
             await rt.aclose()
@@ -601,7 +601,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--receipt-delay", type=float, default=0.2)
     p.add_argument("--rate", type=float, default=250.0,
-                   help="growth: messages a second the client offers (one rate for every size)")
+                   help="processes and growth: messages a second the client offers, one rate "
+                        "for every configuration (0: as fast as it goes)")
     p.add_argument("--rounds", type=int, default=3,
                    help="growth and cpu: interleaved rounds (the median counts)")
     p.add_argument("--drain", type=float, default=60.0, help="seconds without progress")
