@@ -623,12 +623,18 @@ class RedisStore(RedisJobs):
         another connector since)."""
         message_id = self._known(self._k("carrier", connector_id, carrier_id))
         if message_id is None:
-            message_id = await self._run_batched(
-                "read_hget", [self._k("carrier", connector_id)], [carrier_id]
-            )
-        if message_id is None:
-            return None
-        return await self._update(_text(message_id), update, now, connector_id)
+            # Recorded by another process (an SMSC spreads receipts over the binds): the
+            # id and the doc in one read, the doc then tried first by the update.
+            found = await self._run_batched(
+                "read_by_carrier", [self._k("carrier", connector_id)],
+                [carrier_id, self._k("msg", "")],
+            )  # fmt: skip
+            if found is None:
+                return None
+            message_id, raw = _text(found[0]), found[1]
+            if raw is not None:
+                self._remember(self._k("msg", message_id), _text(raw))
+        return await self._update(message_id, update, now, connector_id)
 
     # -- end of the send and receipt paths ----------------------------------------------
     async def message_by_carrier_id(self, connector_id: str, carrier_id: str) -> Message | None:

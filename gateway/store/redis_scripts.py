@@ -283,6 +283,13 @@ return out
     "read_get": "return redis.call('GET', KEYS[1])\n",
     "read_mget": "return redis.call('MGET', unpack(KEYS))\n",
     "read_hget": "return redis.call('HGET', KEYS[1], ARGV[1])\n",
+    # A receipt's message: its id by the carrier id (KEYS[1] the connector's hash, ARGV[1]
+    # the carrier id) and its doc (key ARGV[2] .. id), in one round trip; nil if unknown.
+    "read_by_carrier": """
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if not id then return nil end
+return {id, redis.call('GET', ARGV[2] .. id)}
+""",
     # The job bell: one ring more, at most ARGV[1] waiting. KEYS: the bell list.
     "ring_job_bell": """
 redis.call('LPUSH', KEYS[1], '1')

@@ -218,6 +218,29 @@ async def test_update_by_carrier_id_of_an_unknown_id(store: Store, clock: Frozen
     assert await store.update_by_carrier_id("c2", "abc", update, clock.now()) is None
 
 
+async def test_a_report_arriving_at_another_process(url: str, clock: FrozenClock) -> None:
+    """The SMSC hands the report to a bind of another process (another store connection,
+    which did not record the carrier id): it is found and applied all the same, and a
+    report for an id nobody recorded is None there too."""
+    store, other = make_store(url), make_store(url)
+    await store.open()
+    await other.open()
+    try:
+        msg = await sent(store, clock, "xyz")
+        update = StatusUpdate(status="delivered", part="xyz")
+        result = await other.update_by_carrier_id("c1", "xyz", update, clock.now())
+        assert result is not None and result[0].id == msg.id and result[1]
+        stored = await store.get_message(msg.id)
+        assert stored is not None and stored.status == "delivered"
+        assert await other.update_by_carrier_id("c1", "nope", update, clock.now()) is None
+        # The process that recorded it sees the status moved on (its doc is stale now).
+        again = await store.update_by_carrier_id("c1", "xyz", update, clock.now())
+        assert again is not None and again[0].status == "delivered" and not again[1]
+    finally:
+        await store.aclose()
+        await other.aclose()
+
+
 async def test_a_report_about_an_earlier_connector_changes_nothing(
     store: Store, clock: FrozenClock
 ) -> None:
