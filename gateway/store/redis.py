@@ -237,9 +237,7 @@ class RedisStore(RedisJobs):
             return None
         team = member.team_id
         keys = [self._k("member", member_id), self._k("team", team, "active")]
-        outcome = await self._run(
-            "set_member_active", keys, [member_id, int(active), max_active]
-        )
+        outcome = await self._run("set_member_active", keys, [member_id, int(active), max_active])
         if outcome == "plan_limit":
             raise Forbidden(
                 f"the team's plan allows at most {max_active} active members", code="plan_limit"
