@@ -29,7 +29,9 @@ class WebhookSettings:
     allow_private_targets: bool = False
     timeout: float = 15.0  # seconds for one attempt: connect, send, status and headers
     concurrency: int = 100  # attempts in flight per process
-    poll_interval: float = 0.02  # seconds between looks at the event log and due retries
+    # Seconds between looks for due retries while busy (idle: backing off to 0.5 s); the
+    # event log is followed through the store's announcements (Store.event_waiter).
+    poll_interval: float = 0.02
     lease_seconds: float = 60.0  # an attempt whose process died is taken over after this
     disable_after_seconds: float = 5 * 86400.0  # failing this long without a success: disabled
     # How far back a replay may reach: it scans the shared event log from ``since`` on, so
