@@ -179,6 +179,7 @@ class Hub:
     async def stop(self) -> None:
         """Stop the tail and close every stream."""
         self._stop.set()
+        self._wake.set()  # a resting tail waits on this, not on _stop
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
