@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -49,6 +52,37 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
         except OSError:
             time.sleep(0.01)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def until(
+    predicate: Callable[[], object], what: str, timeout: float, every: float = 0.02
+) -> None:
+    """Wait for ``predicate()`` (sync or async) to hold, looking every ``every`` seconds;
+    after ``timeout`` seconds an ``AssertionError`` names ``what`` never happened."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                result = predicate()
+                if asyncio.iscoroutine(result):
+                    result = await result
+                if result:
+                    return
+                await asyncio.sleep(every)
+    except TimeoutError:
+        raise AssertionError(f"never happened: {what}") from None
+
+
+def start_worker(config: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``gateway worker`` as a real process with ``config`` and ``env``, its output in
+    ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "worker", "--config", str(config)],
+            env=env, cwd=ROOT, stderr=out, stdout=out,
+        )  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,6 @@ import asyncio
 import dataclasses
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,11 +19,10 @@ from gateway.config import parse_settings
 from gateway.process import open_runtime
 from gateway.runtime import Runtime
 from gateway.store.base import MessageFilter
-from tests.conftest import store_url
+from tests.conftest import start_worker, store_url, until
 from tests.gateway.conftest import CONTACT, MOBILE_B, seed_directory
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[3]
 BINDS = 2
 PROCESSES = 3
 LEASE = 1.0  # bind_lease: a dead process's slots are free after a second
@@ -54,31 +51,6 @@ reconnect_max = 0.2
 """
 
 
-def start_worker(config: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """``gateway worker`` as a real process, its log in ``log``."""
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "worker", "--config", str(config)],
-            env=env, cwd=ROOT, stderr=out, stdout=out,
-        )  # fmt: skip
-
-
-async def until(predicate: object, what: str, timeout: float = TIMEOUT) -> None:
-    """Wait for ``predicate()`` (sync or async) to hold."""
-    assert callable(predicate)
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                result = predicate()
-                if asyncio.iscoroutine(result):
-                    result = await result
-                if result:
-                    return
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"never happened: {what}") from None
-
-
 async def test_binds_are_a_total_taken_over_and_parts_join_across_processes(
     redis_url: str, tmp_path: Path, smsc: SmscSimulator, clock: FrozenClock
 ) -> None:
@@ -98,7 +70,7 @@ async def test_binds_are_a_total_taken_over_and_parts_join_across_processes(
         return {int(v.split("|")[0].split(":")[1]) for v in slots.values()}
 
     try:
-        await until(lambda: smsc.bound == BINDS, f"{BINDS} binds up")
+        await until(lambda: smsc.bound == BINDS, f"{BINDS} binds up", TIMEOUT)
         # Every process keeps trying for a slot: still never more than BINDS at once.
         await asyncio.sleep(LEASE * 3)
         assert smsc.bound == BINDS and smsc.most_bound == BINDS
@@ -109,14 +81,17 @@ async def test_binds_are_a_total_taken_over_and_parts_join_across_processes(
         text = "Teil eins, " * 10 + "Teil zwei, " * 10 + "Teil drei."
         for part in (1, 2, 3):
             smsc.inject(CONTACT, MOBILE_B, text, parts=3, order=[part], ref=77)
-            await until(lambda n=part: len(smsc.deliver_results) >= n, f"part {part} answered")
+            await until(
+                lambda n=part: len(smsc.deliver_results) >= n,
+                f"part {part} answered", TIMEOUT,
+            )
         assert len({conn for kind, conn in smsc.delivered_on if kind == "mo"}) == BINDS
         flt = MessageFilter(seed.team.id, member_id=seed.ben.id, direction="inbound")
 
         async def stored() -> bool:
             return bool((await rt.store.list_messages(flt, None, 10)).items)
 
-        await until(stored, "the joined message stored")
+        await until(stored, "the joined message stored", TIMEOUT)
         [message] = (await rt.store.list_messages(flt, None, 10)).items
         assert message.text == text and message.segments == 3
 
@@ -130,7 +105,7 @@ async def test_binds_are_a_total_taken_over_and_parts_join_across_processes(
             now = await holders()
             return victim.pid not in now and len(now) >= 1 and smsc.bound == BINDS
 
-        await until(taken_over, "the dead process's bind taken over")
+        await until(taken_over, "the dead process's bind taken over", TIMEOUT)
         assert smsc.most_bound == BINDS  # never more binds at the SMSC than configured
         assert all(kind != "mo" or status == 0 for kind, status in smsc.deliver_results)
     finally:

@@ -12,15 +12,13 @@ made a request is read from its own log: the worker logs at INFO, where httpx wr
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import math
 import os
 import signal
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +33,10 @@ from gateway.config import load_settings
 from gateway.outbound import submit
 from gateway.process import open_runtime
 from gateway.runtime import Runtime
-from tests.conftest import store_url
+from tests.conftest import start_worker, store_url, until
 from tests.gateway.conftest import CONTACT, MOBILE_A, seed_directory
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[3]
 PNID = "106540352242922"  # Meta's phone_number_id of the business number (Anna's mobile)
 CONNECTOR = "wa"
 RATE = 10  # messages/s of the business number: low, so that one second holds many sends
@@ -80,30 +77,6 @@ phone_number_ids = {{ {ids} }}
 throughput = {RATE}
 burst = {BURST}
 """
-
-
-def start_worker(config: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """``gateway worker`` as a real process, its log in ``log``."""
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "worker", "--config", str(config)],
-            env=env, cwd=ROOT, stderr=out, stdout=out,
-        )  # fmt: skip
-
-
-async def until(predicate: Callable[[], object], what: str, timeout: float = TIMEOUT) -> None:
-    """Wait for ``predicate()`` (sync or async) to hold."""
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                result = predicate()
-                if asyncio.iscoroutine(result):
-                    result = await result
-                if result:
-                    return
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"never happened: {what}") from None
 
 
 @dataclass
@@ -178,7 +151,7 @@ async def cluster(
                     "worker started" in c.log(i) and checked in c.log(i) for i in range(PROCESSES)
                 )
 
-            await until(ready, "every worker started")
+            await until(ready, "every worker started", TIMEOUT, every=0.05)
             yield c
         finally:
             for p in procs:
@@ -212,7 +185,7 @@ async def test_one_budget_per_business_number_across_processes(
         ids = []
         for to in RECIPIENTS:
             ids += await c.send(to, MESSAGES // len(RECIPIENTS))
-        await until(lambda: c.all_sent(ids), f"all {MESSAGES} messages sent")
+        await until(lambda: c.all_sent(ids), f"all {MESSAGES} messages sent", TIMEOUT, every=0.05)
         sends = accepted(c.sim.sends)
         per_process = [c.posts(i) for i in range(PROCESSES)]
 
@@ -253,13 +226,19 @@ async def test_a_pair_backoff_holds_back_every_process(
         # One message to CONTACT, refused with 131056 by whichever process takes it.
         c.sim.fail_next(131056)
         [first] = await c.send(CONTACT, 1)
-        await until(lambda: c.sim.sends, "the first send")
+        await until(lambda: c.sim.sends, "the first send", TIMEOUT, every=0.05)
         [refused] = c.sim.sends
         assert refused.error == 131056 and refused.to == CONTACT.lstrip("+")
         too_fast = '"HTTP/1.1 429 Too Many Requests"'
-        await until(lambda: any(c.posts(i, too_fast) for i in range(PROCESSES)), "the 429 logged")
+        await until(
+            lambda: any(c.posts(i, too_fast) for i in range(PROCESSES)),
+            "the 429 logged", TIMEOUT, every=0.05,
+        )
         [got] = [i for i in range(PROCESSES) if c.posts(i, too_fast)]
-        await until(lambda: "retry at" in c.log(got), "the refused send scheduled again")
+        await until(
+            lambda: "retry at" in c.log(got),
+            "the refused send scheduled again", TIMEOUT, every=0.05,
+        )
         # That process is frozen: what happens next is done by the others, which never
         # had a 131056 answer themselves.
         c.procs[got].send_signal(signal.SIGSTOP)
@@ -268,7 +247,10 @@ async def test_a_pair_backoff_holds_back_every_process(
 
         held = await c.send(CONTACT, 3)
         free = await c.send(other, 3)
-        await until(lambda: c.all_sent([first, *held, *free]), "every message sent")
+        await until(
+            lambda: c.all_sent([first, *held, *free]),
+            "every message sent", TIMEOUT, every=0.05,
+        )
         sends = list(c.sim.sends)
         rest = [i for i in range(PROCESSES) if i != got]
         made = sum(c.posts(i) for i in rest)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +22,11 @@ from gateway.portal import indexer, live
 from gateway.portal.live import Hub
 from gateway.portal.web import portal_for
 from gateway.runtime import Runtime
+from tests.conftest import until
 from tests.gateway.conftest import CONTACT, MOBILE_A, Seed, runtime_on, seed_directory
 
 pytestmark = pytest.mark.anyio
 TIMEOUT = 15.0
-
-
-async def until(check: Callable[[], Any], timeout: float = TIMEOUT) -> None:
-    """Wait until ``check()`` (awaited if it returns an awaitable) is true."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 async def arrive(rt: Runtime, text: str) -> Message:
@@ -84,7 +72,7 @@ async def test_one_tail_indexes_the_others_follow_and_take_over(
 
     monkeypatch.setattr(indexer, "index_step", counting_step)
     async with processes(redis_url, tmp_path, clock, 3) as (rts, hubs, seed):
-        await until(lambda: sum(h.indexing for h in hubs) == 1)
+        await until(lambda: sum(h.indexing for h in hubs) == 1, "one tail indexes", TIMEOUT)
         leader = next(h for h in hubs if h.indexing)
         follower = next(h for h in hubs if not h.indexing)
         sub = follower.subscribe(seed.anna.id)
@@ -99,7 +87,7 @@ async def test_one_tail_indexes_the_others_follow_and_take_over(
         # The indexing process stops: another tail takes the slot and indexes on.
         await leader.stop()
         await until(lambda: any(h.indexing for h in hubs if h is not leader),
-                    timeout=live.INDEX_LEASE)  # fmt: skip
+                    "another tail took the slot", live.INDEX_LEASE)  # fmt: skip
         successor = next(h for h in hubs if h.indexing)
         second = await arrive(rts[0], "after the take-over")
         frame = await asyncio.wait_for(sub.queue.get(), TIMEOUT)
@@ -113,7 +101,7 @@ async def test_a_tail_without_streams_reads_no_events(
 ) -> None:
     reads: dict[int, int] = {}
     async with processes(redis_url, tmp_path, clock, 2) as (rts, hubs, seed):
-        await until(lambda: sum(h.indexing for h in hubs) == 1)
+        await until(lambda: sum(h.indexing for h in hubs) == 1, "one tail indexes", TIMEOUT)
         resting = next(h for h in hubs if not h.indexing)
         real = resting.store.list_events
 
@@ -126,8 +114,7 @@ async def test_a_tail_without_streams_reads_no_events(
             await arrive(rts[0], f"message {n}")
         leader = next(h for h in hubs if h.indexing)
         last = (await rts[0].store.list_events(0, 1000))[-1].seq
-        await until(lambda: leader.portal.index_cursor(), timeout=TIMEOUT)
-        await until(lambda: _at(leader, last))
+        await until(lambda: _at(leader, last), "the five messages indexed", TIMEOUT)
         await asyncio.sleep(0.3)
         assert reads == {}  # the resting tail read nothing of the log
         # A stream opens there: the tail wakes at once and follows the index, from where
