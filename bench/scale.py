@@ -414,6 +414,11 @@ async def part_processes(args: argparse.Namespace, redis_url: str, workdir: Path
     return results
 
 
+def middle(values: Sequence[float]) -> float:
+    """The median of the rounds (of an even number, the upper of the middle two)."""
+    return sorted(values)[len(values) // 2]
+
+
 @dataclass
 class Seeded:
     """A store of the growth part, seeded once and measured in every round."""
@@ -423,6 +428,11 @@ class Seeded:
     store: str
     info: dict[str, Any]
     results: list[Result]
+
+    @property
+    def median(self) -> float:
+        """The median CPU-seconds per 1,000 delivered over the rounds."""
+        return middle([r.per_1000 for r in self.results])
 
 
 async def seed_store(backend: str, size: int, redis_url: str | None, here: Path) -> Seeded:
@@ -484,16 +494,13 @@ async def part_growth(
             print(result.row() + f"   (round {n + 1})", flush=True)
     results = []
     for seeded in stores:
-        figures = sorted(r.per_1000 for r in seeded.results)
-        median = figures[len(figures) // 2]
         results += seeded.results
-        rounds = ", ".join(f"{f:.2f}" for f in figures)
-        print(f"MEDIAN {seeded.backend}, {seeded.size:,} in store: {median:.2f} CPU-s per "
+        rounds = ", ".join(f"{f:.2f}" for f in sorted(r.per_1000 for r in seeded.results))
+        print(f"MEDIAN {seeded.backend}, {seeded.size:,} in store: {seeded.median:.2f} CPU-s per "
               f"1,000 delivered (rounds: {rounds})", flush=True)  # fmt: skip
         first = next(s for s in stores if s.backend == seeded.backend)
         if seeded is not first:
-            base = sorted(r.per_1000 for r in first.results)[len(first.results) // 2]
-            ratio = median / base if base else 0.0
+            ratio = seeded.median / first.median if first.median else 0.0
             verdict = "GOAL MET" if ratio <= GROWTH_GOAL else "GOAL MISSED"
             print(f"RATIO {seeded.backend} CPU per message, {seeded.size:,} vs {first.size:,} "
                   f"in store: {ratio:.2f} (goal <= {GROWTH_GOAL:.2f}) -> {verdict}",
@@ -572,7 +579,7 @@ async def part_cpu(args: argparse.Namespace, redis_url: str | None, workdir: Pat
             print(f"  one process, {backend:<6} {figure:.3f} CPU-s per 1,000 delivered (in "
                   f"process, no HTTP; Redis's own CPU not counted)   (round {n + 1})",
                   flush=True)  # fmt: skip
-    medians = {b: sorted(f)[len(f) // 2] for b, f in figures.items()}
+    medians = {b: middle(f) for b, f in figures.items()}
     for backend, median in medians.items():
         rounds = ", ".join(f"{f:.3f}" for f in sorted(figures[backend]))
         print(f"MEDIAN one process, {backend}: {median:.3f} CPU-s per 1,000 delivered "

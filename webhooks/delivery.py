@@ -59,7 +59,7 @@ import socket
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -69,6 +69,7 @@ from gateway.extensions import Host
 from gateway.models import Event, iso
 from gateway.retention import drain
 from gateway.retry import Failing, retry_after_seconds
+from gateway.store.event_waiters import grown_or_stopped
 from webhooks.client import AttemptError, Client
 from webhooks.endpoints import matches
 from webhooks.models import (
@@ -97,17 +98,6 @@ FANOUT_STANDBY = FANOUT_LEASE.total_seconds() / 4
 DUE_IDLE_MAX = 0.5
 EVENT_CACHE = 20_000
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-async def _until(work: Coroutine[Any, Any, Any], stop: asyncio.Event, timeout: float) -> None:
-    """Await ``work`` until it ends, ``stop`` is set or ``timeout`` passes, whichever is first."""
-    tasks = {asyncio.ensure_future(work), asyncio.ensure_future(stop.wait())}
-    try:
-        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def delivery_id(event_id: str, endpoint_id: str) -> str:
@@ -255,14 +245,15 @@ class Engine:
                         # batches (the SQLite store answers without suspending).
                         await asyncio.sleep(0)
                         continue
-                    if not self._holding:
-                        await _until(stop.wait(), stop, FANOUT_STANDBY)
-                    elif self._cursor is None:  # the cursor or the endpoints moved
-                        await _until(stop.wait(), stop, self.settings.poll_interval)
-                    else:  # caught up: until the log grows
-                        await _until(waiter.wait(self._cursor, FANOUT_IDLE), stop, FANOUT_IDLE)
+                    if self._holding and self._cursor is not None:  # caught up: until it grows
+                        await grown_or_stopped(waiter, self._cursor, FANOUT_IDLE, stop)
+                        continue
+                    # Another process fans out, or the cursor or the endpoints moved.
+                    wait = FANOUT_STANDBY if not self._holding else self.settings.poll_interval
                 except Exception as exc:
-                    await _until(stop.wait(), stop, failing.failed(exc))
+                    wait = failing.failed(exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
         finally:
             await waiter.aclose()
 

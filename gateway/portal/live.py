@@ -36,6 +36,7 @@ from gateway.portal import indexer
 from gateway.portal.storage import PortalStore
 from gateway.retry import Failing
 from gateway.store.base import Store
+from gateway.store.event_waiters import grown_or_stopped
 
 log = logging.getLogger("gateway.portal.live")
 QUEUE_LIMIT = 256  # frames a slow stream may lag behind before it is closed
@@ -231,12 +232,7 @@ class Hub:
                         self._wake.clear()
                     else:
                         wait = max(0.0, min(self.poll_interval, beat - loop.time()))
-                        stopped = asyncio.ensure_future(self._stop.wait())
-                        grown = asyncio.ensure_future(waiter.wait(self.seq or 0, wait))
-                        await asyncio.wait({stopped, grown}, return_when=asyncio.FIRST_COMPLETED)
-                        for task in (stopped, grown):
-                            task.cancel()
-                        await asyncio.gather(stopped, grown, return_exceptions=True)
+                        await grown_or_stopped(waiter, self.seq or 0, wait, self._stop)
                 except Exception as exc:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), failing.failed(exc))

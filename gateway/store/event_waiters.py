@@ -15,11 +15,27 @@ import asyncio
 import contextlib
 import logging
 
+from gateway.store.base import EventWaiter
 from gateway.store.redis_backend import RedisBackend
 from gateway.store.sqlite_engine import Engine
 
 log = logging.getLogger("gateway.store")
 SQLITE_LOOK_EVERY = 0.25  # seconds: the look for writes by other processes
+
+
+async def grown_or_stopped(
+    waiter: EventWaiter, after_seq: int, timeout: float, stop: asyncio.Event
+) -> None:
+    """What a reader of the log does between looks: return when an event after
+    ``after_seq`` may exist, ``stop`` is set or ``timeout`` seconds passed."""
+    grown = asyncio.ensure_future(waiter.wait(after_seq, timeout))
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({grown, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (grown, stopped):
+            task.cancel()
+        await asyncio.gather(grown, stopped, return_exceptions=True)
 
 
 class SqliteEventWaiter:

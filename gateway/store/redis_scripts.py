@@ -282,7 +282,6 @@ return out
     # a command of its own (no connection checkout, shared round trip).
     "read_get": "return redis.call('GET', KEYS[1])\n",
     "read_mget": "return redis.call('MGET', unpack(KEYS))\n",
-    "read_hget": "return redis.call('HGET', KEYS[1], ARGV[1])\n",
     # A receipt's message: its id by the carrier id (KEYS[1] the connector's hash, ARGV[1]
     # the carrier id) and its doc (key ARGV[2] .. id), in one round trip; nil if unknown.
     "read_by_carrier": """
