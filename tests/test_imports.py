@@ -47,6 +47,7 @@ PUBLIC_CORE = frozenset(
         "gateway.serving",  # the one way to run uvicorn
         "gateway.services",  # what one extension offers another (WebhookAdmin, DocumentPreview)
         "gateway.store.base",
+        "gateway.store.event_waiters",  # waiting on the event log (the webhook fan-out)
         # Storage roles (webhooks/, the portal): the mechanism and the backend access it hands
         # to a role's implementations.
         "gateway.store.redis_backend",
