@@ -1,5 +1,6 @@
 """Waiting for the event log to grow: what the read models that follow the log (the
-webhook fan-out, the portal's inbox index and live tail) do between looks.
+webhook fan-out, the portal's inbox index and live tail) do between looks. Public:
+extensions that follow the log wait with :func:`grown_or_stopped`.
 
 - Redis: every append PUBLISHes the last seq on the channel named like the seq counter's
   key; one subscription per process (:class:`Announcements`) wakes its waiters at once,
