@@ -37,7 +37,10 @@ from fax.t38.ticker import Ticker
 __all__ = ["Behaviour", "FaxSimulator", "LossyEndpoint", "ReceivedFax"]
 
 log = logging.getLogger("fax.simulator")
-HANGUP_DELAY_SAMPLES = 4000  # 0.5 s at 8 kHz
+# A page's MCF is a V.21 frame after a 1 s preamble: it reaches the sender about 1.18 s
+# of media time after the receiver's phase D (measured on T.38 and on G.711 alike). The
+# BYE waits 2 s, so the page is confirmed at both ends before the call is cut.
+HANGUP_DELAY_SAMPLES = 16000  # 2 s at 8 kHz
 
 
 class LossyEndpoint(MediaEndpoint):
@@ -183,7 +186,7 @@ class FaxSimulator:
         return Answer(media, ring_for=ring)
 
     async def _hang_up_soon(self, incoming: IncomingCall, media: FaxCallMedia) -> None:
-        """BYE half a second of media time later: the page's MCF reaches the sender first."""
+        """BYE 2 s of media time later: the page's MCF reaches the sender first."""
         session = media.session
         if session is not None:
             until = session.samples + HANGUP_DELAY_SAMPLES
