@@ -12,7 +12,10 @@ Keys (P = the prefix)::
                                an idle worker of any process takes one with BLPOP
 
 Every change is a compare-and-set of the job's doc (``save_job``, ``park_job``), so two
-workers never lease one job, and a lease is one CAS per job, all in one round trip.
+workers never lease one job. A leaser first claims the due jobs (``claim_jobs`` moves
+them to the leased index until its lease would end), so leasers in several processes
+take different jobs instead of racing for the earliest ones; then each lease is one CAS,
+all in one round trip.
 """
 
 from __future__ import annotations
@@ -198,23 +201,18 @@ class RedisJobs:
     async def _parked_kinds(self) -> list[str]:
         return sorted(text(k) for k in await self._r.smembers(self._k("jobs", "parked")))
 
-    async def _due(
-        self, now_ms: int, limit: int, kinds: Collection[str] | None
+    async def _claim(
+        self, now_ms: int, limit: int, until_ms: int, kinds: Collection[str] | None
     ) -> list[tuple[str, str]]:
-        """``(id, index key)`` of up to ``limit`` due jobs, expired leases and parked
-        jobs of ``kinds`` (None: every kind), earliest first."""
+        """``(id, doc)`` of up to ``limit`` due jobs, expired leases and parked jobs of
+        ``kinds`` (None: every kind), earliest first, claimed for this leaser until
+        ``until_ms`` (``claim_jobs``): no other leaser is handed them meanwhile."""
         parked = sorted(kinds) if kinds is not None else await self._parked_kinds()
         keys = [self._k("jobs", "ready"), self._k("jobs", "leased")]
         keys += [self._parked(kind) for kind in parked]
-        found = await self._run("due_jobs", keys, [now_ms, limit])
-        # Earliest key first, as sqlite; on a tie: ready, then an expired lease, then parked.
-        rows = [
-            (float(pairs[i + 1]), min(n, 2), text(pairs[i]), key)
-            for n, (key, pairs) in enumerate(zip(keys, found, strict=True))
-            for i in range(0, len(pairs), 2)
-        ]
-        rows.sort()
-        return [(job_id, key) for _, _, job_id, key in rows[:limit]]
+        found = await self._run_batched("claim_jobs", keys,
+                                        [now_ms, limit, until_ms, self._k("job", "")])
+        return [(text(found[i]), text(found[i + 1])) for i in range(0, len(found), 2)]
 
     async def lease_job(
         self,
@@ -239,29 +237,29 @@ class RedisJobs:
         kinds: Collection[str] | None = None,
     ) -> list[Job]:
         """Lease up to ``limit`` due jobs of ``kinds`` (and expired leases), earliest
-        first; bury exhausted ones, park due jobs of other kinds. Each job is a
-        compare-and-set of its own (all in one round trip): one another worker won is
-        skipped."""
+        first; bury exhausted ones, park due jobs of other kinds. One script claims the
+        due jobs for this leaser, then each job's lease is a compare-and-set of its doc
+        (all in one round trip): a job changed meanwhile by someone else is skipped."""
         now_ms = to_ms(now)
+        until_ms = to_ms(now + visibility)
         leased: list[Job] = []
-        while len(leased) < limit and (due := await self._due(now_ms, limit - len(leased), kinds)):
-            raws = await self._read_many([self._k("job", job_id) for job_id, _ in due])
+        while len(leased) < limit and (
+            claimed := await self._claim(now_ms, limit - len(leased), until_ms, kinds)
+        ):
             tries: list[tuple[str, Job, bool]] = []
             other: list[Awaitable[object]] = []
-            for (job_id, index), raw in zip(due, raws, strict=True):
-                if raw is None:  # acked since the index was read: nothing left to index
-                    other.append(self._r.zrem(index, job_id))
-                    continue
+            for _, raw in claimed:
                 job = Job.from_dict(jsoncodec.loads(raw))
                 state, score = job_slot(job)
-                if state == "dead" or score > now_ms:  # changed since the index was read
+                if state == "dead" or score > now_ms:
+                    # Not due by its doc after all (a claim left by a leaser that died,
+                    # then the job moved): its doc, unchanged, puts it back in its index.
+                    other.append(self._save_job(raw, job, job.id, job.kind, batched=True))
                     continue
                 if kinds is not None and job.kind not in kinds:
-                    other.append(self._park(text(raw), job, score))
+                    other.append(self._park(raw, job, score))
                     continue
-                tries.append((text(raw), job, rules.lease_or_bury(job, now, owner, visibility)))
-            if not tries and not other:
-                break  # every due entry moved meanwhile: look again at the next lease
+                tries.append((raw, job, rules.lease_or_bury(job, now, owner, visibility)))
             saved = await asyncio.gather(
                 *(self._save_job(raw, job, job.id, job.kind, batched=True)
                   for raw, job, _ in tries),

@@ -268,13 +268,38 @@ redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2])
 redis.call('SADD', KEYS[5], ARGV[4])
 return 1
 """,
-    # The due members of each index, in one call. KEYS: ready, leased, parked indexes;
-    # ARGV: now ms, limit → per key {id, score, id, score …}
-    "due_jobs": """
-local out = {}
+    # Claim up to ARGV[2] due jobs for one leaser: the earliest members (score <= ARGV[1]
+    # ms) of all the given indexes move to the leased index at score ARGV[3] (the lease's
+    # end), so no other leaser sees them while this one writes their leases (the doc's
+    # compare-and-set follows); a leaser that dies in between leaves them due again at
+    # ARGV[3]. An id without a doc (acked meanwhile) is only dropped from its index.
+    # KEYS: ready, leased, the parked indexes; ARGV: now ms, limit, lease end ms, the prefix
+    # of a job's key → {id, doc, id, doc …}, earliest first (a tie: ready, leased, parked)
+    "claim_jobs": """
+local limit = tonumber(ARGV[2])
+local rows = {}
 for i = 1, #KEYS do
-  out[i] = redis.call('ZRANGE', KEYS[i], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[2],
-                      'WITHSCORES')
+  local found = redis.call('ZRANGE', KEYS[i], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, limit,
+                           'WITHSCORES')
+  for j = 1, #found, 2 do
+    rows[#rows + 1] = {tonumber(found[j + 1]), math.min(i, 3), found[j], KEYS[i]}
+  end
+end
+table.sort(rows, function(a, b)
+  if a[1] ~= b[1] then return a[1] < b[1] end
+  if a[2] ~= b[2] then return a[2] < b[2] end
+  return a[3] < b[3]
+end)
+local out = {}
+for n = 1, math.min(limit, #rows) do
+  local id, index = rows[n][3], rows[n][4]
+  redis.call('ZREM', index, id)
+  local doc = redis.call('GET', ARGV[4] .. id)
+  if doc then
+    redis.call('ZADD', KEYS[2], ARGV[3], id)
+    out[#out + 1] = id
+    out[#out + 1] = doc
+  end
 end
 return out
 """,

@@ -13,7 +13,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.clock import FrozenClock
-from gateway.models import Event
+from gateway.ids import new_id
+from gateway.models import Event, Job, to_ms
 from gateway.store import make_store
 from gateway.store.base import StatusUpdate, Store
 from gateway.store.redis import RedisStore
@@ -240,3 +241,57 @@ async def test_a_connection_lost_in_flight_fails_its_calls_and_the_next_batch_wo
     monkeypatch.setattr(lane, "_send", real_send)
     await asyncio.gather(*(send() for _ in range(2)))
     assert 3 <= (await store.job_counts())["ready"] <= 6  # the lost ones may have run
+
+
+def _due_jobs(clock: FrozenClock, n: int) -> list[Job]:
+    return [Job(new_id("job"), "send", {"n": i}, clock.now(), 3, created_at=clock.now())
+            for i in range(n)]
+
+
+async def test_racing_leasers_take_different_jobs_without_losing_a_write(
+    stores: list[Store], clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four processes lease at once: each is handed jobs of its own (the claim), so not
+    one compare-and-set of a lease is refused for a job another leaser took first."""
+    for j in _due_jobs(clock, 40):
+        await stores[0].enqueue(j)
+    refused: list[str] = []
+    save = RedisStore._save_job
+
+    async def counted(self: RedisStore, raw: str, job: Job | None, job_id: str, kind: str,
+                      batched: bool = False) -> bool:
+        saved = await save(self, raw, job, job_id, kind, batched)
+        if not saved:
+            refused.append(job_id)
+        return saved
+
+    monkeypatch.setattr(RedisStore, "_save_job", counted)
+    vis = timedelta(seconds=30)
+    got = await asyncio.gather(
+        *(s.lease_jobs(clock.now(), f"w{i}", vis, 10, kinds={"send"}) for i, s in enumerate(stores))
+    )
+    assert [len(g) for g in got] == [10, 10, 10, 10]
+    assert len({j.id for g in got for j in g}) == 40
+    assert refused == []
+    assert await stores[1].job_counts() == {"ready": 0, "leased": 40, "dead": 0}
+
+
+async def test_jobs_claimed_by_a_leaser_that_died_are_due_again_when_its_lease_would_end(
+    stores: list[Store], clock: FrozenClock
+) -> None:
+    jobs = _due_jobs(clock, 3)
+    for j in jobs:
+        await stores[0].enqueue(j)
+    vis = timedelta(seconds=30)
+    dying = stores[0]
+    assert isinstance(dying, RedisStore)
+    now_ms = to_ms(clock.now())
+    claimed = await dying._claim(now_ms, 5, to_ms(clock.now() + vis), {"send"})
+    assert [job_id for job_id, _ in claimed] == [j.id for j in jobs]
+    # ... and dies before writing the leases: nobody else is handed them meanwhile,
+    assert await stores[1].lease_jobs(clock.now(), "w", vis, 5, kinds={"send"}) == []
+    clock.advance(seconds=31)
+    # then they are due as they were: ready, no attempt used.
+    got = await stores[1].lease_jobs(clock.now(), "w", vis, 5, kinds={"send"})
+    assert sorted(j.id for j in got) == sorted(j.id for j in jobs)
+    assert {(j.state, j.attempts) for j in got} == {("leased", 1)}
