@@ -525,6 +525,31 @@ async def test_131056_backs_off_the_recipient_4_to_the_n(
     assert await connector.pairs.hits(META_PNID, USER) == 0
 
 
+async def test_a_backoff_that_began_while_waiting_for_a_slot_holds_the_send(
+    connector: WhatsAppCloudConnector, sim: WhatsAppSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recipient is looked at again after the wait for a throughput slot: another
+    process's 131056 meanwhile holds this send back too."""
+    tick = Tick()
+    connector.pairs = PairBackoff(LocalCoordination(tick), wall=tick)
+    connector.limiter = NumberLimiter({}, default_rate=1000.0, burst=1,
+                                      shared=LocalCoordination(tick))
+    acquire = connector.limiter.acquire
+
+    async def meanwhile(key: str) -> float:
+        waited = await acquire(key)
+        if waited > 0:  # another process is answered 131056 for this pair meanwhile
+            await connector.pairs.hit(META_PNID, USER)
+        return waited
+
+    monkeypatch.setattr(connector.limiter, "acquire", meanwhile)
+    await connector.send(out())  # takes the one slot: the next send waits 1 ms
+    with pytest.raises(RetryableError, match="pair rate limit") as held:
+        await connector.send(out())
+    assert held.value.retry_after == 4.0  # type: ignore[attr-defined]
+    assert len(sim.sends) == 1
+
+
 @pytest.mark.parametrize("code", [190, 0, 3, 10, 200, 299, 131005])
 async def test_auth_errors_make_the_connector_unhealthy_until_the_token_works(
     connector: WhatsAppCloudConnector, sim: WhatsAppSimulator, code: int
