@@ -5,11 +5,13 @@ Two parts, each a row per configuration:
 - ``processes`` (a): 1, 2 and 3 ``gateway worker`` processes plus ``--api`` API-only
   processes (``gateway serve --no-workers``) on one Redis, an SMPP ``smpp`` connector with
   ``--binds`` binds in all (bind slots), and the gateway's SMSC simulator in a process of
-  its own. The client POSTs ``--messages`` one-part SMS over the API processes and waits
-  until every accepted message is ``delivered`` (it follows the event log). Printed:
-  delivered per second and CPU-seconds per 1,000 delivered over all gateway processes
-  **and Redis** (``INFO cpu``). On a 2-core machine judge it by CPU per message staying
-  flat as processes are added, not by throughput.
+  its own. The client POSTs ``--messages`` one-part SMS over the API processes at one
+  paced ``--rate`` and waits until every accepted message is ``delivered`` (it follows
+  the event log); ``--rounds`` interleaved rounds. Printed: delivered per second,
+  CPU-seconds per 1,000 delivered over all gateway processes **and Redis** (``INFO
+  cpu``), the Redis commands per message (``INFO commandstats``), the median per
+  configuration and its ratio to one worker's. On a 2-core machine judge it by CPU per
+  message staying flat (within 10 %) as processes are added, not by throughput.
 - ``growth`` (b): one ``gateway serve`` (API and workers) on each backend, with
   ``--sizes`` messages already in the store (10,000 and 500,000 by default), seeded fast
   in this process through the one outbound path (``outbound.submit``, no HTTP; their send
@@ -69,6 +71,7 @@ CONTACTS = 1000
 SYSTEM_ID, PASSWORD = "bench", "secret"
 BIND_LEASE = 2.0  # seconds: binds spread over the worker processes quickly
 GROWTH_GOAL = 1.10  # the later size's CPU per message within 10 % of the first's
+FLAT = 1.10  # (a): CPU per message with more processes within 10 % of one worker's
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -84,6 +87,9 @@ class Result:
     submits: int
     most_bound: int
     binds: int
+    redis_calls: dict[str, int] | None = None  # commands Redis served meanwhile, by name
+    cpu_roles: dict[str, float] | None = None  # CPU-seconds: API, workers, Redis
+    wakeups: dict[str, int] | None = None  # the processes' wake-ups: API, workers
 
     @property
     def lost(self) -> int:
@@ -113,6 +119,22 @@ class Result:
             f"   lost {self.lost} dup {self.duplicated} binds {self.most_bound}/{self.binds}"
             f" -> {checks}"
         )
+
+
+def redis_line(calls: dict[str, int], delivered: int) -> str:
+    """Redis commands per delivered message, the most frequent first."""
+    per = sorted(((n / max(delivered, 1), c) for c, n in calls.items()), reverse=True)
+    shown = ", ".join(f"{c} {n:.2f}" for n, c in per if n >= 0.01)
+    return f"  Redis commands per message: {sum(n for n, _ in per):.2f} ({shown})"
+
+
+def roles_line(roles: dict[str, float], wakeups: dict[str, int], delivered: int) -> str:
+    """Where the CPU per message went (the API processes, the workers, Redis), and the
+    gateway processes' wake-ups per message."""
+    n = max(delivered, 1)
+    cpu = ", ".join(f"{r} {c / n * 1000:.2f}" for r, c in roles.items())
+    wakes = ", ".join(f"{r} {w / n:.1f}" for r, w in wakeups.items())
+    return f"  CPU-s per 1,000 by role: {cpu}; wake-ups per message: {wakes}"
 
 
 HEADER = f"{'configuration':<28} {'delivered':>8} {'deliv/s':>10} {'CPU-s/1000':>12}   checks"
@@ -202,6 +224,7 @@ class Run:
         doc = settings_doc(store, str(workdir / "blobs"), self.smsc_port, binds)
         self.config.write_text(toml(doc), encoding="utf-8")
         self.gateways: list[subprocess.Popen[bytes]] = []
+        self.roles: list[str] = []  # each gateway process's: "API" or "workers"
         self.api_ports: list[int] = []
 
     def start(self, *args: str, port: int | None = None) -> None:
@@ -212,17 +235,34 @@ class Run:
             cmd += ["--port", str(port)]
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=log)
         self.gateways.append(proc)
+        self.roles.append("workers" if args[0] == "worker" else "API")
         if port is not None:
             wait_port(port, proc)
             self.api_ports.append(port)
 
     def cpu(self) -> float:
         """CPU-seconds the gateway processes used so far."""
-        total = 0
-        for proc in self.gateways:
+        return sum(self.cpu_by_role().values())
+
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU-seconds so far of the API processes and of the worker processes."""
+        by: dict[str, float] = {}
+        for proc, role in zip(self.gateways, self.roles, strict=True):
             fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        return total / TICK
+            by[role] = by.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / TICK
+        return by
+
+    def wakeups_by_role(self) -> dict[str, int]:
+        """Times the processes of each role slept and were woken so far (voluntary context
+        switches, all threads): an event loop's wake-ups, which more processes sharing
+        one load make more of per message."""
+        by: dict[str, int] = {}
+        for proc, role in zip(self.gateways, self.roles, strict=True):
+            for task in Path(f"/proc/{proc.pid}/task").iterdir():
+                for line in (task / "status").read_text().splitlines():
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        by[role] = by.get(role, 0) + int(line.split()[1])
+        return by
 
     def stop(self) -> dict[str, int]:
         """Stop everything; the SMSC's counts (accepted submits, most binds at once)."""
@@ -230,6 +270,20 @@ class Run:
             stop_process(proc, timeout=60)
         stop_process(self.smsc)
         return dict(json.loads(self.stats.read_text())) if self.stats.exists() else {}
+
+
+async def redis_commands(url: str | None) -> dict[str, int]:
+    """Calls Redis served so far, by command (``INFO commandstats``; {} without Redis)."""
+    if url is None:
+        return {}
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url.split("?")[0])
+    try:
+        info = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in info.items()}
 
 
 async def redis_cpu(url: str | None) -> float:
@@ -355,14 +409,26 @@ async def measure(run: Run, rt: Any, info: dict[str, Any], args: argparse.Namesp
     """The load on a started run (``rate`` a second at most; 0: as fast as it goes): CPU
     from the first POST to the last delivered."""
     after = await last_seq(rt.store)
+    calls0 = await redis_commands(redis_url)
+    roles0, wakes0 = run.cpu_by_role(), run.wakeups_by_role()
     cpu0, rcpu0, t0 = run.cpu(), await redis_cpu(redis_url), time.monotonic()
     ids = await post_all(run.api_ports, info["key"], args.messages, args.concurrency, rate)
     delivered = await follow_delivered(rt.store, after, ids, args.drain)
     seconds = time.monotonic() - t0
-    cpu = run.cpu() - cpu0 + await redis_cpu(redis_url) - rcpu0
+    rcpu = await redis_cpu(redis_url) - rcpu0
+    cpu = run.cpu() - cpu0 + rcpu
+    roles = {r: c - roles0.get(r, 0.0) for r, c in run.cpu_by_role().items()}
+    wakes = {r: n - wakes0.get(r, 0) for r, n in run.wakeups_by_role().items()}
+    if redis_url is not None:
+        roles["Redis"] = rcpu
+    # The bench's own reads of the log (follow_delivered) are among them, the same for
+    # every configuration.
+    calls = {c: n - calls0.get(c, 0) for c, n in (await redis_commands(redis_url)).items()}
     smsc = run.stop()
     submits, most = int(smsc.get("accepted", -1)), int(smsc.get("most_bound", 0))
-    return Result(label, len(ids), len(delivered), seconds, cpu, submits, most, run.binds)
+    return Result(label, len(ids), len(delivered), seconds, cpu, submits, most, run.binds,
+                  {c: n for c, n in calls.items() if n > 0} if redis_url else None, roles,
+                  wakes)
 
 
 async def wait_binds(rt: Any, binds: int, timeout: float = 120) -> None:
@@ -389,29 +455,56 @@ async def caught_up(run: Run, timeout: float = 900) -> float:
     return time.monotonic() - t0
 
 
+async def processes_round(
+    args: argparse.Namespace, redis_url: str, here: Path, workers: int
+) -> Result:
+    """One run of (a): ``workers`` worker processes and ``--api`` API-only processes."""
+    store = with_prefix(redis_url)
+    run = Run(here, store, args.binds, args.receipt_delay)
+    rt = await open_rt(store, str(run.workdir / "blobs"), run.smsc_port, args.binds)
+    try:
+        info = await seed_sender(rt)
+        for _ in range(args.api):
+            run.start("serve", "--no-workers", port=free_port())
+        for _ in range(workers):
+            run.start("worker")
+        await wait_binds(rt, args.binds)
+        label = f"{workers} worker + {args.api} API"
+        return await measure(run, rt, info, args, label, store, args.rate)
+    finally:
+        run.stop()
+        await rt.aclose()
+
+
 async def part_processes(args: argparse.Namespace, redis_url: str, workdir: Path) -> list[Result]:
-    """(a) 1, 2, 3 … worker processes plus API-only processes on one Redis."""
-    results = []
-    for workers in args.workers:
-        store = with_prefix(redis_url)
-        here = workdir / f"w{workers}"
-        here.mkdir()
-        run = Run(here, store, args.binds, args.receipt_delay)
-        rt = await open_rt(store, str(run.workdir / "blobs"), run.smsc_port, args.binds)
-        try:
-            info = await seed_sender(rt)
-            for _ in range(args.api):
-                run.start("serve", "--no-workers", port=free_port())
-            for _ in range(workers):
-                run.start("worker")
-            await wait_binds(rt, args.binds)
-            label = f"{workers} worker + {args.api} API"
-            results.append(await measure(run, rt, info, args, label, store, args.rate))
-        finally:
-            run.stop()
-            await rt.aclose()
-        print(results[-1].row(), flush=True)
-    return results
+    """(a) 1, 2, 3 … worker processes plus API-only processes on one Redis, in
+    ``rounds`` interleaved rounds; the median per configuration is compared with the
+    first's (flat: within FLAT)."""
+    runs: dict[int, list[Result]] = {w: [] for w in args.workers}
+    for n in range(args.rounds):
+        for workers in args.workers:
+            here = workdir / f"w{workers}" / f"round{n}"
+            here.mkdir(parents=True)
+            result = await processes_round(args, redis_url, here, workers)
+            runs[workers].append(result)
+            print(result.row() + f"   (round {n + 1})", flush=True)
+            if result.cpu_roles is not None and result.wakeups is not None:
+                print(roles_line(result.cpu_roles, result.wakeups, result.delivered), flush=True)
+            if result.redis_calls is not None:
+                print(redis_line(result.redis_calls, result.delivered), flush=True)
+    first = middle([r.per_1000 for r in runs[args.workers[0]]])
+    for workers, results in runs.items():
+        median = middle([r.per_1000 for r in results])
+        rounds = ", ".join(f"{r.per_1000:.2f}" for r in sorted(results, key=lambda r: r.per_1000))
+        line = (f"MEDIAN {workers} worker + {args.api} API: {median:.2f} CPU-s per 1,000 "
+                f"delivered (rounds: {rounds})")  # fmt: skip
+        if workers != args.workers[0]:
+            ratio = median / first if first else 0.0
+            verdict = "FLAT" if ratio <= FLAT else "NOT FLAT"
+            line += (f"; RATIO vs {args.workers[0]} worker: {ratio:.2f} (flat: <= {FLAT:.2f})"
+                     f" -> {verdict}")  # fmt: skip
+        print(line, flush=True)
+    return [r for results in runs.values() for r in results]
 
 
 def middle(values: Sequence[float]) -> float:
@@ -611,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="processes and growth: messages a second the client offers, one rate "
                         "for every configuration (0: as fast as it goes)")
     p.add_argument("--rounds", type=int, default=3,
-                   help="growth and cpu: interleaved rounds (the median counts)")
+                   help="every part: interleaved rounds (the median counts)")
     p.add_argument("--drain", type=float, default=60.0, help="seconds without progress")
     args = p.parse_args(argv)
     args.backends = [b for b in args.backends.split(",") if b]

@@ -184,6 +184,10 @@ def test_scale_bench_smoke() -> None:
               "sqlite, 800 in store", "redis, 200 in store", "redis, 800 in store")  # fmt: skip
     for label in labels:
         assert re.search(rf"^{label}{row}", out.stdout, re.M), text
+    assert re.search(r"^  Redis commands per message: \d+\.\d\d \(.*evalsha \d+\.\d\d", out.stdout,
+                     re.M), text
+    assert re.search(r"^MEDIAN 2 worker \+ 1 API: \d+\.\d\d CPU-s .*; RATIO vs 1 worker: \d+\.\d\d "
+                     r"\(flat: <= 1\.10\) -> (FLAT|NOT FLAT)$", out.stdout, re.M), text
     for store in ("sqlite", "redis"):
         assert re.search(rf"^RATIO {store} CPU per message, 800 vs 200 in store: "
                          r"\d+\.\d\d .*GOAL (MET|MISSED)$", out.stdout, re.M), text  # fmt: skip
