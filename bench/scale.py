@@ -384,8 +384,8 @@ class _Http:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, body: bytes) -> tuple[int, bytes]:
-        """POST ``body``; the status and the response body (a closed connection is
-        opened again once, before anything was sent on it)."""
+        """POST ``body``; the status and the response body. A connection the server
+        closed while it was idle (so it never read the request) is opened again, once."""
         for _ in range(2):
             if self.writer is None or self.writer.is_closing():
                 self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -452,16 +452,15 @@ async def measure(run: Run, rt: Any, info: dict[str, Any], args: argparse.Namesp
     after = await last_seq(rt.store)
     calls0 = await redis_commands(redis_url)
     roles0, wakes0 = run.cpu_by_role(), run.wakeups_by_role()
-    cpu0, rcpu0, t0 = run.cpu(), await redis_cpu(redis_url), time.monotonic()
+    rcpu0, t0 = await redis_cpu(redis_url), time.monotonic()
     ids = await post_all(run.api_ports, info["key"], args.messages, args.concurrency, rate)
     delivered = await follow_delivered(rt.store, after, ids, args.drain)
     seconds = time.monotonic() - t0
-    rcpu = await redis_cpu(redis_url) - rcpu0
-    cpu = run.cpu() - cpu0 + rcpu
     roles = {r: c - roles0.get(r, 0.0) for r, c in run.cpu_by_role().items()}
     wakes = {r: n - wakes0.get(r, 0) for r, n in run.wakeups_by_role().items()}
     if redis_url is not None:
-        roles["Redis"] = rcpu
+        roles["Redis"] = await redis_cpu(redis_url) - rcpu0
+    cpu = sum(roles.values())
     # The bench's own reads of the log (follow_delivered) are among them, the same for
     # every configuration.
     calls = {c: n - calls0.get(c, 0) for c, n in (await redis_commands(redis_url)).items()}
