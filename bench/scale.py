@@ -272,32 +272,29 @@ class Run:
         return dict(json.loads(self.stats.read_text())) if self.stats.exists() else {}
 
 
-async def redis_commands(url: str | None) -> dict[str, int]:
-    """Calls Redis served so far, by command (``INFO commandstats``; {} without Redis)."""
+async def redis_info(url: str | None, section: str) -> dict[str, Any]:
+    """One section of Redis's ``INFO`` ({} without Redis)."""
     if url is None:
         return {}
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(url.split("?")[0])
     try:
-        info = await client.info("commandstats")
+        return dict(await client.info(section))
     finally:
         await client.aclose()
+
+
+async def redis_commands(url: str | None) -> dict[str, int]:
+    """Calls Redis served so far, by command (``INFO commandstats``; {} without Redis)."""
+    info = await redis_info(url, "commandstats")
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in info.items()}
 
 
 async def redis_cpu(url: str | None) -> float:
     """CPU-seconds Redis used so far (0 without Redis)."""
-    if url is None:
-        return 0.0
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(url.split("?")[0])
-    try:
-        info = await client.info("cpu")
-    finally:
-        await client.aclose()
-    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+    info = await redis_info(url, "cpu")
+    return float(info.get("used_cpu_sys", 0)) + float(info.get("used_cpu_user", 0))
 
 
 # -- the store: seeding, following the event log -------------------------------------------

@@ -13,12 +13,12 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.clock import FrozenClock
-from gateway.ids import new_id
 from gateway.models import Event, Job, to_ms
 from gateway.store import make_store
 from gateway.store.base import StatusUpdate, Store
 from gateway.store.redis import RedisStore
 from tests.gateway.store import test_contract as contract
+from tests.gateway.store import test_contract_jobs as contract_jobs
 
 pytestmark = pytest.mark.anyio
 
@@ -244,8 +244,7 @@ async def test_a_connection_lost_in_flight_fails_its_calls_and_the_next_batch_wo
 
 
 def _due_jobs(clock: FrozenClock, n: int) -> list[Job]:
-    return [Job(new_id("job"), "send", {"n": i}, clock.now(), 3, created_at=clock.now())
-            for i in range(n)]
+    return [contract_jobs.job(clock, "send") for _ in range(n)]
 
 
 async def test_racing_leasers_take_different_jobs_without_losing_a_write(
