@@ -169,7 +169,7 @@ def housekeeping(rt: Runtime) -> list[Housekeeping]:
 async def send_job(rt: Runtime, job: Job) -> bool | None:
     """Send one outbound message through its connector (True: sent, and the job finished
     with the same write)."""
-    msg = await rt.store.get_message(str(job.payload["message_id"]))
+    msg = await rt.store.message_of_job(job)  # on Redis: read with the lease
     if msg is None or Status(msg.status) in _DONE:
         return None  # already handled (e.g. a lease that expired after the work was done)
     now = rt.clock.now()

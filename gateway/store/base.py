@@ -514,6 +514,13 @@ class Store(Protocol):
         """The job, or None (acked jobs are gone)."""
         ...
 
+    async def message_of_job(self, job: Job) -> Message | None:
+        """The message a job this process just leased is about (``payload["message_id"]``),
+        or None: as the store read it with the lease when it did (Redis reads it in the
+        lease's own round trip, so a send costs no read of its own), else read now. Ask
+        once per lease, right after it: a later question reads the store again."""
+        ...
+
     async def list_dead_jobs(self, limit: int) -> list[Job]:
         """Dead jobs, newest first; they are kept until an operator acts."""
         ...

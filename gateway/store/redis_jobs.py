@@ -15,7 +15,10 @@ Every change is a compare-and-set of the job's doc (``save_job``, ``park_job``),
 workers never lease one job. A leaser first claims the due jobs (``claim_jobs`` moves
 them to the leased index until its lease would end), so leasers in several processes
 take different jobs instead of racing for the earliest ones; then each lease is one CAS,
-all in one round trip.
+all in one round trip. The claim also says whether more were due than it took, so an idle
+worker's lease of the one job just enqueued is one claim, not a second, empty one. The
+messages the leased jobs name (``payload["message_id"]``) are read in the leases' round
+trip, for their handlers' first look (``message_of_job``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gateway import jsoncodec
-from gateway.models import Job, to_ms
+from gateway.models import Job, Message, to_ms
 from gateway.store import rules
 from gateway.store.event_waiters import Announcements, RedisEventWaiter
 from gateway.store.redis_shared import RedisCoordination
@@ -41,6 +44,7 @@ CAS_TRIES = 1000  # each failed compare-and-set means another caller made progre
 JOB_STATES = ("ready", "leased", "dead")
 _SCAN = 500  # ids read per round when a listing filters by kind
 DOCS_KEPT = 4096  # docs this process last wrote, kept for its next compare-and-set
+LEASE_READS_KEPT = 256  # messages read with leases, not yet taken by their handlers
 # Rings kept waiting at most: each wakes one idle worker (which then leases a whole
 # batch), so a few are enough, and a bell nobody listens to (API-only) stays small.
 BELL_MAX = 8
@@ -82,6 +86,8 @@ class RedisJobs:
         @property
         def backend(self) -> RedisBackend: ...
 
+        async def get_message(self, message_id: str) -> Message | None: ...
+
     # -- the docs this process last read or wrote -----------------------------------------
     # A compare-and-set needs the doc as stored; the send path reads a message (and its
     # job) and writes it again a moment later, several times per message. The doc it
@@ -104,6 +110,30 @@ class RedisJobs:
 
     def _known(self, key: str) -> str | None:
         return self._docs.get(key) if self._docs is not None else None
+
+    # -- the messages of the jobs just leased (``message_of_job``) ----------------------
+    # Read in the lease's round trip, behind its compare-and-sets; taken (once) by the
+    # handler as its task starts, one loop tick later. Bounded: a handler that does not
+    # ask (a kind whose job names a message but reads it otherwise) leaves its entry.
+    _lease_reads: OrderedDict[str, str | None] | None = None
+
+    def _keep_lease_read(self, job_id: str, raw: str | None) -> None:
+        reads = self._lease_reads
+        if reads is None:
+            reads = self._lease_reads = OrderedDict()
+        reads[job_id] = raw
+        if len(reads) > LEASE_READS_KEPT:
+            reads.popitem(last=False)
+
+    async def message_of_job(self, job: Job) -> Message | None:
+        """The message ``job`` is about, as read with its lease (else read now)."""
+        message_id = str(job.payload.get("message_id"))
+        reads = self._lease_reads
+        if reads is None or job.id not in reads:
+            return await self.get_message(message_id)
+        raw = reads.pop(job.id)
+        self._remember(self._k("msg", message_id), raw)  # the update that follows tries it
+        return Message.from_dict(jsoncodec.loads(raw)) if raw is not None else None
 
     # -- reads on the lane (the send path's: no connection checkout, shared round trip) --
     async def _read(self, key: str) -> str | None:
@@ -203,16 +233,18 @@ class RedisJobs:
 
     async def _claim(
         self, now_ms: int, limit: int, until_ms: int, kinds: Collection[str] | None
-    ) -> list[tuple[str, str]]:
+    ) -> tuple[bool, list[tuple[str, str]]]:
         """``(id, doc)`` of up to ``limit`` due jobs, expired leases and parked jobs of
         ``kinds`` (None: every kind), earliest first, claimed for this leaser until
-        ``until_ms`` (``claim_jobs``): no other leaser is handed them meanwhile."""
+        ``until_ms`` (``claim_jobs``): no other leaser is handed them meanwhile; and
+        whether more were due than it took."""
         parked = sorted(kinds) if kinds is not None else await self._parked_kinds()
         keys = [self._k("jobs", "ready"), self._k("jobs", "leased")]
         keys += [self._parked(kind) for kind in parked]
         found = await self._run_batched("claim_jobs", keys,
                                         [now_ms, limit, until_ms, self._k("job", "")])
-        return [(text(found[i]), text(found[i + 1])) for i in range(0, len(found), 2)]
+        pairs = [(text(found[i]), text(found[i + 1])) for i in range(1, len(found), 2)]
+        return int(found[0]) == 1, pairs
 
     async def lease_job(
         self,
@@ -243,9 +275,11 @@ class RedisJobs:
         now_ms = to_ms(now)
         until_ms = to_ms(now + visibility)
         leased: list[Job] = []
-        while len(leased) < limit and (
-            claimed := await self._claim(now_ms, limit - len(leased), until_ms, kinds)
-        ):
+        more = True
+        # Claimed again only while more were due than a claim took (some of them parked
+        # or lost to another writer): the usual lease is one claim, then the writes.
+        while more and len(leased) < limit:
+            more, claimed = await self._claim(now_ms, limit - len(leased), until_ms, kinds)
             tries: list[tuple[str, Job, bool]] = []
             other: list[Awaitable[object]] = []
             for _, raw in claimed:
@@ -260,13 +294,21 @@ class RedisJobs:
                     other.append(self._park(raw, job, score))
                     continue
                 tries.append((raw, job, rules.lease_or_bury(job, now, owner, visibility)))
-            saved = await asyncio.gather(
+            # The messages the jobs are about, read behind the leases in the same round
+            # trip: the handler's first look (``message_of_job``) then costs none.
+            about = [job for _, job, ok in tries if ok and "message_id" in job.payload]
+            keys = [self._k("msg", str(job.payload["message_id"])) for job in about]
+            done: list[Any] = await asyncio.gather(
                 *(self._save_job(raw, job, job.id, job.kind, batched=True)
                   for raw, job, _ in tries),
                 *other,
+                self._read_many(keys) if keys else asyncio.sleep(0, []),
             )  # fmt: skip
-            won = saved[: len(tries)]
-            leased += [job for (_, job, ok), w in zip(tries, won, strict=True) if ok and w]
+            won = {job.id for (_, job, ok), w in zip(tries, done, strict=False) if ok and w}
+            for job, raw in zip(about, done[-1], strict=True):
+                if job.id in won:
+                    self._keep_lease_read(job.id, raw)
+            leased += [job for _, job, _ in tries if job.id in won]
         return leased
 
     async def _holding(self, job_id: str, token: str) -> tuple[str, Job] | None:

@@ -274,13 +274,16 @@ return 1
     # compare-and-set follows); a leaser that dies in between leaves them due again at
     # ARGV[3]. An id without a doc (acked meanwhile) is only dropped from its index.
     # KEYS: ready, leased, the parked indexes; ARGV: now ms, limit, lease end ms, the prefix
-    # of a job's key → {id, doc, id, doc …}, earliest first (a tie: ready, leased, parked)
+    # of a job's key → {more, id, doc, id, doc …}, earliest first (a tie: ready, leased,
+    # parked); more is 1 when more jobs may be due than were claimed, else 0 (the leaser
+    # then need not look again).
     "claim_jobs": """
 local limit = tonumber(ARGV[2])
 local rows = {}
 for i = 1, #KEYS do
-  local found = redis.call('ZRANGE', KEYS[i], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, limit,
-                           'WITHSCORES')
+  -- One row more than the limit: whether more are due than this claim takes.
+  local found = redis.call('ZRANGE', KEYS[i], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0,
+                           limit + 1, 'WITHSCORES')
   for j = 1, #found, 2 do
     rows[#rows + 1] = {tonumber(found[j + 1]), math.min(i, 3), found[j], KEYS[i]}
   end
@@ -290,7 +293,7 @@ table.sort(rows, function(a, b)
   if a[2] ~= b[2] then return a[2] < b[2] end
   return a[3] < b[3]
 end)
-local out = {}
+local out = {#rows > limit and 1 or 0}
 for n = 1, math.min(limit, #rows) do
   local id, index = rows[n][3], rows[n][4]
   redis.call('ZREM', index, id)

@@ -17,11 +17,11 @@ import functools
 import sqlite3
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway import jsoncodec
 from gateway.coordination import LocalCoordination
-from gateway.models import Job, to_ms
+from gateway.models import Job, Message, to_ms
 from gateway.store.event_waiters import SqliteEventWaiter
 from gateway.store.rules import lease_or_bury, schedule_retry
 from gateway.store.sqlite_batch import encode, job_row
@@ -87,6 +87,10 @@ class SqliteJobs:
     """The job methods of ``SqliteStore``."""
 
     _engine: Engine
+
+    if TYPE_CHECKING:  # SqliteStore's
+
+        async def get_message(self, message_id: str) -> Message | None: ...
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -236,6 +240,10 @@ class SqliteJobs:
         """The job, or None."""
         jobs = self._jobs("SELECT doc FROM jobs WHERE id = ?", job_id)
         return jobs[0] if jobs else None
+
+    async def message_of_job(self, job: Job) -> Message | None:
+        """The message ``job`` is about (read now: a read costs no round trip here)."""
+        return await self.get_message(str(job.payload.get("message_id")))
 
     async def list_dead_jobs(self, limit: int) -> list[Job]:
         """Dead jobs, newest first."""

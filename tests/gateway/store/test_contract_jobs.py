@@ -13,7 +13,8 @@ from gateway.clock import FrozenClock
 from gateway.ids import new_id
 from gateway.models import Job
 from gateway.store import make_store
-from gateway.store.base import Store
+from gateway.store.base import StatusUpdate, Store
+from tests.gateway.store import test_contract as contract
 from tests.gateway.store.test_contract_batch import queued
 
 pytestmark = pytest.mark.anyio
@@ -182,3 +183,25 @@ async def test_parking_survives_another_process(url: str, clock: FrozenClock) ->
     finally:
         await first.aclose()
         await second.aclose()
+
+
+async def test_the_message_of_a_leased_job_is_the_message_as_stored(
+    store: Store, clock: FrozenClock
+) -> None:
+    """``message_of_job``: the message a just-leased job names, as stored (Redis reads it
+    with the lease); asked again, it is read again and shows a later change."""
+    t, m, conv = await contract.setup(store, clock, limit=10**9)
+    msg = contract.message(clock, m, conv)
+    send = contract.job(clock, message_id=msg.id)
+    await store.submit_outbound(msg, contract.charge(t, m), send, [])
+    other = job(clock, "forward")  # names no message
+    await store.enqueue(other)
+    got = await store.lease_jobs(clock.now(), "w", VIS, 5)
+    assert {j.id for j in got} == {send.id, other.id}
+    [leased] = [j for j in got if j.id == send.id]
+    first = await store.message_of_job(leased)
+    assert first is not None and (first.id, first.status) == (msg.id, msg.status)
+    await store.update_message(msg.id, StatusUpdate(status="sending"), clock.now())
+    again = await store.message_of_job(leased)
+    assert again is not None and again.status == "sending"
+    assert await store.message_of_job(other) is None

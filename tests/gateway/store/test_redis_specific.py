@@ -285,8 +285,8 @@ async def test_jobs_claimed_by_a_leaser_that_died_are_due_again_when_its_lease_w
     dying = stores[0]
     assert isinstance(dying, RedisStore)
     now_ms = to_ms(clock.now())
-    claimed = await dying._claim(now_ms, 5, to_ms(clock.now() + vis), {"send"})
-    assert [job_id for job_id, _ in claimed] == [j.id for j in jobs]
+    more, claimed = await dying._claim(now_ms, 5, to_ms(clock.now() + vis), {"send"})
+    assert [job_id for job_id, _ in claimed] == [j.id for j in jobs] and not more
     # ... and dies before writing the leases: nobody else is handed them meanwhile,
     assert await stores[1].lease_jobs(clock.now(), "w", vis, 5, kinds={"send"}) == []
     clock.advance(seconds=31)
@@ -294,3 +294,92 @@ async def test_jobs_claimed_by_a_leaser_that_died_are_due_again_when_its_lease_w
     got = await stores[1].lease_jobs(clock.now(), "w", vis, 5, kinds={"send"})
     assert sorted(j.id for j in got) == sorted(j.id for j in jobs)
     assert {(j.state, j.attempts) for j in got} == {("leased", 1)}
+
+
+def _count_claims(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of jobs each ``claim_jobs`` call took, in order."""
+    taken: list[int] = []
+    claim = RedisStore._claim
+
+    async def counted(self: RedisStore, *args: Any) -> tuple[bool, list[tuple[str, str]]]:
+        more, pairs = await claim(self, *args)
+        taken.append(len(pairs))
+        return more, pairs
+
+    monkeypatch.setattr(RedisStore, "_claim", counted)
+    return taken
+
+
+async def test_a_lease_of_fewer_due_jobs_than_free_slots_claims_once(
+    stores: list[Store], clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim says whether more were due than it took: an idle worker's lease of the
+    one job just enqueued is one claim (then the write), not a second, empty claim."""
+    for j in _due_jobs(clock, 3):
+        await stores[0].enqueue(j)
+    taken = _count_claims(monkeypatch)
+    vis = timedelta(seconds=30)
+    got = await stores[1].lease_jobs(clock.now(), "w", vis, 64, kinds={"send"})
+    assert len(got) == 3 and taken == [3]
+    assert await stores[1].lease_jobs(clock.now(), "w", vis, 64, kinds={"send"}) == []
+    assert taken == [3, 0]
+    # Exactly as many due as asked for: one claim, and nothing left behind.
+    for j in _due_jobs(clock, 4):
+        await stores[0].enqueue(j)
+    assert len(await stores[1].lease_jobs(clock.now(), "w", vis, 4, kinds={"send"})) == 4
+    assert taken == [3, 0, 4]
+    assert await stores[1].job_counts() == {"ready": 0, "leased": 7, "dead": 0}
+
+
+async def test_a_claim_that_parked_jobs_of_other_kinds_claims_again_while_more_are_due(
+    stores: list[Store], clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs of kinds the worker does not run take room in a claim (they are parked);
+    while more are due, the leaser claims again until its slots are full."""
+    media = [contract_jobs.job(clock, "whatsapp_media", -10 + i) for i in range(4)]
+    sends = [contract_jobs.job(clock, "send", -5 + i) for i in range(6)]
+    for j in (*media, *sends):
+        await stores[0].enqueue(j)
+    taken = _count_claims(monkeypatch)
+    vis = timedelta(seconds=30)
+    got = await stores[1].lease_jobs(clock.now(), "w", vis, 5, kinds={"send"})
+    # The 4 media jobs came first (earliest): parked, and a second claim filled the slots.
+    assert [j.id for j in got] == [j.id for j in sends[:5]]
+    assert taken == [5, 4]
+    rest = await stores[1].lease_jobs(clock.now(), "w", vis, 5, kinds={"send"})
+    assert [j.id for j in rest] == [sends[5].id] and taken == [5, 4, 1]
+
+
+async def test_the_message_of_a_leased_send_is_read_in_the_leases_round_trip(
+    stores: list[Store], clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease reads the messages its jobs name (behind the compare-and-sets, in the
+    same round trip), so the send handler's first look at its message costs no read."""
+    api, worker = stores[0], stores[1]
+    assert isinstance(worker, RedisStore)
+    t, m, conv = await contract.setup(api, clock, limit=10**9)
+    sends = []
+    for _ in range(3):
+        msg = contract.message(clock, m, conv)
+        sends.append(contract.job(clock, message_id=msg.id))
+        await api.submit_outbound(msg, contract.charge(t, m), sends[-1], [])
+    await worker.get_message("msg_none")  # the lane is connected: each batch is sent once
+    batches: list[list[str]] = []
+    lane = worker.backend.lane
+    real_send = lane._send
+
+    def counted(batch: list[Any]) -> None:
+        batches.append([call[0] for call in batch])
+        real_send(batch)
+
+    monkeypatch.setattr(lane, "_send", counted)
+    got = await worker.lease_jobs(clock.now(), "w", timedelta(seconds=30), 10)
+    assert batches == [["claim_jobs"], ["save_job"] * 3 + ["read_mget"]]
+    for leased in got:
+        found = await worker.message_of_job(leased)
+        assert found is not None and found.id == leased.payload["message_id"]
+    assert len(batches) == 2  # no read of their own
+    # The doc read with the lease is the one the update tries first: one script, no read.
+    await worker.update_message(str(got[0].payload["message_id"]),
+                                StatusUpdate(status="sending"), clock.now())  # fmt: skip
+    assert batches[2:] == [["update_message"]]
