@@ -102,6 +102,11 @@ class Settings:
     job_visibility_seconds: float = 120.0
     job_max_attempts: int = 10
     poll_interval: float = 0.2
+    # Seconds between two rings of the job bell (Redis: a process that enqueued jobs wakes
+    # an idle worker of another process): a job enqueued sooner after a ring waits for the
+    # next, which then wakes a worker for all of them (see Runtime.wake_workers). 0: ring
+    # for every job at once.
+    bell_interval: float = 0.05
     # How long the API keeps an idle HTTP/1.1 connection open. Longer than the clients' and
     # proxies' own idle limits (httpx 5 s, nginx 60 s, cloud load balancers 60 s): the side
     # that closes an idle connection must be the client, or a request it sends just as the
@@ -239,6 +244,7 @@ def _gateway(table: dict[str, Any], out: dict[str, Any]) -> None:
         "job_visibility_seconds": (int, float),
         "job_max_attempts": int,
         "poll_interval": (int, float),
+        "bell_interval": (int, float),
         "keep_alive_seconds": (int, float),
         "max_attachment_bytes": int,
         "plugins": list,
@@ -257,6 +263,8 @@ def _gateway(table: dict[str, Any], out: dict[str, Any]) -> None:
     for key in ("job_max_attempts", "max_attachment_bytes"):
         if key in out and out[key] < 1:
             raise ConfigError(f"gateway.{key}: must be at least 1")
+    if "bell_interval" in out and not 0 <= out["bell_interval"] <= 1:
+        raise ConfigError("gateway.bell_interval: must be from 0 to 1 (seconds)")
     if "keep_alive_seconds" in out and out["keep_alive_seconds"] <= 0:
         raise ConfigError("gateway.keep_alive_seconds: must be more than 0")
     if "workers" in out and out["workers"] < 0:

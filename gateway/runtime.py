@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -96,6 +97,8 @@ class Runtime:
         self.connectors: dict[str, ConnectorState] = {}
         self._roles: dict[Role[Any], object] = {}  # the extensions' storage, by role
         self._wake = asyncio.Event()
+        self._rang_at = -math.inf  # loop time of the last ring of the store's job bell
+        self._ring_later: asyncio.TimerHandle | None = None  # a paced ring on its way
         self._own_http = False
 
     @classmethod
@@ -235,8 +238,26 @@ class Runtime:
     def wake_workers(self) -> None:
         """Tell the job workers that a job was enqueued: this process's at once, and one
         idle worker of another process through the store's job bell (when the store is
-        shared)."""
+        shared), paced: at most one ring per ``bell_interval``. A job enqueued sooner
+        after the last ring waits for the ring at the end of that interval, which wakes a
+        worker for every job enqueued meanwhile: under load a ring brings a batch (one
+        lease, one round trip for many sends), while a lone job rings at once."""
         self._wake.set()
+        if not self.store.shared or self._ring_later is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop runs (a closing process): nobody to wake
+            return
+        wait = self._rang_at + self.settings.bell_interval - loop.time()
+        if wait > 0:
+            self._ring_later = loop.call_later(wait, self._ring)
+        else:
+            self._ring()
+
+    def _ring(self) -> None:
+        self._ring_later = None
+        self._rang_at = asyncio.get_running_loop().time()
         self.store.ring_job_bell()
 
     def wake_here(self) -> None:
@@ -251,6 +272,9 @@ class Runtime:
 
     async def aclose(self) -> None:
         """Stop connectors, close the HTTP client and the store."""
+        if self._ring_later is not None:  # the jobs are stored: polling finds them
+            self._ring_later.cancel()
+            self._ring_later = None
         for state in self.connectors.values():
             if state.task is not None and not state.task.done():
                 state.task.cancel()

@@ -16,6 +16,7 @@ def test_defaults() -> None:
     assert s.tariff.included == {"sms": 100, "whatsapp": 1000, "fax": 100}
     assert s.connectors == () and s.smtp is None
     assert s.keep_alive_seconds == 75  # beyond the 60 s idle limit of common proxies
+    assert s.bell_interval == 0.05
 
 
 def test_full_file_with_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -79,6 +80,8 @@ from = "fax@example.com"
         ({"gateway": {"workers": -1}}, "gateway.workers"),
         ({"gateway": {"workers": "4"}}, "gateway.workers"),
         ({"gateway": {"keep_alive_seconds": 0}}, "gateway.keep_alive_seconds"),
+        ({"gateway": {"bell_interval": -0.01}}, "gateway.bell_interval"),
+        ({"gateway": {"bell_interval": 2}}, "gateway.bell_interval"),
         ({"gateway": {"keep_alive_seconds": "long"}}, "gateway.keep_alive_seconds"),
         ({"gateway": {"colour": "blue"}}, "gateway.colour"),
         ({"gateway": {"store": "mysql://x"}}, "gateway.store"),
