@@ -304,7 +304,8 @@ class RedisJobs:
                 *other,
                 self._read_many(keys) if keys else asyncio.sleep(0, []),
             )  # fmt: skip
-            won = {job.id for (_, job, ok), w in zip(tries, done, strict=False) if ok and w}
+            saved = done[: len(tries)]
+            won = {job.id for (_, job, ok), w in zip(tries, saved, strict=True) if ok and w}
             for job, raw in zip(about, done[-1], strict=True):
                 if job.id in won:
                     self._keep_lease_read(job.id, raw)
