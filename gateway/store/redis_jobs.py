@@ -27,7 +27,7 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Collection
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway import jsoncodec
 from gateway.models import Job, Message, to_ms
@@ -48,6 +48,15 @@ LEASE_READS_KEPT = 256  # messages read with leases, not yet taken by their hand
 # Rings kept waiting at most: each wakes one idle worker (which then leases a whole
 # batch), so a few are enough, and a bell nobody listens to (API-only) stays small.
 BELL_MAX = 8
+V = TypeVar("V")
+
+
+def _keep(kept: OrderedDict[str, V], key: str, value: V, most: int) -> None:
+    """Put ``key`` in ``kept`` as its newest entry, dropping the oldest beyond ``most``."""
+    kept[key] = value
+    kept.move_to_end(key)
+    if len(kept) > most:
+        kept.popitem(last=False)
 
 
 def text(value: object) -> str:
@@ -103,10 +112,7 @@ class RedisJobs:
         if raw is None:
             docs.pop(key, None)
             return
-        docs[key] = raw
-        docs.move_to_end(key)
-        if len(docs) > DOCS_KEPT:
-            docs.popitem(last=False)
+        _keep(docs, key, raw, DOCS_KEPT)
 
     def _known(self, key: str) -> str | None:
         return self._docs.get(key) if self._docs is not None else None
@@ -121,9 +127,7 @@ class RedisJobs:
         reads = self._lease_reads
         if reads is None:
             reads = self._lease_reads = OrderedDict()
-        reads[job_id] = raw
-        if len(reads) > LEASE_READS_KEPT:
-            reads.popitem(last=False)
+        _keep(reads, job_id, raw, LEASE_READS_KEPT)
 
     async def message_of_job(self, job: Job) -> Message | None:
         """The message ``job`` is about, as read with its lease (else read now)."""
